@@ -1,0 +1,85 @@
+"""``python -m bot``: the bot and its tools.
+
+python -m bot animate IMAGE --prompt TEXT [...]   animate one image without Discord
+python -m bot check                               validate settings and reach the API
+python -m bot emulator [...]                      run the local Doitong API emulator
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from bot import cli
+from bot.config import ConfigError, Settings, load_settings, read_environment
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Animate still images on Discord.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    animate = commands.add_parser("animate", help="animate one image from the command line")
+    cli.add_animate_arguments(animate)
+    commands.add_parser("check", help="validate the configuration and reach the API")
+    emulator = commands.add_parser(
+        "emulator", help="run the local Doitong API emulator (a stand-in, not a model)"
+    )
+    from bot.emulator.cli import configure_parser
+
+    configure_parser(emulator)
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # httpx logs every request at INFO; the job log lines already say what matters.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def load_or_exit(*, require_discord: bool = False) -> Settings:
+    try:
+        return load_settings(read_environment(), require_discord=require_discord)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "emulator":
+        from bot.emulator.cli import main as emulator_main
+
+        configure_logging("INFO")
+        return emulator_main(args)
+
+    settings = load_or_exit()
+    # The CLI's own progress goes to stderr; keep library chatter down unless asked.
+    configure_logging(settings.log_level if settings.log_level == "DEBUG" else "WARNING")
+    try:
+        if args.command == "animate":
+            return asyncio.run(cli.animate(settings, args))
+        if args.command == "check":
+            return asyncio.run(cli.check(settings))
+    except cli.CommandError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

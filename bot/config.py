@@ -1,0 +1,212 @@
+"""Settings from the environment and ``.env``, typed and validated once at start.
+
+Every problem is collected and reported together in one :class:`ConfigError`, naming the
+setting; secret values are never echoed (they are wrapped in :class:`Secret`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+from bot import contract
+
+DEFAULT_DISCORD_API_BASE: Final = "https://discord.com/api/v10"
+DEFAULT_DISCORD_GATEWAY_URL: Final = "wss://gateway.discord.gg/"
+DEFAULT_DATABASE_PATH: Final = "data/animate-bot.db"
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+TRANSPORTS: Final = ("graphql", "rest")
+
+Transport = Literal["graphql", "rest"]
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """One or more settings are missing or invalid; ``problems`` names each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"configuration is not valid:\n{lines}")
+
+
+class Secret:
+    """A string that does not show itself in repr, str, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    discord_token: Secret | None = None
+    discord_api_base: str = DEFAULT_DISCORD_API_BASE
+    discord_gateway_url: str = DEFAULT_DISCORD_GATEWAY_URL
+    doitong_api_url: str = contract.DEFAULT_BASE_URL
+    doitong_api_key: Secret | None = None
+    doitong_webhook_secret: Secret | None = None
+    doitong_plan: str = "free"
+    doitong_transport: Transport = "graphql"
+    doitong_timeout: float = 30.0
+    doitong_max_retries: int = 5
+    webhook_host: str = "0.0.0.0"  # noqa: S104 - the receiver must be reachable from outside a container
+    webhook_port: int = 8080
+    public_webhook_url: str | None = None
+    database_path: Path = field(default_factory=lambda: Path(DEFAULT_DATABASE_PATH))
+    log_level: str = "INFO"
+    # The built-in emulator, used when no DOITONG_API_KEY is set.
+    emulator_time_scale: float = 0.2
+
+    @property
+    def uses_emulator(self) -> bool:
+        return self.doitong_api_key is None
+
+    @property
+    def plan(self) -> contract.Plan:
+        return contract.PLANS[self.doitong_plan]
+
+
+class _Reader:
+    """Reads raw strings and converts them, collecting problems instead of raising early."""
+
+    def __init__(self, values: Mapping[str, str | None]) -> None:
+        self.values = values
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        value = self.values.get(name)
+        if value is None:
+            return None
+        value = value.strip()
+        return value or None
+
+    def text(self, name: str, default: str) -> str:
+        return self.raw(name) or default
+
+    def secret(self, name: str) -> Secret | None:
+        value = self.raw(name)
+        return Secret(value) if value else None
+
+    def convert(self, name: str, default: T, parse: Callable[[str], T], expected: str) -> T:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return parse(value)
+        except ValueError:
+            self.problems.append(f"{name}: {value!r} is not {expected}")
+            return default
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...], *, fold: Callable[[str], str]) -> str:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if fold(value) not in choices:
+            self.problems.append(f"{name}: {value!r} is not one of {', '.join(choices)}")
+            return default
+        return fold(value)
+
+    def url(self, name: str, default: str | None, schemes: tuple[str, ...]) -> str | None:
+        value = self.raw(name)
+        if value is None:
+            return default
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not parts.netloc:
+            self.problems.append(f"{name}: {value!r} is not a {' or '.join(schemes)} URL")
+            return default
+        return value.rstrip("/") if parts.scheme.startswith("http") else value
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise ValueError(value)
+    return port
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError(value)
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(value)
+    return number
+
+
+def read_environment(env_file: Path | None = Path(".env")) -> dict[str, str | None]:
+    """The process environment over the ``.env`` file: a real variable always wins."""
+    values: dict[str, str | None] = {}
+    if env_file is not None and env_file.is_file():
+        values.update(dotenv_values(env_file))
+    values.update(os.environ)
+    return values
+
+
+def load_settings(values: Mapping[str, str | None], *, require_discord: bool = False) -> Settings:
+    """Build :class:`Settings` from raw values; raise :class:`ConfigError` naming every problem."""
+    r = _Reader(values)
+    token = r.secret("DISCORD_TOKEN")
+    if require_discord and token is None:
+        r.problems.append("DISCORD_TOKEN: missing; the bot's token from the Discord developer portal")
+    settings = Settings(
+        discord_token=token,
+        discord_api_base=r.url("DISCORD_API_BASE", DEFAULT_DISCORD_API_BASE, ("http", "https"))
+        or DEFAULT_DISCORD_API_BASE,
+        discord_gateway_url=r.url("DISCORD_GATEWAY_URL", DEFAULT_DISCORD_GATEWAY_URL, ("ws", "wss"))
+        or DEFAULT_DISCORD_GATEWAY_URL,
+        doitong_api_url=r.url("DOITONG_API_URL", contract.DEFAULT_BASE_URL, ("http", "https"))
+        or contract.DEFAULT_BASE_URL,
+        doitong_api_key=r.secret("DOITONG_API_KEY"),
+        doitong_webhook_secret=r.secret("DOITONG_WEBHOOK_SECRET"),
+        doitong_plan=r.choice("DOITONG_PLAN", "free", contract.PLAN_NAMES, fold=str.lower),
+        doitong_transport="rest"
+        if r.choice("DOITONG_TRANSPORT", "graphql", TRANSPORTS, fold=str.lower) == "rest"
+        else "graphql",
+        doitong_timeout=r.convert("DOITONG_TIMEOUT", 30.0, _positive_float, "a positive number of seconds"),
+        doitong_max_retries=r.convert("DOITONG_MAX_RETRIES", 5, _non_negative_int, "a whole number >= 0"),
+        webhook_host=r.text("WEBHOOK_HOST", "0.0.0.0"),  # noqa: S104
+        webhook_port=r.convert("WEBHOOK_PORT", 8080, _port, "a port number (0-65535)"),
+        public_webhook_url=r.url("PUBLIC_WEBHOOK_URL", None, ("http", "https")),
+        database_path=Path(r.text("DATABASE_PATH", DEFAULT_DATABASE_PATH)),
+        log_level=r.choice("LOG_LEVEL", "INFO", LOG_LEVELS, fold=str.upper),
+        emulator_time_scale=r.convert(
+            "EMULATOR_TIME_SCALE", 0.2, _positive_float, "a positive number (1.0 = real time)"
+        ),
+    )
+    if settings.public_webhook_url and settings.doitong_webhook_secret is None:
+        r.problems.append(
+            "DOITONG_WEBHOOK_SECRET: missing; PUBLIC_WEBHOOK_URL is set and webhooks cannot be "
+            "verified without the signing secret"
+        )
+    if settings.doitong_api_key is None and r.raw("DOITONG_API_URL"):
+        r.problems.append("DOITONG_API_KEY: missing; DOITONG_API_URL is set but no key to use it with")
+    if r.problems:
+        raise ConfigError(r.problems)
+    return settings

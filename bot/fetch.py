@@ -1,0 +1,40 @@
+"""Fetch a file over HTTP without trusting its size: stop reading past a cap."""
+
+from __future__ import annotations
+
+import httpx
+
+
+class FetchError(Exception):
+    """The file could not be fetched; the message says why (never the URL's query string)."""
+
+
+class TooLarge(FetchError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the file is larger than {limit} bytes")
+        self.limit = limit
+
+
+async def fetch_bytes(http: httpx.AsyncClient, url: str, *, max_bytes: int) -> bytes:
+    """GET ``url`` and return its body, refusing anything over ``max_bytes``.
+
+    Content-Length is checked first when the server sends one, and the stream is cut at the cap
+    either way, so a lying or absent header cannot make us hold more than ``max_bytes``.
+    """
+    try:
+        async with http.stream("GET", url) as response:
+            if response.status_code != 200:
+                raise FetchError(f"the server answered HTTP {response.status_code}")
+            declared = response.headers.get("Content-Length")
+            if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+                raise TooLarge(max_bytes)
+            chunks: list[bytes] = []
+            total = 0
+            async for chunk in response.aiter_bytes():
+                total += len(chunk)
+                if total > max_bytes:
+                    raise TooLarge(max_bytes)
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except httpx.HTTPError as exc:
+        raise FetchError(f"the download failed ({type(exc).__name__})") from None

@@ -1,0 +1,129 @@
+"""What a job is: its options, its states and the only moves between them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from bot import contract
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"  # accepted and recorded; not yet sent to the API
+    SUBMITTING = "submitting"  # a create call may be in flight (the idempotency key makes a retry safe)
+    PROCESSING = "processing"  # the API has the job
+    COMPLETED = "completed"  # the API finished it; the video is not delivered yet
+    FAILED = "failed"  # the API (or we) gave up on it; the reason is not delivered yet
+    CANCELLED = "cancelled"  # the requester or a moderator stopped it
+    EXPIRED = "expired"  # it took longer than we wait; the notice is not delivered yet
+    DELIVERED = "delivered"  # the result or the reason reached the requester
+
+
+# The whole state machine. The store refuses any move not listed here.
+TRANSITIONS: Final[dict[JobState, frozenset[JobState]]] = {
+    JobState.QUEUED: frozenset({JobState.SUBMITTING, JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED}),
+    JobState.SUBMITTING: frozenset(
+        {
+            JobState.PROCESSING,
+            JobState.COMPLETED,  # an idempotent replay can answer with a job that already ended
+            JobState.FAILED,
+            JobState.QUEUED,  # a retryable refusal (rate limit, API down): wait for the next slot
+            JobState.CANCELLED,
+            JobState.EXPIRED,
+        }
+    ),
+    JobState.PROCESSING: frozenset(
+        {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED}
+    ),
+    JobState.COMPLETED: frozenset({JobState.DELIVERED}),
+    JobState.FAILED: frozenset({JobState.DELIVERED}),
+    JobState.EXPIRED: frozenset({JobState.DELIVERED}),
+    JobState.CANCELLED: frozenset(),
+    JobState.DELIVERED: frozenset(),
+}
+
+IN_FLIGHT: Final = frozenset({JobState.QUEUED, JobState.SUBMITTING, JobState.PROCESSING})
+AWAITING_DELIVERY: Final = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.EXPIRED})
+
+
+class IllegalTransition(Exception):
+    """A move the state machine does not allow (or the job moved on meanwhile)."""
+
+    def __init__(self, job_id: str, current: JobState | None, target: JobState) -> None:
+        self.job_id = job_id
+        self.current = current
+        self.target = target
+        super().__init__(f"job {job_id}: cannot move from {current} to {target}")
+
+
+def can_transition(current: JobState, target: JobState) -> bool:
+    return target in TRANSITIONS[current]
+
+
+class InvalidOptions(ValueError):
+    """An option outside what the API takes; the message says which and what is allowed."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    prompt: str
+    duration: int = contract.DEFAULT_DURATION
+    aspect_ratio: str = contract.DEFAULT_ASPECT_RATIO
+    motion: str = contract.DEFAULT_MOTION
+    version: str = contract.DEFAULT_VERSION
+
+    def __post_init__(self) -> None:
+        prompt = self.prompt.strip()
+        if not prompt:
+            raise InvalidOptions("prompt is empty: describe what should happen in the video")
+        if len(prompt) > contract.MAX_PROMPT_CHARS:
+            raise InvalidOptions(
+                f"prompt is {len(prompt)} characters; the limit is {contract.MAX_PROMPT_CHARS}"
+            )
+        _check_choice("duration", self.duration, contract.DURATIONS)
+        _check_choice("aspect ratio", self.aspect_ratio, contract.ASPECT_RATIOS)
+        _check_choice("motion", self.motion, contract.MOTIONS)
+        _check_choice("version", self.version, contract.VERSIONS)
+        object.__setattr__(self, "prompt", prompt)
+
+    @property
+    def estimated_credits(self) -> int:
+        return contract.credit_cost(self.version, self.duration, self.motion)
+
+
+def _check_choice(name: str, value: object, allowed: tuple[object, ...]) -> None:
+    if value not in allowed:
+        raise InvalidOptions(f"{name} {value!r} is not one of {', '.join(map(str, allowed))}")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One row of the jobs table."""
+
+    id: str
+    idempotency_key: str
+    state: JobState
+    source: str  # "discord" or "cli"
+    image_ref: str  # where the image is: an https URL, or a local file:// path for the CLI
+    options: JobOptions
+    estimated_credits: int
+    created_at: float
+    updated_at: float
+    user_id: int | None = None
+    guild_id: int | None = None
+    channel_id: int | None = None
+    interaction_id: int | None = None
+    interaction_token: str | None = None
+    token_expires_at: float | None = None
+    api_job_id: str | None = None
+    actual_credits: int | None = None
+    result_url: str | None = None
+    error: str | None = None
+    submitted_at: float | None = None
+    completed_at: float | None = None
+    delivered_at: float | None = None
+
+    @property
+    def in_flight(self) -> bool:
+        return self.state in IN_FLIGHT

@@ -1,0 +1,63 @@
+from pathlib import Path
+
+import pytest
+
+from bot.config import ConfigError, Secret, load_settings, read_environment
+
+
+def test_defaults_need_nothing() -> None:
+    settings = load_settings({})
+    assert settings.uses_emulator
+    assert settings.doitong_plan == "free"
+    assert settings.plan.concurrent_jobs == 1
+    assert settings.discord_api_base == "https://discord.com/api/v10"
+    assert settings.database_path == Path("data/animate-bot.db")
+
+
+def test_every_bad_setting_is_named_in_one_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            {
+                "DOITONG_PLAN": "gold",
+                "WEBHOOK_PORT": "99999",
+                "DISCORD_API_BASE": "not a url",
+                "LOG_LEVEL": "chatty",
+                "DOITONG_TIMEOUT": "-1",
+            }
+        )
+    message = str(caught.value)
+    for name in ("DOITONG_PLAN", "WEBHOOK_PORT", "DISCORD_API_BASE", "LOG_LEVEL", "DOITONG_TIMEOUT"):
+        assert name in message
+    assert len(caught.value.problems) == 5
+    assert "free, starter, pro, enterprise" in message
+
+
+def test_bot_needs_a_token() -> None:
+    with pytest.raises(ConfigError, match="DISCORD_TOKEN: missing"):
+        load_settings({}, require_discord=True)
+
+
+def test_secrets_never_shown() -> None:
+    settings = load_settings(
+        {"DISCORD_TOKEN": "tok-SECRET-1", "DOITONG_API_KEY": "key-SECRET-2", "DOITONG_WEBHOOK_SECRET": "whs-SECRET-3"}
+    )
+    shown = repr(settings) + str(settings)
+    assert "SECRET" not in shown
+    assert settings.doitong_api_key == Secret("key-SECRET-2")
+    assert settings.doitong_api_key is not None and settings.doitong_api_key.reveal() == "key-SECRET-2"
+
+
+def test_webhook_url_needs_its_secret_and_secret_is_not_echoed() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"PUBLIC_WEBHOOK_URL": "https://bot.example.org/webhooks/doitong", "DOITONG_API_KEY": "k-xyz"})
+    assert "DOITONG_WEBHOOK_SECRET" in str(caught.value)
+    assert "k-xyz" not in str(caught.value)
+
+
+def test_environment_beats_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("DOITONG_PLAN=pro\nLOG_LEVEL=DEBUG\n")
+    monkeypatch.setenv("DOITONG_PLAN", "starter")
+    settings = load_settings(read_environment(env_file))
+    assert settings.doitong_plan == "starter"
+    assert settings.log_level == "DEBUG"
