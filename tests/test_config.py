@@ -39,7 +39,11 @@ def test_bot_needs_a_token() -> None:
 
 def test_secrets_never_shown() -> None:
     settings = load_settings(
-        {"DISCORD_TOKEN": "tok-SECRET-1", "DOITONG_API_KEY": "key-SECRET-2", "DOITONG_WEBHOOK_SECRET": "whs-SECRET-3"}
+        {
+            "DISCORD_TOKEN": "tok-SECRET-1",
+            "DOITONG_API_KEY": "key-SECRET-2",
+            "DOITONG_WEBHOOK_SECRET": "whs-SECRET-3",
+        }
     )
     shown = repr(settings) + str(settings)
     assert "SECRET" not in shown
@@ -49,7 +53,9 @@ def test_secrets_never_shown() -> None:
 
 def test_webhook_url_needs_its_secret_and_secret_is_not_echoed() -> None:
     with pytest.raises(ConfigError) as caught:
-        load_settings({"PUBLIC_WEBHOOK_URL": "https://bot.example.org/webhooks/doitong", "DOITONG_API_KEY": "k-xyz"})
+        load_settings(
+            {"PUBLIC_WEBHOOK_URL": "https://bot.example.org/webhooks/doitong", "DOITONG_API_KEY": "k-xyz"}
+        )
     assert "DOITONG_WEBHOOK_SECRET" in str(caught.value)
     assert "k-xyz" not in str(caught.value)
 

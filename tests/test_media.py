@@ -10,7 +10,9 @@ from bot.media import InvalidImage, validate_image
 from tests.images import picture
 
 
-@pytest.mark.parametrize(("fmt", "mime"), [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("WEBP", "image/webp")])
+@pytest.mark.parametrize(
+    ("fmt", "mime"), [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("WEBP", "image/webp")]
+)
 def test_accepts_the_three_formats(fmt: str, mime: str) -> None:
     info = validate_image(picture(fmt=fmt), mime)
     assert (info.format, info.mime, info.width, info.height) == (fmt, mime, 320, 240)
@@ -40,17 +42,20 @@ def test_refuses_truncated_file() -> None:
 
 
 def test_refuses_too_many_bytes_without_decoding() -> None:
-    with pytest.raises(InvalidImage, match="limit is 10.0 MiB"):
+    with pytest.raises(InvalidImage, match=r"limit is 10\.0 MiB"):
         validate_image(b"\x89PNG" + b"\0" * contract.MAX_IMAGE_BYTES)
 
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG that claims huge dimensions: the shape of a decompression bomb, a few bytes long."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize(("w", "h"), [(10_000, 10_000), (60_000, 60_000)])

@@ -3,15 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.jobs import TRANSITIONS, IllegalTransition, JobOptions, JobState, InvalidOptions
+from bot.jobs import TRANSITIONS, IllegalTransition, InvalidOptions, JobOptions, JobState
 from bot.store import NewJob, Store
-
-
-@pytest.fixture
-async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
-    s = await Store.open(tmp_path / "jobs.db")
-    yield s
-    await s.close()
 
 
 def new(prompt: str = "waves roll in") -> NewJob:
@@ -84,8 +77,10 @@ async def test_racing_transitions_exactly_one_wins(store: Store) -> None:
     await store.transition(job.id, JobState.SUBMITTING)
     await store.transition(job.id, JobState.PROCESSING, api_job_id="api-9")
     results = await asyncio.gather(
-        *(store.transition(job.id, JobState.COMPLETED, expected=JobState.PROCESSING, result_url=f"u{i}")
-          for i in range(5)),
+        *(
+            store.transition(job.id, JobState.COMPLETED, expected=JobState.PROCESSING, result_url=f"u{i}")
+            for i in range(5)
+        ),
         return_exceptions=True,
     )
     assert sum(not isinstance(r, Exception) for r in results) == 1

@@ -1,0 +1,33 @@
+# Two commands on a fresh machine:  `make demo` (the main job) and `make test` (the checks).
+# Both create .venv and install the project into it the first time.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: demo test lint typecheck pytest clean
+
+$(BIN)/animate-bot: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+# Animate the bundled example with embedded defaults: SQLite under data/, the built-in emulator.
+demo: $(BIN)/animate-bot
+	$(BIN)/python -m bot animate examples/harbour.jpg --prompt "the boat rocks gently at sunset" \
+		--duration 5 --aspect-ratio 16:9 --motion medium --out out/harbour.mp4
+
+# ruff, mypy --strict on the shipped code, then the whole test suite.
+test: $(BIN)/animate-bot lint typecheck pytest
+
+lint:
+	$(BIN)/ruff check .
+
+typecheck:
+	$(BIN)/mypy --strict bot cogs
+
+pytest:
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) data out .mypy_cache .ruff_cache .pytest_cache
