@@ -123,6 +123,11 @@ class Job:
     submitted_at: float | None = None
     completed_at: float | None = None
     delivered_at: float | None = None
+    status_channel_id: int | None = None
+    status_message_id: int | None = None
+    upload_limit: int | None = None  # the interaction's attachment_size_limit
+    outcome: str | None = None  # completed, failed, cancelled or expired, once ended
+    delivery_note: str | None = None  # how (or why not) the result reached the person
 
     @property
     def in_flight(self) -> bool:

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from bot.jobs import TRANSITIONS, IllegalTransition, InvalidOptions, JobOptions, JobState
-from bot.store import NewJob, Store
+from bot.store import MIGRATIONS, NewJob, Store
 
 
 def new(prompt: str = "waves roll in") -> NewJob:
@@ -31,7 +31,7 @@ async def test_key_and_rows_survive_reopen(tmp_path: Path) -> None:
         again = await s.get_job(job.id)
         assert again is not None and again.idempotency_key == job.idempotency_key
         assert again.state is JobState.SUBMITTING
-        assert await s.schema_version() == 1
+        assert await s.schema_version() == len(MIGRATIONS)
     finally:
         await s.close()
 

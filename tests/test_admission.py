@@ -1,0 +1,72 @@
+import asyncio
+
+import pytest
+
+from bot import contract
+from bot.admission import QuotaExceeded, QuotaWindows, admit
+from bot.jobs import JobOptions, JobState
+from bot.store import NewJob, Store
+
+FREE = contract.PLANS["free"]
+
+
+def ask(user: int = 1) -> NewJob:
+    return NewJob(source="discord", image_ref="https://cdn/x.png", options=JobOptions(prompt="p"), user_id=user)
+
+
+async def end(store: Store, job_id: str, state: JobState) -> None:
+    await store.transition(job_id, JobState.SUBMITTING)
+    await store.transition(job_id, JobState.PROCESSING, api_job_id=f"api-{job_id}")
+    await store.transition(job_id, state)
+
+
+async def test_two_at_once_only_one_passes_a_limit_of_one(store: Store) -> None:
+    results = await asyncio.gather(*(admit(store, ask(), FREE) for _ in range(2)), return_exceptions=True)
+    admitted = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, QuotaExceeded)]
+    assert len(admitted) == 1 and len(refused) == 1
+    assert refused[0].limit == "concurrent" and refused[0].frees_at is None
+    assert "already have 1 animation running" in str(refused[0])
+    assert len(await store.jobs_in_states(JobState)) == 1
+
+
+async def test_concurrency_frees_when_the_job_ends(store: Store) -> None:
+    job = await admit(store, ask(), FREE)
+    with pytest.raises(QuotaExceeded):
+        await admit(store, ask(), FREE)
+    await end(store, job.id, JobState.COMPLETED)
+    assert (await admit(store, ask(), FREE)).state is JobState.QUEUED
+
+
+async def test_per_minute_names_when_it_frees(store: Store) -> None:
+    plan = contract.Plan("t", requests_per_minute=3, concurrent_jobs=99, jobs_per_day=None)
+    for i in range(3):
+        await admit(store, ask(), plan, now=1000.0 + i)
+    with pytest.raises(QuotaExceeded) as caught:
+        await admit(store, ask(), plan, now=1010.0)
+    assert caught.value.limit == "per_minute" and caught.value.frees_at == pytest.approx(1060.0, abs=1.5)
+    # Real time is far past these windows, so a fresh admission passes.
+    assert await admit(store, ask(), plan)
+
+
+async def test_per_day_rolling_and_failed_jobs_are_given_back(store: Store) -> None:
+    plan = contract.Plan("t", requests_per_minute=99, concurrent_jobs=99, jobs_per_day=2)
+    windows = QuotaWindows(minute=60, day=1000)
+    a = await admit(store, ask(), plan, windows=windows, now=5000.0)
+    b = await admit(store, ask(), plan, windows=windows, now=5001.0)
+    with pytest.raises(QuotaExceeded) as caught:
+        await admit(store, ask(), plan, windows=windows, now=5100.0)
+    assert caught.value.limit == "per_day" and caught.value.frees_at == pytest.approx(6000.0, abs=1.5)
+    await end(store, b.id, JobState.FAILED)  # the API failed it: it does not count
+    assert await admit(store, ask(), plan, windows=windows, now=5100.0)
+    await end(store, a.id, JobState.COMPLETED)
+    with pytest.raises(QuotaExceeded):
+        await admit(store, ask(), plan, windows=windows, now=5200.0)
+
+
+async def test_people_do_not_share_limits_and_cli_has_none(store: Store) -> None:
+    await admit(store, ask(user=1), FREE)
+    assert await admit(store, ask(user=2), FREE)
+    cli = NewJob(source="cli", image_ref="file:///x", options=JobOptions(prompt="p"))
+    for _ in range(3):
+        assert await admit(store, cli, FREE)
