@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description="Animate still images on Discord.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    commands.add_parser("run", help="run the Discord bot (the default)")
+    sync = commands.add_parser("sync", help="publish the slash commands to Discord")
+    sync.add_argument("--guild", type=int, help="a server id: publish there only (instant, for testing)")
     animate = commands.add_parser("animate", help="animate one image from the command line")
     cli.add_animate_arguments(animate)
     commands.add_parser("check", help="validate the configuration and reach the API")
@@ -55,13 +58,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 2
+        args.command = "run"
     if args.command == "emulator":
         from bot.emulator.cli import main as emulator_main
 
         configure_logging("INFO")
         return emulator_main(args)
+
+    if args.command in ("run", "sync"):
+        from bot import runner  # imports discord.py: only the bot's own commands pay for it
+
+        settings = load_or_exit(require_discord=True)
+        configure_logging(settings.log_level)
+        if args.command == "sync":
+            return asyncio.run(runner.sync_commands(settings, args.guild))
+        return asyncio.run(runner.run_bot(settings))
 
     settings = load_or_exit()
     # The CLI's own progress goes to stderr; keep library chatter down unless asked.

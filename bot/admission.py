@@ -51,7 +51,12 @@ class QuotaExceeded(Exception):
 
 
 async def admit(
-    store: Store, new: NewJob, plan: contract.Plan, *, windows: QuotaWindows | None = None, now: float | None = None
+    store: Store,
+    new: NewJob,
+    plan: contract.Plan,
+    *,
+    windows: QuotaWindows | None = None,
+    now: float | None = None,
 ) -> Job:
     """Record ``new`` if its requester is within ``plan``; raise QuotaExceeded otherwise."""
     if new.user_id is None:  # the CLI: the operator's own account, no per-person quota

@@ -9,19 +9,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import logging
-import secrets
 import sys
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 import httpx
 
 from bot import contract
+from bot.api import open_api
 from bot.completion import apply_api_job
 from bot.config import Settings
 from bot.doitong import (
@@ -32,7 +29,6 @@ from bot.doitong import (
     DoitongError,
     InsufficientCreditsError,
     RateLimitedError,
-    RetryPolicy,
 )
 from bot.fetch import FetchError, fetch_bytes
 from bot.jobs import InvalidOptions, Job, JobOptions, JobState
@@ -66,54 +62,6 @@ def add_animate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--motion", choices=contract.MOTIONS, default=contract.DEFAULT_MOTION)
     p.add_argument("--version", choices=contract.VERSIONS, default=contract.DEFAULT_VERSION)
     p.add_argument("--out", type=Path, help="where to write the MP4 (default: IMAGE's name with .mp4)")
-
-
-@dataclass(frozen=True, slots=True)
-class Api:
-    client: DoitongClient
-    emulated: bool
-
-
-@contextlib.asynccontextmanager
-async def open_api(settings: Settings) -> AsyncIterator[Api]:
-    """The configured API, or the built-in emulator on loopback when no key is set."""
-    retry = RetryPolicy(max_retries=settings.doitong_max_retries)
-    if settings.doitong_api_key is not None:
-        async with DoitongClient(
-            settings.doitong_api_url,
-            settings.doitong_api_key.reveal(),
-            transport=settings.doitong_transport,
-            timeout=settings.doitong_timeout,
-            retry=retry,
-        ) as client:
-            yield Api(client, emulated=False)
-        return
-    # Imported here: only the no-key path needs the emulator (and its rendering stack).
-    from bot.emulator.config import AccountConfig, EmulatorConfig
-    from bot.emulator.server import Emulator
-
-    key = secrets.token_urlsafe(24)  # lives only in this process
-    account = AccountConfig(
-        key=key,
-        plan=settings.doitong_plan,
-        credits=100_000,
-        webhook_secret=secrets.token_urlsafe(24),
-        label="local",
-    )
-    config = EmulatorConfig(
-        host="127.0.0.1", port=0, accounts=[account], time_scale=settings.emulator_time_scale
-    )
-    async with (
-        Emulator(config) as emulator,
-        DoitongClient(
-            emulator.base_url,
-            key,
-            transport=settings.doitong_transport,
-            timeout=settings.doitong_timeout,
-            retry=retry,
-        ) as client,
-    ):
-        yield Api(client, emulated=True)
 
 
 # --- animate ---------------------------------------------------------------------------------
@@ -191,9 +139,7 @@ async def animate(settings: Settings, args: argparse.Namespace, *, out: TextIO =
             )
         store = await Store.open(settings.database_path)
         try:
-            job = await store.insert_job(
-                NewJob(source="cli", image_ref=image_path.as_uri(), options=options)
-            )
+            job = await store.insert_job(NewJob(source="cli", image_ref=image_path.as_uri(), options=options))
             progress.show(f"job {job.id}: submitting ({options.estimated_credits} credits estimated)")
             job = await _submit_or_fail(store, api.client, job, data_uri(data, mime))
             job = await _wait(store, api.client, job, progress, settings)

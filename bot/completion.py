@@ -35,7 +35,8 @@ async def apply_api_job(store: Store, job: Job, api_job: ApiJob) -> Job | None:
                 JobState.COMPLETED,
                 expected=JobState.PROCESSING,
                 result_url=api_job.url,
-                actual_credits=api_job.credit_cost,
+                # A webhook carries no creditCost (the contract's payload): keep the create's.
+                actual_credits=api_job.credit_cost if api_job.credit_cost is not None else job.actual_credits,
                 completed_at=time.time(),
             )
         else:
@@ -44,7 +45,7 @@ async def apply_api_job(store: Store, job: Job, api_job: ApiJob) -> Job | None:
                 JobState.FAILED,
                 expected=JobState.PROCESSING,
                 error=api_job.error or "the API reported the job failed without a reason",
-                actual_credits=api_job.credit_cost,
+                actual_credits=api_job.credit_cost if api_job.credit_cost is not None else _failed_cost(job),
                 completed_at=time.time(),
             )
     except IllegalTransition:
@@ -52,3 +53,8 @@ async def apply_api_job(store: Store, job: Job, api_job: ApiJob) -> Job | None:
         return None
     log.info("job %s %s at the API", job.id, updated.state)
     return updated
+
+
+def _failed_cost(job: Job) -> int | None:
+    """What a failed job costs when the report does not say: nothing, per the contract."""
+    return job.actual_credits if contract.FAILED_JOBS_BILLED else 0

@@ -78,6 +78,22 @@ class Settings:
     log_level: str = "INFO"
     # The built-in emulator, used when no DOITONG_API_KEY is set.
     emulator_time_scale: float = 0.2
+    # Length of the API's rate window; only a time-scaled emulator makes it shorter than 60 s.
+    doitong_rate_window: float = contract.RATE_WINDOW_SECONDS
+    job_timeout: float = 900.0  # a job the API has not finished by then is marked expired
+    quota_time_scale: float = 1.0  # shrinks the per-person quota windows (tests only)
+    default_user_plan: str = "free"  # the per-person quota where nothing else is set
+
+    @property
+    def plan_for_people(self) -> contract.Plan:
+        return contract.PLANS[self.default_user_plan]
+
+    @property
+    def rate_window(self) -> float:
+        """The API's window as the bot must budget it."""
+        if self.uses_emulator:
+            return contract.RATE_WINDOW_SECONDS * self.emulator_time_scale
+        return self.doitong_rate_window
 
     @property
     def uses_emulator(self) -> bool:
@@ -199,6 +215,15 @@ def load_settings(values: Mapping[str, str | None], *, require_discord: bool = F
         emulator_time_scale=r.convert(
             "EMULATOR_TIME_SCALE", 0.2, _positive_float, "a positive number (1.0 = real time)"
         ),
+        doitong_rate_window=r.convert(
+            "DOITONG_RATE_WINDOW",
+            contract.RATE_WINDOW_SECONDS,
+            _positive_float,
+            "a positive number of seconds",
+        ),
+        job_timeout=r.convert("JOB_TIMEOUT", 900.0, _positive_float, "a positive number of seconds"),
+        quota_time_scale=r.convert("QUOTA_TIME_SCALE", 1.0, _positive_float, "a positive number"),
+        default_user_plan=r.choice("DEFAULT_USER_PLAN", "free", contract.PLAN_NAMES, fold=str.lower),
     )
     if settings.public_webhook_url and settings.doitong_webhook_secret is None:
         r.problems.append(

@@ -166,6 +166,8 @@ class DoitongClient:
         http: httpx.AsyncClient | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        before_request: Callable[[], Awaitable[None]] | None = None,
+        on_rate_limit: Callable[[RateLimit], None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.transport = transport
@@ -179,6 +181,10 @@ class DoitongClient:
         )
         self._sleep = sleep
         self._rng = rng or random.Random()
+        # Hooks for the account-wide request budget: every attempt, retries included, waits for
+        # a permit, and every answer's rate-limit headers are reported back.
+        self._before_request = before_request
+        self._on_rate_limit = on_rate_limit
         self.rate_limit = RateLimit()
         self.requests_sent = 0  # every HTTP attempt, retries included: the account's budget
 
@@ -293,6 +299,8 @@ class DoitongClient:
         url = self.base_url + path
         attempt = 0
         while True:
+            if self._before_request is not None:
+                await self._before_request()
             try:
                 self.requests_sent += 1
                 response = await self._http.request(method, url, json=json, headers=all_headers)
@@ -334,6 +342,8 @@ class DoitongClient:
             remaining=int(remaining) if remaining is not None else None,
             reset_at=reset,
         )
+        if self._on_rate_limit is not None:
+            self._on_rate_limit(self.rate_limit)
 
     def _retry_hint(self, response: httpx.Response, error: APIError) -> float | None:
         """Seconds the server asked us to wait: Retry-After first, then the window reset."""

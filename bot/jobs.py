@@ -132,3 +132,8 @@ class Job:
     @property
     def in_flight(self) -> bool:
         return self.state in IN_FLIGHT
+
+
+def may_cancel(job: Job, user_id: int, *, moderator: bool) -> bool:
+    """The requester may cancel their job; so may a moderator of the server it runs in."""
+    return job.user_id == user_id or (moderator and job.guild_id is not None)

@@ -314,13 +314,15 @@ class Store:
 
     async def recent_jobs(self, user_id: int, limit: int = 10) -> list[Job]:
         return await self._many(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE user_id = ? ORDER BY created_at DESC LIMIT ?", (user_id, limit)
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE user_id = ? ORDER BY created_at DESC LIMIT ?",
+            (user_id, limit),
         )
 
     async def queue_position(self, job: Job) -> int:
         """1 + the queued jobs accepted before this one (account-wide)."""
         async with self._conn.execute(
-            "SELECT COUNT(*) FROM jobs WHERE state = ? AND created_at < ?", (JobState.QUEUED.value, job.created_at)
+            "SELECT COUNT(*) FROM jobs WHERE state = ? AND created_at < ?",
+            (JobState.QUEUED.value, job.created_at),
         ) as cur:
             row = await cur.fetchone()
         return 1 + (int(row[0]) if row else 0)

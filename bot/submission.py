@@ -57,6 +57,7 @@ async def submit(
         expected=JobState.SUBMITTING,
         api_job_id=api_job.id,
         submitted_at=time.time(),
+        actual_credits=api_job.credit_cost,  # what the API charged at creation
     )
     log.info("job %s submitted as api job %s", job.id, api_job.id)
     # An idempotent replay may already report the end: apply it now rather than on the next read.

@@ -11,7 +11,9 @@ FREE = contract.PLANS["free"]
 
 
 def ask(user: int = 1) -> NewJob:
-    return NewJob(source="discord", image_ref="https://cdn/x.png", options=JobOptions(prompt="p"), user_id=user)
+    return NewJob(
+        source="discord", image_ref="https://cdn/x.png", options=JobOptions(prompt="p"), user_id=user
+    )
 
 
 async def end(store: Store, job_id: str, state: JobState) -> None:

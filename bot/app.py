@@ -1,0 +1,244 @@
+"""The discord.py bot: shared resources opened in ``setup_hook``, closed in ``close``.
+
+With RoboDanny's shape: cogs are extensions loaded in ``setup_hook``; the database, the API
+client, the pipeline and the webhook receiver hang off the bot. This module and ``cogs/`` are
+the only places that import discord; :class:`DiscordMessenger` is the bot's side of the
+delivery protocol, so the delivery rules stay in ``bot/delivery.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+from typing import Any
+
+import discord
+import yarl
+from discord.ext import commands
+
+from bot.admission import QuotaWindows
+from bot.api import open_api
+from bot.budget import RequestBudget
+from bot.config import Settings
+from bot.delivery import Attachment, Messenger, Route, RouteUnavailable, UploadTooLarge, describe
+from bot.doitong import DoitongClient
+from bot.jobs import IN_FLIGHT, Job, JobState
+from bot.pipeline import Pipeline, PipelineOptions
+from bot.store import Store
+from bot.webhooks import WEBHOOK_PATH, WebhookReceiver
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = ("cogs.animate", "cogs.jobs")
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # Discord's default per-file limit since 2025
+TOKEN_LIFETIME = 15 * 60.0  # an interaction token's life
+TOKEN_MARGIN = 30.0  # do not start a request on a token about to expire
+
+
+def point_discord_at(settings: Settings) -> None:
+    """Send discord.py's REST and gateway traffic where the settings say (proxy or fake)."""
+    discord.http.Route.BASE = settings.discord_api_base
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+
+
+class AnimateBot(commands.Bot):
+    store: Store
+    api: DoitongClient
+    pipeline: Pipeline
+
+    def __init__(self, settings: Settings, *, sync_only: bool = False) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=discord.Intents.default(),
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True),
+        )
+        self.settings = settings
+        self.sync_only = sync_only
+        self.budget = RequestBudget(settings.plan.requests_per_minute, settings.rate_window)
+        self.quota_windows = QuotaWindows.scaled(settings.quota_time_scale)
+        self.receiver: WebhookReceiver | None = None
+        self._resources = contextlib.AsyncExitStack()
+
+    async def setup_hook(self) -> None:
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        if self.sync_only:
+            return
+        settings = self.settings
+        self.store = await Store.open(settings.database_path)
+        self._resources.push_async_callback(self.store.close)
+        api = await self._resources.enter_async_context(
+            open_api(settings, before_request=self.budget.acquire, on_rate_limit=self.budget.observe)
+        )
+        self.api = api.client
+        if api.emulated:
+            log.info("no DOITONG_API_KEY: using the built-in emulator (a stand-in, not a model)")
+        webhook_url = None
+        if settings.public_webhook_url and settings.doitong_webhook_secret is not None:
+            webhook_url = settings.public_webhook_url
+        self.pipeline = Pipeline(
+            self.store,
+            self.api,
+            DiscordMessenger(self),
+            PipelineOptions(
+                plan=settings.plan,
+                webhook_url=webhook_url,
+                rate_window=settings.rate_window,
+                job_timeout=settings.job_timeout,
+            ),
+        )
+        if settings.doitong_webhook_secret is not None:
+            self.receiver = WebhookReceiver(
+                settings.doitong_webhook_secret.reveal().encode(), self.pipeline.report, health=self._health
+            )
+            await self.receiver.start(settings.webhook_host, settings.webhook_port)
+            self._resources.push_async_callback(self.receiver.stop)
+        await self.pipeline.start()
+        self._resources.push_async_callback(self.pipeline.stop)
+        log.info(
+            "ready to serve: plan=%s webhooks=%s path=%s",
+            settings.doitong_plan,
+            "on" if webhook_url else "off (polling)",
+            WEBHOOK_PATH,
+        )
+
+    def _health(self) -> dict[str, object]:
+        return {"discord": not self.is_closed() and self.is_ready(), "latency_ms": round(self.latency * 1000)}
+
+    async def close(self) -> None:
+        # Stop taking work first, then let every job rest where it is for the next start.
+        await self._resources.aclose()
+        await super().close()
+
+    async def on_ready(self) -> None:
+        assert self.user is not None
+        log.info("logged in as %s (%s) in %d guilds", self.user, self.user.id, len(self.guilds))
+
+
+# --- the delivery protocol, Discord side -----------------------------------------------------
+
+
+STATE_LABELS = {
+    JobState.QUEUED: "⏳ Queued",
+    JobState.SUBMITTING: "📤 Submitting",
+    JobState.PROCESSING: "🎬 Rendering",
+    JobState.COMPLETED: "✅ Done, sending…",
+    JobState.FAILED: "❌ Failed",
+    JobState.CANCELLED: "🚫 Cancelled",
+    JobState.EXPIRED: "⌛ Timed out",
+    JobState.DELIVERED: "✅ Delivered",
+}
+
+
+def status_embed(job: Job, detail: str = "") -> discord.Embed:
+    failed = job.outcome in ("failed", "expired", "cancelled") or job.state in (
+        JobState.FAILED,
+        JobState.EXPIRED,
+        JobState.CANCELLED,
+    )
+    colour = discord.Colour.red() if failed else discord.Colour.blurple()
+    label = STATE_LABELS[job.state]
+    if job.state is JobState.DELIVERED and job.outcome != "completed":
+        label = f"❌ {job.outcome.capitalize() if job.outcome else 'Ended'}"
+    embed = discord.Embed(title=f"Animation {job.id}", colour=colour, description=describe(job))
+    embed.add_field(name="State", value=f"{label}{f' · {detail}' if detail else ''}", inline=False)
+    if job.error and failed:
+        embed.add_field(name="Why", value=job.error[:1000], inline=False)
+    if job.user_id:
+        embed.add_field(name="Asked by", value=f"<@{job.user_id}>", inline=True)
+    embed.add_field(name="Started", value=f"<t:{int(job.created_at)}:R>", inline=True)
+    return embed
+
+
+def job_buttons(job: Job) -> discord.ui.View:
+    """Cancel while it runs, Animate again once it ended; custom ids carry the job id."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(
+        discord.ui.Button(
+            label="Cancel",
+            style=discord.ButtonStyle.danger,
+            custom_id=f"job:cancel:{job.id}",
+            disabled=job.state not in IN_FLIGHT,
+        )
+    )
+    view.add_item(
+        discord.ui.Button(
+            label="Animate again",
+            style=discord.ButtonStyle.secondary,
+            custom_id=f"job:again:{job.id}",
+            disabled=job.state in IN_FLIGHT,
+        )
+    )
+    return view
+
+
+class DiscordMessenger(Messenger):
+    def __init__(self, bot: AnimateBot) -> None:
+        self.bot = bot
+
+    def _token_alive(self, job: Job) -> bool:
+        return bool(job.interaction_token) and (job.token_expires_at or 0) - TOKEN_MARGIN > time.time()
+
+    def _webhook(self, job: Job) -> discord.Webhook:
+        assert self.bot.application_id is not None and job.interaction_token is not None
+        return discord.Webhook.partial(self.bot.application_id, job.interaction_token, client=self.bot)
+
+    def upload_limit(self, job: Job, route: Route) -> int | None:
+        if route is Route.INTERACTION:
+            return (job.upload_limit or DEFAULT_UPLOAD_LIMIT) if self._token_alive(job) else None
+        if route is Route.CHANNEL:
+            if job.channel_id is None:
+                return None
+            if job.guild_id is None:
+                return DEFAULT_UPLOAD_LIMIT  # the DM the command came from
+            channel = self.bot.get_channel(job.channel_id)
+            if not isinstance(channel, discord.abc.GuildChannel):
+                return None  # deleted, or no longer visible to the bot
+            perms = channel.permissions_for(channel.guild.me)
+            if not perms.send_messages:
+                return None
+            return channel.guild.filesize_limit if perms.attach_files else 0
+        # A DM is the last resort for a job from a server; a DM job already used its channel.
+        return DEFAULT_UPLOAD_LIMIT if job.guild_id is not None and job.user_id else None
+
+    async def send(self, job: Job, route: Route, text: str, attachment: Attachment | None) -> None:
+        files = [discord.File(io.BytesIO(attachment.data), attachment.filename)] if attachment else []
+        try:
+            if route is Route.INTERACTION:
+                await self._webhook(job).send(content=text, files=files, wait=True)
+            elif route is Route.CHANNEL:
+                assert job.channel_id is not None
+                await self.bot.get_partial_messageable(job.channel_id).send(content=text, files=files)
+            else:
+                assert job.user_id is not None
+                user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
+                await user.send(content=text, files=files)
+        except discord.HTTPException as exc:
+            if exc.status == 413 or exc.code == 40005:
+                raise UploadTooLarge from None
+            if exc.status in (401, 403, 404):
+                raise RouteUnavailable(f"{exc.status} {exc.code}: {exc.text}") from None
+            raise
+
+    async def show_status(self, job: Job, detail: str) -> None:
+        if job.status_message_id is None:
+            return
+        kwargs: dict[str, Any] = {"embed": status_embed(job, detail), "view": job_buttons(job)}
+        if self._token_alive(job):
+            try:
+                await self._webhook(job).edit_message(job.status_message_id, **kwargs)
+                return
+            except discord.HTTPException as exc:
+                log.debug("job=%s card edit by token failed (%s); using the bot's token", job.id, exc.status)
+        if job.status_channel_id is None:
+            return
+        message = self.bot.get_partial_messageable(job.status_channel_id).get_partial_message(
+            job.status_message_id
+        )
+        try:
+            await message.edit(**kwargs)
+        except discord.HTTPException as exc:
+            log.info("job=%s status card not editable (%s %s)", job.id, exc.status, exc.code)

@@ -1,0 +1,168 @@
+"""The life of a job after admission, wired together: scheduler -> completion -> delivery.
+
+Every arrow is a row change in SQLite first and an action second, so :meth:`Pipeline.resume`
+after a restart finds each job where it was and carries it on: ``submitting`` jobs are sent
+again with their stored key, ``processing`` jobs are polled, finished ones are delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from bot import contract
+from bot.budget import RequestBudget
+from bot.completion import apply_api_job
+from bot.delivery import Delivery, Messenger
+from bot.doitong import ApiJob, DoitongClient
+from bot.jobs import IN_FLIGHT, IllegalTransition, Job, JobState
+from bot.poller import Poller
+from bot.scheduler import Scheduler
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineOptions:
+    plan: contract.Plan
+    webhook_url: str | None = None
+    rate_window: float = contract.RATE_WINDOW_SECONDS
+    job_timeout: float = 900.0
+    progress_interval: float = 5.0  # Discord edits: at most one per job per this many seconds
+
+
+class Pipeline:
+    def __init__(
+        self, store: Store, client: DoitongClient, messenger: Messenger, options: PipelineOptions
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.messenger = messenger
+        self.options = options
+        self.http = httpx.AsyncClient(timeout=60.0, follow_redirects=True)
+        self.scheduler = Scheduler(
+            store,
+            client,
+            options.plan,
+            webhook_url=options.webhook_url,
+            on_submitted=self._submitted,
+            on_ended=self.ended,
+        )
+        self.poller = Poller(
+            store,
+            client,
+            options.plan,
+            on_ended=self.ended,
+            window=options.rate_window,
+            job_timeout=options.job_timeout,
+            webhooks=options.webhook_url is not None,
+        )
+        self.delivery = Delivery(store, messenger, self.http)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._shown: dict[str, tuple[str, int]] = {}
+
+    @staticmethod
+    def budget_for(plan: contract.Plan, window: float) -> RequestBudget:
+        return RequestBudget(plan.requests_per_minute, window)
+
+    async def start(self) -> None:
+        await self.delivery.resume()
+        for name, loop in (
+            ("scheduler", self.scheduler.run),
+            ("poller", self.poller.run),
+            ("delivery", self.delivery.run),
+            ("progress", self._progress_loop),
+        ):
+            self._tasks.append(asyncio.create_task(self._guard(name, loop), name=name))
+        self.scheduler.wake()
+
+    async def stop(self) -> None:
+        """Stop the loops; every job stays recorded where it is for the next start."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.http.aclose()
+
+    # --- inputs ------------------------------------------------------------------------------
+
+    def accepted(self, job: Job) -> None:
+        """A job was admitted: try to submit it now."""
+        self.scheduler.wake()
+
+    async def report(self, api_job: ApiJob) -> None:
+        """An end reported by a webhook (or the relay): applied once, then delivered."""
+        job = await self.store.get_job_by_api_id(api_job.id)
+        if job is None:
+            log.info("webhook for unknown api job %s ignored", api_job.id)
+            return
+        ended = await apply_api_job(self.store, job, api_job)
+        if ended is not None:
+            self.poller.forget(job.id)
+            await self.ended(ended)
+
+    async def cancel(self, job: Job, reason: str) -> Job | None:
+        """Stop tracking a job that has not finished. None when it already ended."""
+        try:
+            cancelled = await self.store.transition(
+                job.id, JobState.CANCELLED, expected=job.state, error=reason, completed_at=time.time()
+            )
+        except IllegalTransition:
+            return None
+        self.poller.forget(job.id)
+        self.scheduler.wake()  # its slot is free
+        await self.messenger.show_status(cancelled, reason)
+        return cancelled
+
+    # --- internal hooks ----------------------------------------------------------------------
+
+    async def _submitted(self, job: Job) -> None:
+        self.poller.wake()
+        await self._show(job)
+
+    async def ended(self, job: Job) -> None:
+        self.scheduler.wake()  # a slot is free
+        self.delivery.enqueue(job)
+        await self._show(job)
+
+    async def _progress_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.progress_interval)
+            for job in await self.store.jobs_in_states(IN_FLIGHT):
+                await self._show(job)
+
+    async def _show(self, job: Job) -> None:
+        """Edit the status card when something a person would notice changed."""
+        if job.status_message_id is None:
+            return
+        position = await self.store.queue_position(job) if job.state is JobState.QUEUED else 0
+        elapsed = int(time.time() - job.created_at)
+        last = self._shown.get(job.id)
+        if last is not None and last[0] == job.state and last[1] == position and job.state not in IN_FLIGHT:
+            return
+        self._shown[job.id] = (job.state, position)
+        detail = f"#{position} in the queue" if position else ""
+        detail = f"{detail} · {elapsed}s elapsed".strip(" ·")
+        try:
+            await self.messenger.show_status(job, detail)
+        except Exception:  # a status edit is cosmetic: never let it stop the pipeline
+            log.exception("job=%s status card update failed", job.id)
+
+    async def _guard(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run a loop; if it crashes, log and restart it rather than silently stop serving."""
+        while True:
+            try:
+                await loop()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s loop crashed; restarting in 1s", name)
+                await asyncio.sleep(1)

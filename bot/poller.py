@@ -1,0 +1,140 @@
+"""ONE polling loop for every job the API is working on.
+
+All due jobs are read in one request (GraphQL aliases, up to ``batch`` per request). The pace
+fits the account's budget: reads may use at most ``read_share`` of the plan's requests per
+window, so creates keep their room. With webhooks the poller is only a safety net and reads
+rarely. A job that outlasts ``job_timeout`` is marked expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from bot import contract
+from bot.completion import apply_api_job
+from bot.doitong import DoitongClient, DoitongError
+from bot.jobs import IllegalTransition, Job, JobState
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+JobHook = Callable[[Job], Awaitable[None]]
+
+
+class Poller:
+    def __init__(
+        self,
+        store: Store,
+        client: DoitongClient,
+        plan: contract.Plan,
+        *,
+        on_ended: JobHook,
+        window: float = contract.RATE_WINDOW_SECONDS,
+        job_timeout: float = 900.0,
+        webhooks: bool = False,
+        read_share: float = 0.5,
+        batch: int = 25,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.on_ended = on_ended
+        self.job_timeout = job_timeout
+        self.batch = batch
+        # The shortest gap between two reads that keeps them within their share of the budget.
+        self.min_interval = window / max(1.0, plan.requests_per_minute * read_share)
+        # With webhooks a read is only a fallback for a lost delivery: a few per window at most.
+        self.max_interval = window if webhooks else max(self.min_interval, window / 4)
+        self.webhooks = webhooks
+        self._wake = asyncio.Event()
+        self._next_read: dict[str, float] = {}
+        self._interval: dict[str, float] = {}
+        self.reads = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def forget(self, job_id: str) -> None:
+        self._next_read.pop(job_id, None)
+        self._interval.pop(job_id, None)
+
+    async def run(self) -> None:
+        while True:
+            delay = await self.poll_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            self._wake.clear()
+
+    async def poll_once(self) -> float:
+        """Read every due job; return how long to sleep before the next round."""
+        jobs = await self.store.jobs_in_states([JobState.PROCESSING])
+        now = time.monotonic()
+        due: list[Job] = []
+        for job in jobs:
+            if job.submitted_at is not None and time.time() - job.submitted_at > self.job_timeout:
+                await self._expire(job)
+                continue
+            if job.id not in self._next_read:
+                # A new job (or every job after a restart): first read after the usual gap,
+                # or, with webhooks, only once the webhook had time to arrive.
+                self._interval[job.id] = self.max_interval if self.webhooks else self.min_interval
+                self._next_read[job.id] = now + self._interval[job.id]
+            if self._next_read[job.id] <= now:
+                due.append(job)
+        for start in range(0, len(due), self.batch):
+            await self._read(due[start : start + self.batch])
+        live = {j.id for j in jobs}
+        for job_id in list(self._next_read):
+            if job_id not in live:
+                self.forget(job_id)
+        if not self._next_read:
+            return 60.0  # nothing in flight: sleep until woken
+        return max(self.min_interval, min(self._next_read.values()) - time.monotonic(), 0.05)
+
+    async def _read(self, jobs: list[Job]) -> None:
+        ids = [j.api_job_id for j in jobs if j.api_job_id]
+        try:
+            self.reads += 1
+            reports = await self.client.get_jobs(ids)
+        except DoitongError as exc:
+            log.warning("status read of %d jobs failed: %s", len(ids), exc)
+            for job in jobs:
+                self._push_back(job.id)
+            return
+        for job in jobs:
+            report = reports.get(job.api_job_id or "")
+            if report is None:
+                log.warning("job=%s api_job=%s unknown to the API", job.id, job.api_job_id)
+                self._push_back(job.id)
+                continue
+            ended = await apply_api_job(self.store, job, report)
+            if ended is not None:
+                self.forget(job.id)
+                await self.on_ended(ended)
+            else:
+                self._push_back(job.id)
+
+    def _push_back(self, job_id: str) -> None:
+        """The next read of a job still running comes later each time, up to max_interval."""
+        interval = min(self.max_interval, self._interval.get(job_id, self.min_interval) * 1.5)
+        self._interval[job_id] = interval
+        self._next_read[job_id] = time.monotonic() + interval
+
+    async def _expire(self, job: Job) -> None:
+        minutes = self.job_timeout / 60
+        try:
+            ended = await self.store.transition(
+                job.id,
+                JobState.EXPIRED,
+                expected=JobState.PROCESSING,
+                error=f"the API did not finish it within {minutes:.0f} minutes",
+                completed_at=time.time(),
+            )
+        except IllegalTransition:
+            return
+        self.forget(job.id)
+        log.warning("job=%s expired after %.0fs", job.id, self.job_timeout)
+        await self.on_ended(ended)

@@ -1,0 +1,116 @@
+"""The account-wide scheduler: hands queued jobs to the API as the account's slots free.
+
+The bot is ONE API account. Jobs beyond the account's concurrency wait in the jobs table
+(state ``queued``, so the queue survives a restart) and are taken oldest first. Every create
+passes through the shared request budget (the client's hook). When the API still refuses
+(429, 5xx, unreachable, 401/402), submitting pauses and resumes on its own; the job stays
+queued with its idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from bot import contract
+from bot.doitong import (
+    APIUnreachableError,
+    AuthenticationError,
+    DoitongClient,
+    DoitongError,
+    InsufficientCreditsError,
+    RateLimitedError,
+)
+from bot.jobs import Job, JobState
+from bot.store import Store
+from bot.submission import submit
+
+log = logging.getLogger(__name__)
+
+JobHook = Callable[[Job], Awaitable[None]]
+OPERATOR_PAUSE = 60.0  # seconds to wait after a refusal only the operator can fix (key, credits)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        client: DoitongClient,
+        plan: contract.Plan,
+        *,
+        webhook_url: str | None,
+        on_submitted: JobHook,
+        on_ended: JobHook,
+        idle_check: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.plan = plan
+        self.webhook_url = webhook_url
+        self.on_submitted = on_submitted
+        self.on_ended = on_ended
+        self.idle_check = idle_check
+        self._wake = asyncio.Event()
+        self.paused_until = 0.0  # Unix time
+        self.pause_reason: str | None = None
+        self._backoff = 1.0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.idle_check)
+            self._wake.clear()
+            pause = self.paused_until - time.time()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            await self.submit_ready()
+
+    async def submit_ready(self) -> None:
+        """Submit as many waiting jobs as the account has free slots."""
+        # Jobs caught mid-call by a crash go first: their key makes the resubmission safe.
+        pending = await self.store.jobs_in_states([JobState.SUBMITTING])
+        busy = await self.store.count_in_states([JobState.PROCESSING])
+        free = self.plan.concurrent_jobs - busy - len(pending)
+        if free > 0:
+            pending += (await self.store.jobs_in_states([JobState.QUEUED]))[:free]
+        for job in pending:
+            if not await self._submit(job):
+                return
+
+    async def _submit(self, job: Job) -> bool:
+        """Submit one job; False when submitting must pause."""
+        try:
+            job = await submit(
+                self.store, self.client, job, image_url=job.image_ref, webhook_url=self.webhook_url
+            )
+        except RateLimitedError as exc:
+            self._pause(exc.retry_after or self._next_backoff(), "rate limited by the API")
+            return False
+        except (AuthenticationError, InsufficientCreditsError) as exc:
+            log.error("submitting paused for %.0fs: %s (operator action needed)", OPERATOR_PAUSE, exc)
+            self._pause(OPERATOR_PAUSE, str(exc))
+            return False
+        except (APIUnreachableError, DoitongError) as exc:
+            self._pause(self._next_backoff(), f"API error: {exc}")
+            return False
+        self._backoff = 1.0
+        if job.state is JobState.PROCESSING:
+            await self.on_submitted(job)
+        else:  # refused for good (400) or already ended on an idempotent replay
+            await self.on_ended(job)
+        return True
+
+    def _pause(self, seconds: float, reason: str) -> None:
+        self.paused_until = time.time() + seconds
+        self.pause_reason = reason
+        log.warning("submitting paused for %.1fs: %s", seconds, reason)
+
+    def _next_backoff(self) -> float:
+        delay, self._backoff = self._backoff, min(self._backoff * 2, OPERATOR_PAUSE)
+        return delay

@@ -1,0 +1,48 @@
+"""A Messenger that records what the delivery rules decided (the Discord side is tested via the fake)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bot.delivery import Attachment, Route, RouteUnavailable, UploadTooLarge
+from bot.jobs import Job
+
+
+@dataclass
+class Sent:
+    job_id: str
+    route: Route
+    text: str
+    attachment: Attachment | None
+
+
+@dataclass
+class RecordingMessenger:
+    limits: dict[Route, int | None] = field(
+        default_factory=lambda: {
+            Route.INTERACTION: 10 * 1024 * 1024,
+            Route.CHANNEL: 10 * 1024 * 1024,
+            Route.DM: None,
+        }
+    )
+    unavailable: set[Route] = field(default_factory=set)
+    refuse_over: int | None = None  # answer 413 for files above this size
+    sent: list[Sent] = field(default_factory=list)
+    statuses: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def upload_limit(self, job: Job, route: Route) -> int | None:
+        return self.limits.get(route)
+
+    async def send(self, job: Job, route: Route, text: str, attachment: Attachment | None) -> None:
+        if route in self.unavailable:
+            raise RouteUnavailable("test: route down")
+        if (
+            attachment is not None
+            and self.refuse_over is not None
+            and len(attachment.data) > self.refuse_over
+        ):
+            raise UploadTooLarge
+        self.sent.append(Sent(job.id, route, text, attachment))
+
+    async def show_status(self, job: Job, detail: str) -> None:
+        self.statuses.append((job.id, job.state.value, detail))

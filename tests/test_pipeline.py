@@ -1,0 +1,229 @@
+"""The job pipeline (scheduler, poller, webhook, delivery) against the real emulator, no Discord."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot import contract
+from bot.admission import admit
+from bot.budget import RequestBudget
+from bot.delivery import Route
+from bot.doitong import DoitongClient, RetryPolicy
+from bot.emulator.server import Emulator
+from bot.jobs import JobOptions, JobState
+from bot.pipeline import Pipeline, PipelineOptions
+from bot.store import NewJob, Store
+from bot.webhooks import WEBHOOK_PATH, WebhookReceiver
+from tests.conftest import PRO_KEY, WEBHOOK_SECRET, emulator_config
+from tests.images import picture
+from tests.recording_messenger import RecordingMessenger
+
+IMAGE = "data:image/png;base64," + base64.b64encode(picture(160, 120)).decode()
+PRO = contract.PLANS["pro"]
+
+
+async def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+class Harness:
+    def __init__(self, store: Store, emu: Emulator, webhooks: bool, messenger: RecordingMessenger) -> None:
+        self.store = store
+        self.emu = emu
+        self.messenger = messenger
+        window = 60 * emu.config.time_scale
+        self.budget = RequestBudget(PRO.requests_per_minute, window)
+        self.client = DoitongClient(
+            emu.base_url, PRO_KEY, retry=RetryPolicy(max_retries=3, base_delay=0.01),
+            before_request=self.budget.acquire, on_rate_limit=self.budget.observe,
+        )  # fmt: skip
+        self.receiver = WebhookReceiver(WEBHOOK_SECRET.encode(), self._report) if webhooks else None
+        self.webhooks = webhooks
+        self.pipeline: Pipeline | None = None
+
+    async def _report(self, api_job) -> None:  # type: ignore[no-untyped-def]
+        assert self.pipeline is not None
+        await self.pipeline.report(api_job)
+
+    async def __aenter__(self) -> Harness:
+        url = None
+        if self.receiver is not None:
+            await self.receiver.start("127.0.0.1", 0)
+            url = f"http://127.0.0.1:{self.receiver.port}{WEBHOOK_PATH}"
+        window = 60 * self.emu.config.time_scale
+        self.pipeline = Pipeline(
+            self.store, self.client, self.messenger,
+            PipelineOptions(plan=PRO, webhook_url=url, rate_window=window, job_timeout=30,
+                            progress_interval=0.2),
+        )  # fmt: skip
+        await self.pipeline.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.pipeline is not None
+        await self.pipeline.stop()
+        if self.receiver is not None:
+            await self.receiver.stop()
+        await self.client.aclose()
+
+    async def add(self, user: int = 1, **options: object) -> str:
+        new = NewJob(source="discord", image_ref=IMAGE, options=JobOptions(prompt="p", **options),
+                     user_id=user, channel_id=5, guild_id=6)  # fmt: skip
+        job = await admit(self.store, new, PRO)
+        await self.store.set_status_card(job.id, 5, 99)
+        assert self.pipeline is not None
+        self.pipeline.accepted(job)
+        return job.id
+
+    async def delivered(self, job_id: str) -> bool:
+        job = await self.store.get_job(job_id)
+        return job is not None and job.state is JobState.DELIVERED
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    async with Emulator(emulator_config(time_scale=0.02)) as e:
+        yield e
+
+
+@pytest.mark.parametrize("webhooks", [True, False], ids=["webhook", "poll-only"])
+async def test_job_is_delivered_once_with_the_video(store: Store, emu: Emulator, webhooks: bool) -> None:
+    messenger = RecordingMessenger()
+    async with Harness(store, emu, webhooks, messenger) as h:
+        job_id = await h.add(version="gen-2")
+        await wait_for(lambda: h.delivered(job_id))
+        await asyncio.sleep(0.3)  # a late duplicate (poll after webhook) must change nothing
+        assert h.pipeline is not None
+        reads = h.pipeline.poller.reads
+    assert [(s.job_id, s.route) for s in messenger.sent] == [(job_id, Route.INTERACTION)]
+    sent = messenger.sent[0]
+    assert sent.attachment is not None and sent.attachment.data[4:8] == b"ftyp"
+    assert "<@1>" in sent.text and "10 credits" in sent.text
+    if webhooks:
+        assert reads == 0  # the webhook came first; no status poll was needed
+    job = await store.get_job(job_id)
+    assert job is not None and job.outcome == "completed" and job.actual_credits == 10
+
+
+async def test_failed_job_gets_its_reason(store: Store, emu: Emulator) -> None:
+    messenger = RecordingMessenger()
+    emu.inject(["fail_job"])
+    async with Harness(store, emu, True, messenger) as h:
+        job_id = await h.add()
+        await wait_for(lambda: h.delivered(job_id))
+    (sent,) = messenger.sent
+    assert sent.attachment is None and "failed" in sent.text and "Nothing was charged" in sent.text
+    job = await store.get_job(job_id)
+    assert job is not None and job.outcome == "failed"
+
+
+async def test_lost_webhook_is_caught_by_the_poller(store: Store, emu: Emulator) -> None:
+    messenger = RecordingMessenger()
+    emu.inject(["drop_webhook"])
+    async with Harness(store, emu, True, messenger) as h:
+        job_id = await h.add()
+        await wait_for(lambda: h.delivered(job_id))
+        assert h.pipeline is not None and h.pipeline.poller.reads >= 1
+    assert len(messenger.sent) == 1
+
+
+async def test_falls_back_to_the_next_route_and_to_a_link(store: Store, emu: Emulator) -> None:
+    messenger = RecordingMessenger(unavailable={Route.INTERACTION}, refuse_over=0)
+    async with Harness(store, emu, True, messenger) as h:
+        job_id = await h.add()
+        await wait_for(lambda: h.delivered(job_id))
+    (sent,) = messenger.sent
+    assert sent.route is Route.CHANNEL and sent.attachment is None
+    assert "/outputs/" in sent.text and "link expires" in sent.text
+
+
+async def test_account_concurrency_is_never_exceeded(store: Store, emu: Emulator) -> None:
+    plan = contract.Plan("tiny", requests_per_minute=60, concurrent_jobs=2, jobs_per_day=None)
+    messenger = RecordingMessenger()
+    async with Harness(store, emu, True, messenger) as h:
+        assert h.pipeline is not None
+        h.pipeline.scheduler.plan = plan
+        ids = [await h.add(user=u) for u in range(1, 7)]
+        peak = 0
+        while not all([await h.delivered(i) for i in ids]):
+            peak = max(peak, emu.stats()["accounts"]["pro"]["active_jobs"])
+            await asyncio.sleep(0.01)
+    assert peak <= 2
+    assert sorted(s.job_id for s in messenger.sent) == sorted(ids)
+
+
+async def test_restart_resumes_and_delivers_once(tmp_path: Path, emu: Emulator) -> None:
+    db = tmp_path / "restart.db"
+    store = await Store.open(db)
+    first = RecordingMessenger()
+    async with Harness(store, emu, False, first) as h:
+        job_id = await h.add()
+        await wait_for(lambda: _state_is(store, job_id, JobState.PROCESSING))
+    await store.close()  # stopped mid-job: the row says processing
+    assert first.sent == []
+    store = await Store.open(db)
+    second = RecordingMessenger()
+    try:
+        async with Harness(store, emu, False, second) as h:
+            await wait_for(lambda: h.delivered(job_id))
+    finally:
+        await store.close()
+    assert [s.job_id for s in second.sent] == [job_id]
+    assert emu.stats()["accounts"]["pro"]["jobs_created"] == 1
+
+
+async def _state_is(store: Store, job_id: str, state: JobState) -> bool:
+    job = await store.get_job(job_id)
+    return job is not None and job.state is state
+
+
+# --- the receiver on its own -----------------------------------------------------------------
+
+
+def signed(body: bytes, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"X-Doitong-Signature": f"sha256={digest}", "Content-Type": "application/json"}
+
+
+async def test_receiver_refuses_bad_requests_and_dedupes(store: Store) -> None:
+    reports: list[str] = []
+
+    async def report(api_job) -> None:  # type: ignore[no-untyped-def]
+        reports.append(api_job.id)
+
+    receiver = WebhookReceiver(WEBHOOK_SECRET.encode(), report)
+    await receiver.start("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{receiver.port}{WEBHOOK_PATH}"
+    body = json.dumps({"id": "api-1", "status": "completed", "url": "http://x/1.mp4"}).encode()
+    try:
+        async with httpx.AsyncClient() as http:
+            assert (await http.post(url, content=body)).status_code == 401
+            assert (await http.post(url, content=body, headers=signed(body, "forged"))).status_code == 401
+            assert (await http.post(url, content=body + b" ", headers=signed(body))).status_code == 401
+            big = b"{" + b" " * (70 * 1024) + b"}"
+            assert (await http.post(url, content=big, headers=signed(big))).status_code == 413
+            junk = b"not json"
+            assert (await http.post(url, content=junk, headers=signed(junk))).status_code == 400
+            wrong_shape = b'{"status": 5}'
+            assert (await http.post(url, content=wrong_shape, headers=signed(wrong_shape))).status_code == 400
+            assert reports == []
+            assert (await http.post(url, content=body, headers=signed(body))).status_code == 200
+            assert (await http.get(f"http://127.0.0.1:{receiver.port}/healthz")).json()["ok"] is True
+    finally:
+        await receiver.stop()
+    assert reports == ["api-1"]
