@@ -24,7 +24,7 @@ import httpx
 from bot.fetch import FetchError, fetch_bytes
 from bot.jobs import AWAITING_DELIVERY, IllegalTransition, Job, JobState
 from bot.store import Store
-from bot.video import fit_to_size
+from bot.video import InvalidVideo, fit_to_size
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,11 @@ class Delivery:
                 text += f"\n{job.result_url} (this link expires: save the video soon)"
             await self.messenger.send(job, route, text, None)
             return "text"
-        fitted = video if len(video) <= limit else await asyncio.to_thread(fit_to_size, video, limit)
+        try:
+            fitted = video if len(video) <= limit else await asyncio.to_thread(fit_to_size, video, limit)
+        except InvalidVideo:  # not a video we can re-encode: the link is all we can give
+            log.warning("job=%s result is not a decodable video; sending the link", job.id)
+            fitted = None
         if fitted is not None:
             shrunk = fitted is not video
             body = text + (f"\n(re-encoded to fit the {_mib(limit)} upload limit)" if shrunk else "")

@@ -28,6 +28,8 @@ from bot.store import Store
 
 log = logging.getLogger(__name__)
 
+ELAPSED_REFRESH = 15.0  # seconds between status-card edits that only move the elapsed time
+
 
 @dataclass(frozen=True, slots=True)
 class PipelineOptions:
@@ -66,7 +68,7 @@ class Pipeline:
         )
         self.delivery = Delivery(store, messenger, self.http)
         self._tasks: list[asyncio.Task[None]] = []
-        self._shown: dict[str, tuple[str, int]] = {}
+        self._shown: dict[str, tuple[str, int, float]] = {}  # job -> state, position, when shown
 
     @staticmethod
     def budget_for(plan: contract.Plan, window: float) -> RequestBudget:
@@ -143,11 +145,18 @@ class Pipeline:
         if job.status_message_id is None:
             return
         position = await self.store.queue_position(job) if job.state is JobState.QUEUED else 0
-        elapsed = int(time.time() - job.created_at)
+        now = time.time()
+        elapsed = int(now - job.created_at)
         last = self._shown.get(job.id)
-        if last is not None and last[0] == job.state and last[1] == position and job.state not in IN_FLIGHT:
-            return
-        self._shown[job.id] = (job.state, position)
+        if last is not None and (last[0], last[1]) == (job.state, position):
+            # Same state: only the elapsed time moved. Refresh it now and then, not every tick,
+            # to stay far inside Discord's per-channel edit limits.
+            if job.state not in IN_FLIGHT or now - last[2] < ELAPSED_REFRESH:
+                return
+        if job.state not in IN_FLIGHT:
+            self._shown.pop(job.id, None)
+        else:
+            self._shown[job.id] = (job.state, position, now)
         detail = f"#{position} in the queue" if position else ""
         detail = f"{detail} · {elapsed}s elapsed".strip(" ·")
         try:

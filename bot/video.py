@@ -51,7 +51,7 @@ class VideoInfo:
 
 def probe(data: bytes) -> VideoInfo:
     """Read ``data``'s first video stream (headers, one decoded frame, packet count if the
-    header lacks it) or raise InvalidVideo."""
+    header lacks it) or raise InvalidVideo. Still images are not videos."""
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
             if not container.streams.video:
@@ -71,11 +71,13 @@ def probe(data: bytes) -> VideoInfo:
                 duration = container.duration / av.time_base
             else:
                 duration = 0.0
+            if duration <= 0:  # FFmpeg opens a PNG or JPEG as a one-frame stream of no length
+                raise InvalidVideo(f"the file is a still {ctx.name} image, not a video")
             rate = stream.average_rate or stream.guessed_rate
             fps = float(rate) if rate else (frames / duration if duration > 0 else 0.0)
             return VideoInfo(ctx.width, ctx.height, duration, frames, fps, ctx.name, len(data))
     except av.error.FFmpegError as exc:
-        raise InvalidVideo(f"not a readable video ({exc})") from None
+        raise InvalidVideo(f"not a readable video ({exc.strerror or exc})") from None
 
 
 def fit_to_size(data: bytes, max_bytes: int, *, min_short_side: int = 240) -> bytes | None:
@@ -92,20 +94,18 @@ def fit_to_size(data: bytes, max_bytes: int, *, min_short_side: int = 240) -> by
     if len(data) <= max_bytes:
         return data
     info = probe(data)
-    if info.duration <= 0 or info.frames <= 0:
-        raise InvalidVideo("the video has no duration")
     payload = max_bytes * (1 - CONTAINER_MARGIN) - CONTAINER_FIXED_BYTES
     payload -= CONTAINER_BYTES_PER_FRAME * info.frames
     bitrate = payload * 8 / info.duration
     short = min(info.width, info.height)
     floor = min(min_short_side, short)
-    pixel_rate = info.fps or info.frames / info.duration
+    fps = info.fps or info.frames / info.duration
     scale = 1.0
     for _ in range(MAX_ATTEMPTS):
         width, height = _scaled(info.width, info.height, max(scale, floor / short))
         # The smallest frame gives the most bits per pixel: if even that is too few, give up.
         floor_w, floor_h = _scaled(info.width, info.height, floor / short)
-        if bitrate < MIN_BITS_PER_PIXEL * floor_w * floor_h * pixel_rate:
+        if bitrate < MIN_BITS_PER_PIXEL * floor_w * floor_h * fps:
             return None
         out = _encode(data, width, height, round(bitrate))
         if len(out) <= max_bytes:
@@ -133,6 +133,7 @@ def _encode(data: bytes, width: int, height: int, bitrate: int) -> bytes:
 
 
 def _encode_to(data: bytes, path: Path, width: int, height: int, bitrate: int) -> None:
+    """The re-encode proper (see ``_encode``), written to ``path``."""
     with (
         av.open(io.BytesIO(data), mode="r") as src,
         av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as dst,
