@@ -63,6 +63,7 @@ class AnimateBot(commands.Bot):
         self._resources = contextlib.AsyncExitStack()
 
     async def setup_hook(self) -> None:
+        self.tree.error(self.on_app_command_error)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.sync_only:
@@ -112,6 +113,20 @@ class AnimateBot(commands.Bot):
         # Stop taking work first, then let every job rest where it is for the next start.
         await self._resources.aclose()
         await super().close()
+
+    async def on_app_command_error(
+        self, interaction: discord.Interaction, error: discord.app_commands.AppCommandError
+    ) -> None:
+        """Input Discord's own checks let through (or a bug): a private answer, never silence."""
+        if isinstance(error, discord.app_commands.TransformerError | discord.app_commands.CheckFailure):
+            message = f"⚠️ Can't do that: {error}"
+        else:
+            log.error("command %s failed", interaction.command and interaction.command.name, exc_info=error)
+            message = "⚠️ Something went wrong on our side; nothing was charged. Please try again."
+        if interaction.response.is_done():
+            await interaction.followup.send(message, ephemeral=True)
+        else:
+            await interaction.response.send_message(message, ephemeral=True)
 
     async def on_ready(self) -> None:
         assert self.user is not None

@@ -148,11 +148,11 @@ class Pipeline:
         now = time.time()
         elapsed = int(now - job.created_at)
         last = self._shown.get(job.id)
-        if last is not None and (last[0], last[1]) == (job.state, position):
-            # Same state: only the elapsed time moved. Refresh it now and then, not every tick,
-            # to stay far inside Discord's per-channel edit limits.
-            if job.state not in IN_FLIGHT or now - last[2] < ELAPSED_REFRESH:
-                return
+        # Same state and place: only the elapsed time moved. Refresh it now and then, not every
+        # tick, to stay far inside Discord's per-channel edit limits.
+        unchanged = last is not None and (last[0], last[1]) == (job.state, position)
+        if unchanged and last is not None and now - last[2] < ELAPSED_REFRESH:
+            return
         if job.state not in IN_FLIGHT:
             self._shown.pop(job.id, None)
         else:
