@@ -87,8 +87,9 @@ async def start_animation(
         await reject(interaction, f"⏳ {exc.describe()}{when}")
         return
     log.info("job=%s accepted user=%s guild=%s %s", job.id, job.user_id, job.guild_id, job.options)
+    position = await bot.store.queue_position(job)
     message = await interaction.edit_original_response(
-        content=None, embed=status_embed(job, "waiting for a slot"), view=job_buttons(job)
+        content=None, embed=status_embed(job, f"#{position} in the queue"), view=job_buttons(job)
     )
     await bot.store.set_status_card(job.id, message.channel.id, message.id)
     bot.pipeline.accepted(job)

@@ -35,7 +35,7 @@ class BotProcess:
         emulator_url: str,
         *,
         webhooks: bool = True,
-        api_key: str = PRO_KEY,
+        api_key: str | None = PRO_KEY,
         plan: str = "pro",
         rate_window: float = 1.2,
         extra: dict[str, str] | None = None,
@@ -49,8 +49,6 @@ class BotProcess:
             DISCORD_TOKEN=fake.config.token,
             DISCORD_API_BASE=fake.api_base,
             DISCORD_GATEWAY_URL=fake.gateway_url,
-            DOITONG_API_URL=emulator_url,
-            DOITONG_API_KEY=api_key,
             DOITONG_PLAN=plan,
             DOITONG_RATE_WINDOW=str(rate_window),
             DOITONG_WEBHOOK_SECRET=WEBHOOK_SECRET,
@@ -60,6 +58,8 @@ class BotProcess:
             LOG_LEVEL="INFO",
             DEFAULT_USER_PLAN="pro",
         )
+        if api_key is not None:  # else: the bot's built-in emulator
+            self.env.update(DOITONG_API_URL=emulator_url, DOITONG_API_KEY=api_key)
         if webhooks:
             self.env["PUBLIC_WEBHOOK_URL"] = self.webhook_url
         self.env.update(extra or {})

@@ -26,7 +26,7 @@ from bot.emulator.server import Emulator
 from bot.jobs import JobState
 from bot.video import probe
 from tests.bot_harness import BotProcess
-from tests.conftest import WEBHOOK_SECRET, emulator_config
+from tests.conftest import FREE_KEY, WEBHOOK_SECRET, emulator_config
 from tests.fake_discord import FakeConfig, FakeDiscord
 from tests.images import picture
 
@@ -355,3 +355,83 @@ async def test_too_large_is_re_encoded_then_linked(tmp_path: Path) -> None:
 def tmp_path(tmp_path: Path) -> Path:  # each world gets its own folder
     (tmp_path / "b").mkdir()
     return tmp_path
+
+
+# --- more of what a member sees ----------------------------------------------------------------
+
+
+async def test_jobs_lists_and_a_moderator_cancels_with_the_command(tmp_path: Path) -> None:
+    async with world(tmp_path, emu={"processing_seconds": 1500}) as w:
+        it = await w.animate(version="gen-2")
+        await it.wait_acknowledged(timeout=3)
+        (job,) = await w.bot.wait_jobs(lambda js: js and js[0].state is JobState.PROCESSING)
+        listing = await w.fake.invoke_slash("jobs", user=w.alice, guild=w.guild, channel=w.channel)
+        (shown,) = await listing.wait_for_messages(n=1, timeout=10)
+        assert shown.ephemeral and job.id in shown.embeds[0]["description"]
+        assert "processing" in shown.embeds[0]["description"]
+        cancel = await w.fake.invoke_slash(
+            "cancel", user=w.mod, guild=w.guild, channel=w.channel, options={"job_id": job.id}
+        )
+        (answer,) = await cancel.wait_for_messages(n=1, timeout=10)
+        assert answer.ephemeral and f"Cancelled job `{job.id}`" in answer.content
+        (ended,) = await w.bot.wait_jobs(lambda js: js[0].state is JobState.CANCELLED)
+        assert ended.outcome == "cancelled"
+        again = await w.fake.invoke_slash(
+            "cancel", user=w.alice, guild=w.guild, channel=w.channel, options={"job_id": job.id}
+        )
+        (late,) = await again.wait_for_messages(n=1, timeout=10)
+        assert "already ended" in late.content
+
+
+async def test_a_bot_token_alone_uses_the_built_in_emulator(tmp_path: Path) -> None:
+    async with world(tmp_path, api_key=None, webhooks=False) as w:
+        it = await w.animate(version="gen-2")
+        await it.wait_acknowledged(timeout=3)
+        done = await final_message(w, it)
+        assert probe(video_of(done)).frames > 0
+        assert w.api_stats()["requests"] == 0  # the test's emulator was not used
+        assert "built-in emulator" in w.bot.log()
+
+
+async def test_stuck_job_times_out_and_is_given_back(tmp_path: Path) -> None:
+    async with world(
+        tmp_path, emu={"processing_seconds": 5000}, webhooks=False, extra={"JOB_TIMEOUT": "1"}
+    ) as w:
+        it = await w.animate(version="gen-2")
+        await it.wait_acknowledged(timeout=3)
+        notice = await final_message(w, it)
+        assert "did not finish" in notice.content and "does not count" in notice.content
+        (job,) = await w.bot.wait_jobs(lambda js: js[0].state is JobState.DELIVERED)
+        assert job.outcome == "expired"
+
+
+async def test_a_413_from_discord_falls_back_to_the_link(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        w.fake.inject("POST /webhooks/*", status=413, code=40005, message="Request entity too large")
+        it = await w.animate(version="gen-2")
+        await it.wait_acknowledged(timeout=3)
+        done = await final_message(w, it)
+        assert done.attachments == [] and "/outputs/" in done.content and "expires" in done.content
+
+
+async def test_no_token_and_no_channel_permission_reaches_the_member_by_dm(tmp_path: Path) -> None:
+    async with world(tmp_path, emu={"processing_seconds": 200}, fake={"token_lifetime": 2.0}) as w:
+        w.fake.set_bot_permissions(w.channel, send=False)
+        it = await w.animate(version="gen-2")
+        await it.wait_acknowledged(timeout=3)
+        done = await final_message(w, it)
+        assert done.route == "dm_post" and probe(video_of(done)).frames > 0
+
+
+async def test_queued_job_shows_its_place(tmp_path: Path) -> None:
+    # The account (Free) runs one job at a time: bob's waits behind alice's.
+    async with world(tmp_path, emu={"processing_seconds": 300}, plan="free", api_key=FREE_KEY) as w:
+        first = await w.animate(w.alice, version="gen-2")
+        await w.bot.wait_jobs(lambda js: js and js[0].state is JobState.PROCESSING)
+        second = await w.animate(w.bob, version="gen-2")
+        card = await w.fake.wait_for(lambda e: e.interaction_id == second.id and bool(e.embeds), timeout=15)
+        state = next(f["value"] for f in card.embeds[0]["fields"] if f["name"] == "State")
+        assert "#1 in the queue" in state
+        await final_message(w, first)
+        await final_message(w, second)
+        assert w.api_stats("free")["rate_limited"] == 0
