@@ -91,12 +91,14 @@ class AnimateBot(commands.Bot):
                 job_timeout=settings.job_timeout,
             ),
         )
-        if settings.doitong_webhook_secret is not None:
-            self.receiver = WebhookReceiver(
-                settings.doitong_webhook_secret.reveal().encode(), self.pipeline.report, health=self._health
-            )
-            await self.receiver.start(settings.webhook_host, settings.webhook_port)
-            self._resources.push_async_callback(self.receiver.stop)
+        # Always listening: /healthz serves the container's health check even when webhooks are
+        # off (then every POST is refused, having no secret to verify it with).
+        secret = settings.doitong_webhook_secret
+        self.receiver = WebhookReceiver(
+            secret.reveal().encode() if secret else None, self.pipeline.report, health=self._health
+        )
+        await self.receiver.start(settings.webhook_host, settings.webhook_port)
+        self._resources.push_async_callback(self.receiver.stop)
         await self.pipeline.start()
         self._resources.push_async_callback(self.pipeline.stop)
         log.info(

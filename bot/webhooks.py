@@ -70,7 +70,7 @@ class WebhookReceiver:
     """
 
     def __init__(
-        self, secret: bytes, report: Report, *, health: Callable[[], dict[str, object]] | None = None
+        self, secret: bytes | None, report: Report, *, health: Callable[[], dict[str, object]] | None = None
     ) -> None:
         self.secret = secret
         self.report = report
@@ -105,7 +105,10 @@ class WebhookReceiver:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return self._refuse(413, "body too large")
-        if not verify_signature(self.secret, body, request.headers.get(contract.SIGNATURE_HEADER)):
+        # Without a configured secret nothing can be verified, so nothing is accepted (an empty
+        # HMAC key would let anyone sign).
+        signature = request.headers.get(contract.SIGNATURE_HEADER)
+        if not self.secret or not verify_signature(self.secret, body, signature):
             return self._refuse(401, "missing or wrong signature")
         try:
             event = parse_event(body)

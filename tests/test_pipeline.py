@@ -227,3 +227,25 @@ async def test_receiver_refuses_bad_requests_and_dedupes(store: Store) -> None:
     finally:
         await receiver.stop()
     assert reports == ["api-1"]
+
+
+async def test_receiver_without_a_secret_accepts_nothing_but_answers_health() -> None:
+    reports: list[str] = []
+
+    async def report(api_job) -> None:  # type: ignore[no-untyped-def]
+        reports.append(api_job.id)
+
+    receiver = WebhookReceiver(None, report)
+    await receiver.start("127.0.0.1", 0)
+    body = b'{"id": "api-1", "status": "completed"}'
+    empty_key_signature = "sha256=" + hmac.new(b"", body, hashlib.sha256).hexdigest()
+    try:
+        async with httpx.AsyncClient() as http:
+            base = f"http://127.0.0.1:{receiver.port}"
+            answer = await http.post(base + WEBHOOK_PATH, content=body,
+                                     headers={"X-Doitong-Signature": empty_key_signature})  # fmt: skip
+            assert answer.status_code == 401
+            assert (await http.get(base + "/healthz")).status_code == 200
+    finally:
+        await receiver.stop()
+    assert reports == []
