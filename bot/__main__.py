@@ -44,6 +44,9 @@ def configure_logging(level: str) -> None:
     )
     # httpx logs every request at INFO; the job log lines already say what matters.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # discord.py logs request URLs at DEBUG, and interaction URLs carry their tokens.
+    logging.getLogger("discord.http").setLevel(max(logging.INFO, logging.getLevelName(level)))
+    logging.getLogger("discord.webhook").setLevel(max(logging.INFO, logging.getLevelName(level)))
 
 
 def load_or_exit(*, require_discord: bool = False) -> Settings:

@@ -47,7 +47,12 @@ async def open_api(
         key=key,
         plan=settings.doitong_plan,
         credits=100_000,
-        webhook_secret=secrets.token_urlsafe(24),
+        # The configured secret, so the bot's own receiver can verify the emulator's webhooks.
+        webhook_secret=(
+            settings.doitong_webhook_secret.reveal()
+            if settings.doitong_webhook_secret
+            else secrets.token_urlsafe(24)
+        ),
         label="local",
     )
     config = EmulatorConfig(

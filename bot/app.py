@@ -8,6 +8,7 @@ delivery protocol, so the delivery rules stay in ``bot/delivery.py``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import logging
@@ -22,12 +23,13 @@ from bot.admission import QuotaWindows
 from bot.api import open_api
 from bot.budget import RequestBudget
 from bot.config import Settings
-from bot.delivery import Attachment, Messenger, Route, RouteUnavailable, UploadTooLarge, describe
+from bot.delivery import Attachment, Messenger, Route, RouteUnavailable, UploadTooLarge
 from bot.doitong import DoitongClient
-from bot.jobs import IN_FLIGHT, Job, JobState
+from bot.jobs import Job
 from bot.pipeline import Pipeline, PipelineOptions
 from bot.store import Store
 from bot.webhooks import WEBHOOK_PATH, WebhookReceiver
+from cogs.cards import JobButton, job_buttons, status_embed
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +63,11 @@ class AnimateBot(commands.Bot):
         self.quota_windows = QuotaWindows.scaled(settings.quota_time_scale)
         self.receiver: WebhookReceiver | None = None
         self._resources = contextlib.AsyncExitStack()
+        self._starter: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         self.tree.error(self.on_app_command_error)
+        self.add_dynamic_items(JobButton)  # the cards' buttons, from any message, across restarts
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.sync_only:
@@ -99,8 +103,13 @@ class AnimateBot(commands.Bot):
         )
         await self.receiver.start(settings.webhook_host, settings.webhook_port)
         self._resources.push_async_callback(self.receiver.stop)
-        await self.pipeline.start()
+        if api.emulated:
+            await self.pipeline.abandon_in_flight(
+                "the built-in emulator restarted with the bot and no longer knows this job; please try again"
+            )
         self._resources.push_async_callback(self.pipeline.stop)
+        # Deliveries and card edits need the channel cache, which READY and GUILD_CREATE fill.
+        self._starter = asyncio.create_task(self._start_pipeline_when_ready(), name="pipeline-start")
         log.info(
             "ready to serve: plan=%s webhooks=%s path=%s",
             settings.doitong_plan,
@@ -108,11 +117,17 @@ class AnimateBot(commands.Bot):
             WEBHOOK_PATH,
         )
 
+    async def _start_pipeline_when_ready(self) -> None:
+        await self.wait_until_ready()
+        await self.pipeline.start()
+
     def _health(self) -> dict[str, object]:
         return {"discord": not self.is_closed() and self.is_ready(), "latency_ms": round(self.latency * 1000)}
 
     async def close(self) -> None:
         # Stop taking work first, then let every job rest where it is for the next start.
+        if self._starter is not None:
+            self._starter.cancel()
         await self._resources.aclose()
         await super().close()
 
@@ -138,60 +153,6 @@ class AnimateBot(commands.Bot):
 # --- the delivery protocol, Discord side -----------------------------------------------------
 
 
-STATE_LABELS = {
-    JobState.QUEUED: "⏳ Queued",
-    JobState.SUBMITTING: "📤 Submitting",
-    JobState.PROCESSING: "🎬 Rendering",
-    JobState.COMPLETED: "✅ Done, sending…",
-    JobState.FAILED: "❌ Failed",
-    JobState.CANCELLED: "🚫 Cancelled",
-    JobState.EXPIRED: "⌛ Timed out",
-    JobState.DELIVERED: "✅ Delivered",
-}
-
-
-def status_embed(job: Job, detail: str = "") -> discord.Embed:
-    failed = job.outcome in ("failed", "expired", "cancelled") or job.state in (
-        JobState.FAILED,
-        JobState.EXPIRED,
-        JobState.CANCELLED,
-    )
-    colour = discord.Colour.red() if failed else discord.Colour.blurple()
-    label = STATE_LABELS[job.state]
-    if job.state is JobState.DELIVERED and job.outcome != "completed":
-        label = f"❌ {job.outcome.capitalize() if job.outcome else 'Ended'}"
-    embed = discord.Embed(title=f"Animation {job.id}", colour=colour, description=describe(job))
-    embed.add_field(name="State", value=f"{label}{f' · {detail}' if detail else ''}", inline=False)
-    if job.error and failed:
-        embed.add_field(name="Why", value=job.error[:1000], inline=False)
-    if job.user_id:
-        embed.add_field(name="Asked by", value=f"<@{job.user_id}>", inline=True)
-    embed.add_field(name="Started", value=f"<t:{int(job.created_at)}:R>", inline=True)
-    return embed
-
-
-def job_buttons(job: Job) -> discord.ui.View:
-    """Cancel while it runs, Animate again once it ended; custom ids carry the job id."""
-    view = discord.ui.View(timeout=None)
-    view.add_item(
-        discord.ui.Button(
-            label="Cancel",
-            style=discord.ButtonStyle.danger,
-            custom_id=f"job:cancel:{job.id}",
-            disabled=job.state not in IN_FLIGHT,
-        )
-    )
-    view.add_item(
-        discord.ui.Button(
-            label="Animate again",
-            style=discord.ButtonStyle.secondary,
-            custom_id=f"job:again:{job.id}",
-            disabled=job.state in IN_FLIGHT,
-        )
-    )
-    return view
-
-
 class DiscordMessenger(Messenger):
     def __init__(self, bot: AnimateBot) -> None:
         self.bot = bot
@@ -212,10 +173,13 @@ class DiscordMessenger(Messenger):
             if job.guild_id is None:
                 return DEFAULT_UPLOAD_LIMIT  # the DM the command came from
             channel = self.bot.get_channel(job.channel_id)
-            if not isinstance(channel, discord.abc.GuildChannel):
+            if not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
                 return None  # deleted, or no longer visible to the bot
             perms = channel.permissions_for(channel.guild.me)
-            if not perms.send_messages:
+            can_send = (
+                perms.send_messages_in_threads if isinstance(channel, discord.Thread) else perms.send_messages
+            )
+            if not can_send:
                 return None
             return channel.guild.filesize_limit if perms.attach_files else 0
         # A DM is the last resort for a job from a server; a DM job already used its channel.

@@ -52,4 +52,7 @@ class RequestBudget:
             self.block_until_wall(rate.reset_at)
 
     def block_until_wall(self, unix_time: float) -> None:
-        self._blocked_until = max(self._blocked_until, time.monotonic() + max(0.0, unix_time - time.time()))
+        # Never longer than one window: a reset far away (a clock skew, a daily cap) must not
+        # freeze status reads; a real refusal comes back as a 429 with its own wait.
+        wait = min(self.window, max(0.0, unix_time - time.time()))
+        self._blocked_until = max(self._blocked_until, time.monotonic() + wait)

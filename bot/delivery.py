@@ -72,11 +72,13 @@ class Delivery:
         http: httpx.AsyncClient,
         *,
         on_delivered: Callable[[Job], None] | None = None,
+        source: str | None = None,
     ) -> None:
         self.store = store
         self.messenger = messenger
         self.http = http
         self.on_delivered = on_delivered
+        self.source = source
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
         self._attempts: dict[str, int] = {}
@@ -88,7 +90,7 @@ class Delivery:
 
     async def resume(self) -> None:
         """After a start: everything finished but not delivered goes out (once)."""
-        for job in await self.store.jobs_in_states(AWAITING_DELIVERY):
+        for job in await self.store.jobs_in_states(AWAITING_DELIVERY, source=self.source):
             self.enqueue(job)
 
     async def run(self) -> None:
@@ -102,15 +104,17 @@ class Delivery:
                 await self.deliver(job)
             except Exception:
                 log.exception("job=%s delivery crashed; will retry", job.id)
-                self._retry_later(job)
+                await self._retry_later(job)
 
     async def deliver(self, job: Job) -> bool:
         """Try every route in order; True when the person got it."""
+        routes = [(r, limit) for r in Route if (limit := self.messenger.upload_limit(job, r)) is not None]
+        if not routes:
+            log.warning("job=%s no route to the requester right now", job.id)
+            await self._retry_later(job)
+            return False
         text, attachment_source = await self._content(job)
-        for route in (Route.INTERACTION, Route.CHANNEL, Route.DM):
-            limit = self.messenger.upload_limit(job, route)
-            if limit is None:
-                continue
+        for route, limit in routes:
             try:
                 note = await self._send(job, route, text, attachment_source, limit)
             except RouteUnavailable as exc:
@@ -119,7 +123,7 @@ class Delivery:
             await self._mark_delivered(job, f"{route}: {note}")
             return True
         log.warning("job=%s no route reached the requester", job.id)
-        self._retry_later(job)
+        await self._retry_later(job)
         return False
 
     async def _content(self, job: Job) -> tuple[str, bytes | None]:
@@ -185,11 +189,15 @@ class Delivery:
         if self.on_delivered is not None:
             self.on_delivered(done)
 
-    def _retry_later(self, job: Job) -> None:
+    async def _retry_later(self, job: Job) -> None:
+        """Try again later; after the last delay, record the job as undeliverable."""
         attempt = self._attempts.get(job.id, 0)
+        if attempt >= len(RETRY_DELAYS):
+            log.error("job=%s undeliverable after %d attempts", job.id, attempt + 1)
+            await self._mark_delivered(job, "undeliverable: no route reached the requester")
+            return
         self._attempts[job.id] = attempt + 1
-        delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
-        asyncio.get_running_loop().call_later(delay, self.enqueue, job)
+        asyncio.get_running_loop().call_later(RETRY_DELAYS[attempt], self.enqueue, job)
 
 
 def describe(job: Job) -> str:

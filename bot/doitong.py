@@ -321,6 +321,8 @@ class DoitongClient:
                 hint = self._retry_hint(response, error)
                 # 408, 429 and 5xx, also when a GraphQL 200 carries their codes.
                 retryable = error.status in (408, 429) or error.status >= 500
+                if error.retry_after is None:
+                    error.retry_after = hint  # what the headers said, for whoever parks the work
                 if not retryable or attempt >= self.retry.max_retries:
                     raise error
                 if hint is not None and hint > self.retry.max_hint:

@@ -134,6 +134,9 @@ class Job:
         return self.state in IN_FLIGHT
 
 
-def may_cancel(job: Job, user_id: int, *, moderator: bool) -> bool:
-    """The requester may cancel their job; so may a moderator of the server it runs in."""
-    return job.user_id == user_id or (moderator and job.guild_id is not None)
+def may_cancel(job: Job, user_id: int, *, moderator_of: int | None) -> bool:
+    """The requester may cancel their job; so may a moderator of the server it runs in.
+
+    ``moderator_of`` is the server where the caller is a moderator (None if nowhere here).
+    """
+    return job.user_id == user_id or (moderator_of is not None and job.guild_id == moderator_of)

@@ -8,6 +8,7 @@ again with their stored key, ``processing`` jobs are polled, finished ones are d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -31,6 +32,10 @@ log = logging.getLogger(__name__)
 ELAPSED_REFRESH = 15.0  # seconds between status-card edits that only move the elapsed time
 
 
+class JobBusy(Exception):
+    """The job is being handed to the API right now; try again in a moment."""
+
+
 @dataclass(frozen=True, slots=True)
 class PipelineOptions:
     plan: contract.Plan
@@ -38,6 +43,7 @@ class PipelineOptions:
     rate_window: float = contract.RATE_WINDOW_SECONDS
     job_timeout: float = 900.0
     progress_interval: float = 5.0  # Discord edits: at most one per job per this many seconds
+    source: str = "discord"  # the jobs this pipeline serves (the CLI drives its own)
 
 
 class Pipeline:
@@ -56,6 +62,7 @@ class Pipeline:
             webhook_url=options.webhook_url,
             on_submitted=self._submitted,
             on_ended=self.ended,
+            source=options.source,
         )
         self.poller = Poller(
             store,
@@ -65,8 +72,9 @@ class Pipeline:
             window=options.rate_window,
             job_timeout=options.job_timeout,
             webhooks=options.webhook_url is not None,
+            source=options.source,
         )
-        self.delivery = Delivery(store, messenger, self.http)
+        self.delivery = Delivery(store, messenger, self.http, source=options.source)
         self._tasks: list[asyncio.Task[None]] = []
         self._shown: dict[str, tuple[str, int, float]] = {}  # job -> state, position, when shown
 
@@ -99,19 +107,42 @@ class Pipeline:
         """A job was admitted: try to submit it now."""
         self.scheduler.wake()
 
-    async def report(self, api_job: ApiJob) -> None:
-        """An end reported by a webhook (or the relay): applied once, then delivered."""
+    async def report(self, api_job: ApiJob) -> bool:
+        """An end reported by a webhook (or the relay): applied once, then delivered.
+
+        False when no job has this API id (yet: the webhook can outrun the create's answer),
+        so the sender is asked to come back.
+        """
         job = await self.store.get_job_by_api_id(api_job.id)
         if job is None:
-            log.info("webhook for unknown api job %s ignored", api_job.id)
-            return
+            log.info("webhook for unknown api job %s: asking the sender to retry", api_job.id)
+            return False
         ended = await apply_api_job(self.store, job, api_job)
         if ended is not None:
             self.poller.forget(job.id)
             await self.ended(ended)
+        return True
+
+    async def abandon_in_flight(self, reason: str) -> None:
+        """Fail every job the API was working on (the built-in emulator forgets them on restart)."""
+        for job in await self.store.jobs_in_states([JobState.PROCESSING], source=self.options.source):
+            with contextlib.suppress(IllegalTransition):
+                await self.store.transition(
+                    job.id,
+                    JobState.FAILED,
+                    expected=JobState.PROCESSING,
+                    error=reason,
+                    completed_at=time.time(),
+                )
 
     async def cancel(self, job: Job, reason: str) -> Job | None:
-        """Stop tracking a job that has not finished. None when it already ended."""
+        """Stop tracking a job that has not finished. None when it already ended.
+
+        A job being sent this very moment (``submitting``) cannot be cancelled: the API may be
+        creating it, and its id must be recorded first. The caller says "try again".
+        """
+        if job.state is JobState.SUBMITTING:
+            raise JobBusy(job.id)
         try:
             cancelled = await self.store.transition(
                 job.id, JobState.CANCELLED, expected=job.state, error=reason, completed_at=time.time()
@@ -119,6 +150,7 @@ class Pipeline:
         except IllegalTransition:
             return None
         self.poller.forget(job.id)
+        self._shown.pop(job.id, None)
         self.scheduler.wake()  # its slot is free
         await self.messenger.show_status(cancelled, reason)
         return cancelled
@@ -142,8 +174,10 @@ class Pipeline:
 
     async def _show(self, job: Job) -> None:
         """Edit the status card when something a person would notice changed."""
-        if job.status_message_id is None:
+        fresh = await self.store.get_job(job.id)  # never paint an older state over a newer one
+        if fresh is None or fresh.status_message_id is None:
             return
+        job = fresh
         position = await self.store.queue_position(job) if job.state is JobState.QUEUED else 0
         now = time.time()
         elapsed = int(now - job.created_at)

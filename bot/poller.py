@@ -38,12 +38,14 @@ class Poller:
         webhooks: bool = False,
         read_share: float = 0.5,
         batch: int = 25,
+        source: str | None = None,
     ) -> None:
         self.store = store
         self.client = client
         self.on_ended = on_ended
         self.job_timeout = job_timeout
         self.batch = batch
+        self.source = source  # only jobs from this face (the bot leaves the CLI's alone)
         # The shortest gap between two reads that keeps them within their share of the budget.
         self.min_interval = window / max(1.0, plan.requests_per_minute * read_share)
         # With webhooks a read is only a fallback for a lost delivery: a few per window at most.
@@ -70,12 +72,12 @@ class Poller:
 
     async def poll_once(self) -> float:
         """Read every due job; return how long to sleep before the next round."""
-        jobs = await self.store.jobs_in_states([JobState.PROCESSING])
+        jobs = await self.store.jobs_in_states([JobState.PROCESSING], source=self.source)
         now = time.monotonic()
         due: list[Job] = []
         for job in jobs:
-            if job.submitted_at is not None and time.time() - job.submitted_at > self.job_timeout:
-                await self._expire(job)
+            if self._overdue(job):
+                due.append(job)  # read it first: it may have finished while we were away
                 continue
             if job.id not in self._next_read:
                 # A new job (or every job after a restart): first read after the usual gap,
@@ -108,14 +110,17 @@ class Poller:
             report = reports.get(job.api_job_id or "")
             if report is None:
                 log.warning("job=%s api_job=%s unknown to the API", job.id, job.api_job_id)
-                self._push_back(job.id)
-                continue
-            ended = await apply_api_job(self.store, job, report)
+            ended = await apply_api_job(self.store, job, report) if report is not None else None
             if ended is not None:
                 self.forget(job.id)
                 await self.on_ended(ended)
+            elif self._overdue(job):  # read just now and still not finished: give up on it
+                await self._expire(job)
             else:
                 self._push_back(job.id)
+
+    def _overdue(self, job: Job) -> bool:
+        return job.submitted_at is not None and time.time() - job.submitted_at > self.job_timeout
 
     def _push_back(self, job_id: str) -> None:
         """The next read of a job still running comes later each time, up to max_interval."""

@@ -45,6 +45,7 @@ class Scheduler:
         on_submitted: JobHook,
         on_ended: JobHook,
         idle_check: float = 5.0,
+        source: str | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -53,6 +54,7 @@ class Scheduler:
         self.on_submitted = on_submitted
         self.on_ended = on_ended
         self.idle_check = idle_check
+        self.source = source  # only jobs from this face (the bot leaves the CLI's alone)
         self._wake = asyncio.Event()
         self.paused_until = 0.0  # Unix time
         self.pause_reason: str | None = None
@@ -74,11 +76,12 @@ class Scheduler:
     async def submit_ready(self) -> None:
         """Submit as many waiting jobs as the account has free slots."""
         # Jobs caught mid-call by a crash go first: their key makes the resubmission safe.
-        pending = await self.store.jobs_in_states([JobState.SUBMITTING])
+        pending = await self.store.jobs_in_states([JobState.SUBMITTING], source=self.source)
+        # Every face's running jobs use the account's slots, the CLI's included.
         busy = await self.store.count_in_states([JobState.PROCESSING])
         free = self.plan.concurrent_jobs - busy - len(pending)
         if free > 0:
-            pending += (await self.store.jobs_in_states([JobState.QUEUED]))[:free]
+            pending += (await self.store.jobs_in_states([JobState.QUEUED], source=self.source))[:free]
         for job in pending:
             if not await self._submit(job):
                 return

@@ -260,13 +260,14 @@ class Store:
     async def get_job_by_api_id(self, api_job_id: str) -> Job | None:
         return await self._one(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE api_job_id = ?", (api_job_id,))
 
-    async def jobs_in_states(self, states: Iterable[JobState]) -> list[Job]:
-        wanted = [s.value for s in states]
-        sql = (
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN ({', '.join('?' * len(wanted))}) "
-            "ORDER BY created_at"
-        )
-        return await self._many(sql, wanted)
+    async def jobs_in_states(self, states: Iterable[JobState], *, source: str | None = None) -> list[Job]:
+        """Jobs in these states, oldest first; ``source`` keeps one face's jobs only."""
+        wanted: list[Any] = [s.value for s in states]
+        sql = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN ({', '.join('?' * len(wanted))})"
+        if source is not None:
+            sql += " AND source = ?"
+            wanted.append(source)
+        return await self._many(sql + " ORDER BY created_at", wanted)
 
     async def transition(
         self, job_id: str, target: JobState, *, expected: JobState | None = None, **fields: Any
@@ -327,9 +328,12 @@ class Store:
             row = await cur.fetchone()
         return 1 + (int(row[0]) if row else 0)
 
-    async def count_in_states(self, states: Iterable[JobState]) -> int:
-        wanted = [s.value for s in states]
+    async def count_in_states(self, states: Iterable[JobState], *, source: str | None = None) -> int:
+        wanted: list[Any] = [s.value for s in states]
         sql = f"SELECT COUNT(*) FROM jobs WHERE state IN ({', '.join('?' * len(wanted))})"
+        if source is not None:
+            sql += " AND source = ?"
+            wanted.append(source)
         async with self._conn.execute(sql, wanted) as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0

@@ -7,12 +7,13 @@ already started, never a second (billed) one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
 from bot.completion import apply_api_job
 from bot.doitong import BadRequestError, CreateRequest, DoitongClient
-from bot.jobs import Job, JobState
+from bot.jobs import IllegalTransition, Job, JobState
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,9 @@ async def submit(
             job.id, JobState.FAILED, expected=JobState.SUBMITTING, error=exc.message, completed_at=time.time()
         )
     except BaseException:
-        await store.transition(job.id, JobState.QUEUED, expected=JobState.SUBMITTING)
+        # Back in the queue for a later try, unless it moved on meanwhile (cancelled).
+        with contextlib.suppress(IllegalTransition):
+            await store.transition(job.id, JobState.QUEUED, expected=JobState.SUBMITTING)
         raise
     job = await store.transition(
         job.id,

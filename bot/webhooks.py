@@ -34,7 +34,7 @@ def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
 
 MAX_BODY_BYTES = 64 * 1024  # a completion event is a few hundred bytes
 WEBHOOK_PATH = "/webhooks/doitong"
-Report = Callable[[ApiJob], Awaitable[None]]
+Report = Callable[[ApiJob], Awaitable[bool]]  # False: unknown job, ask the sender to retry
 
 
 def parse_event(body: bytes) -> ApiJob:
@@ -115,7 +115,8 @@ class WebhookReceiver:
         except ValueError:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
             return self._refuse(400, "not a job event")
         self.accepted += 1
-        await self.report(event)
+        if not await self.report(event):
+            return web.json_response({"error": "unknown job, retry later"}, status=503)
         return web.json_response({"ok": True})
 
     def _refuse(self, status: int, reason: str) -> web.Response:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -15,11 +14,13 @@ from discord.ext import commands
 
 from bot import contract
 from bot.admission import QuotaExceeded, admit
-from bot.app import TOKEN_LIFETIME, AnimateBot, job_buttons, status_embed
+from bot.app import TOKEN_LIFETIME, AnimateBot
 from bot.fetch import FetchError, fetch_bytes
 from bot.jobs import InvalidOptions, Job, JobOptions, may_cancel
 from bot.media import InvalidImage, check_image_size, validate_image
+from bot.pipeline import JobBusy
 from bot.store import NewJob
+from cogs.cards import job_buttons, status_embed
 
 if TYPE_CHECKING:
     import httpx
@@ -88,10 +89,13 @@ async def start_animation(
         return
     log.info("job=%s accepted user=%s guild=%s %s", job.id, job.user_id, job.guild_id, job.options)
     position = await bot.store.queue_position(job)
-    message = await interaction.edit_original_response(
-        content=None, embed=status_embed(job, f"#{position} in the queue"), view=job_buttons(job)
-    )
-    await bot.store.set_status_card(job.id, message.channel.id, message.id)
+    try:
+        message = await interaction.edit_original_response(
+            content=None, embed=status_embed(job, f"#{position} in the queue"), view=job_buttons(job)
+        )
+        await bot.store.set_status_card(job.id, message.channel.id, message.id)
+    except discord.HTTPException as exc:  # the job is admitted: it goes on without a card
+        log.warning("job=%s status card not shown (%s %s)", job.id, exc.status, exc.code)
     bot.pipeline.accepted(job)
 
 
@@ -139,44 +143,31 @@ async def cancel_job(bot: AnimateBot, interaction: discord.Interaction, job_id: 
     moderator = (
         isinstance(interaction.user, discord.Member) and interaction.user.guild_permissions.manage_guild
     )
-    if not may_cancel(job, interaction.user.id, moderator=moderator):
+    if not may_cancel(job, interaction.user.id, moderator_of=interaction.guild_id if moderator else None):
         return "Only the person who asked for this animation (or a moderator) can cancel it."
-    cancelled = await bot.pipeline.cancel(job, f"cancelled by {interaction.user.display_name}")
+    try:
+        cancelled = await bot.pipeline.cancel(job, f"cancelled by {interaction.user.display_name}")
+    except JobBusy:
+        return f"Job `{job.id}` is being sent to the API right now; try again in a few seconds."
     if cancelled is None:
         return f"Job `{job.id}` already ended ({job.state}); nothing to cancel."
     return f"Cancelled job `{job.id}`. It does not count toward your quota."
 
 
-class JobButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-    template=r"job:(?P<action>cancel|again):(?P<job_id>[a-z0-9]+)",
-):
-    """The card's buttons, alive across restarts: the job id is in the custom id."""
-
-    def __init__(self, action: str, job_id: str) -> None:
-        super().__init__(discord.ui.Button(custom_id=f"job:{action}:{job_id}"))
-        self.action = action
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> JobButton:
-        return cls(match["action"], match["job_id"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        bot = interaction.client
-        assert isinstance(bot, AnimateBot)
-        if self.action == "cancel":
-            await interaction.response.defer(ephemeral=True, thinking=True)
-            await interaction.followup.send(await cancel_job(bot, interaction, self.job_id), ephemeral=True)
-            return
-        await interaction.response.defer(thinking=True)
-        job = await bot.store.get_job(self.job_id)
-        if job is None:
-            await reject(interaction, f"There is no job `{self.job_id}` any more.")
-            return
-        await start_animation(bot, interaction, ImageSource(job.image_ref, None, None), options_of(job))
+async def on_job_button(interaction: discord.Interaction, action: str, job_id: str) -> None:
+    """A click on a card's Cancel or Animate again, from any card, before or after a restart."""
+    bot = interaction.client
+    assert isinstance(bot, AnimateBot)
+    if action == "cancel":
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await interaction.followup.send(await cancel_job(bot, interaction, job_id), ephemeral=True)
+        return
+    await interaction.response.defer(thinking=True)
+    job = await bot.store.get_job(job_id)
+    if job is None:
+        await reject(interaction, f"There is no job `{job_id}` any more.")
+        return
+    await start_animation(bot, interaction, ImageSource(job.image_ref, None, None), options_of(job))
 
 
 def options_of(job: Job) -> dict[str, Any]:
@@ -192,5 +183,4 @@ def options_of(job: Job) -> dict[str, Any]:
 
 async def setup(bot: commands.Bot) -> None:
     assert isinstance(bot, AnimateBot)
-    bot.add_dynamic_items(JobButton)
     await bot.add_cog(AnimateCog(bot))

@@ -245,7 +245,11 @@ async def test_buttons_work_on_an_old_card_after_restart(tmp_path: Path) -> None
         await first.wait_acknowledged(timeout=3)
         card = await w.fake.wait_for(lambda e: e.interaction_id == first.id and bool(e.embeds), timeout=15)
         (job,) = await w.bot.wait_jobs(lambda js: js and js[0].state is JobState.PROCESSING)
-        await w.bot.stop()  # a clean restart this time
+        early = await w.fake.click_button(card.message, f"job:cancel:{job.id}", user=w.bob)
+        await early.wait_acknowledged(timeout=3)  # the live card's button, before any restart
+        (refused,) = await early.wait_for_messages(n=1, timeout=10)
+        assert "Only the person who asked" in refused.content
+        assert await w.bot.stop() == 0  # a clean stop (SIGTERM) this time
         await w.bot.start()
         await w.fake.wait_for_ready(timeout=30, count=2)
 

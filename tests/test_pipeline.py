@@ -56,9 +56,9 @@ class Harness:
         self.webhooks = webhooks
         self.pipeline: Pipeline | None = None
 
-    async def _report(self, api_job) -> None:  # type: ignore[no-untyped-def]
+    async def _report(self, api_job) -> bool:  # type: ignore[no-untyped-def]
         assert self.pipeline is not None
-        await self.pipeline.report(api_job)
+        return await self.pipeline.report(api_job)
 
     async def __aenter__(self) -> Harness:
         url = None
@@ -203,8 +203,9 @@ def signed(body: bytes, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
 async def test_receiver_refuses_bad_requests_and_dedupes(store: Store) -> None:
     reports: list[str] = []
 
-    async def report(api_job) -> None:  # type: ignore[no-untyped-def]
+    async def report(api_job) -> bool:  # type: ignore[no-untyped-def]
         reports.append(api_job.id)
+        return True
 
     receiver = WebhookReceiver(WEBHOOK_SECRET.encode(), report)
     await receiver.start("127.0.0.1", 0)
@@ -232,8 +233,9 @@ async def test_receiver_refuses_bad_requests_and_dedupes(store: Store) -> None:
 async def test_receiver_without_a_secret_accepts_nothing_but_answers_health() -> None:
     reports: list[str] = []
 
-    async def report(api_job) -> None:  # type: ignore[no-untyped-def]
+    async def report(api_job) -> bool:  # type: ignore[no-untyped-def]
         reports.append(api_job.id)
+        return True
 
     receiver = WebhookReceiver(None, report)
     await receiver.start("127.0.0.1", 0)
@@ -249,3 +251,40 @@ async def test_receiver_without_a_secret_accepts_nothing_but_answers_health() ->
     finally:
         await receiver.stop()
     assert reports == []
+
+
+async def test_a_job_finished_during_downtime_is_read_not_expired(tmp_path: Path, emu: Emulator) -> None:
+    db = tmp_path / "down.db"
+    store = await Store.open(db)
+    async with Harness(store, emu, False, RecordingMessenger()) as h:
+        job_id = await h.add()
+        await wait_for(lambda: _state_is(store, job_id, JobState.PROCESSING))
+    await emu.wait_idle()  # it completes at the API while the bot is down
+    await asyncio.sleep(1.1)  # and longer ago than the timeout below
+    second = RecordingMessenger()
+    async with Harness(store, emu, False, second) as h:
+        assert h.pipeline is not None
+        h.pipeline.poller.job_timeout = 1.0
+        await wait_for(lambda: h.delivered(job_id))
+    await store.close()
+    (sent,) = second.sent
+    assert sent.attachment is not None  # the video, not "did not finish"
+
+
+async def test_the_bot_leaves_the_cli_jobs_alone(store: Store, emu: Emulator) -> None:
+    cli_job = await store.insert_job(
+        NewJob(source="cli", image_ref="file:///x.png", options=JobOptions(prompt="p"))
+    )
+    async with Harness(store, emu, True, RecordingMessenger()) as h:
+        job_id = await h.add()
+        await wait_for(lambda: h.delivered(job_id))
+    untouched = await store.get_job(cli_job.id)
+    assert untouched is not None and untouched.state is JobState.QUEUED
+
+
+async def test_webhook_for_an_unknown_job_asks_for_a_retry(store: Store, emu: Emulator) -> None:
+    async with Harness(store, emu, True, RecordingMessenger()) as h, httpx.AsyncClient() as http:
+        assert h.receiver is not None
+        body = b'{"id": "never-seen", "status": "completed", "url": "http://x/y.mp4"}'
+        url = f"http://127.0.0.1:{h.receiver.port}{WEBHOOK_PATH}"
+        assert (await http.post(url, content=body, headers=signed(body))).status_code == 503
