@@ -1,9 +1,13 @@
-"""Admission: a person's quota checked and the job recorded in ONE transaction.
+"""Admission: every check and the job's recording in ONE transaction.
 
-Counting is derived from the job rows themselves, so it is exact and survives restarts, and
-because the check and the insert share an IMMEDIATE transaction, two commands sent at the
-same moment cannot both pass a limit of one.
+In order: the member is not blocked, /animate may run in this channel, the member's plan
+(override, best role, server default, bot default) has room in its windows, and the server's
+pool and the member's daily allowance cover the estimate. Then the job row and its pool
+reservation are written together. Because the checks and the writes share an IMMEDIATE
+transaction, two commands sent at the same moment cannot both pass a limit of one, and a
+refusal writes nothing.
 
+Counting is derived from the job rows themselves, so it is exact and survives restarts.
 Windows: "per minute" is the last 60 s, "concurrent" is jobs not yet ended, "per day" is a
 rolling 24 h. Jobs that ended unserved (failed, cancelled, expired) are given back.
 """
@@ -11,11 +15,13 @@ rolling 24 h. Jobs that ended unserved (failed, cancelled, expired) are given ba
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from bot import contract
 from bot.jobs import Job
-from bot.store import NewJob, Store
+from bot.plans import PlanChoice, resolve
+from bot.store import Guild, NewJob, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +36,21 @@ class QuotaWindows:
         return cls(contract.RATE_WINDOW_SECONDS * scale, contract.DAY_SECONDS * scale)
 
 
-class QuotaExceeded(Exception):
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The bot-wide side of admission."""
+
+    default_plan: str = "free"  # DMs, and servers that set none
+    windows: QuotaWindows = field(default_factory=QuotaWindows)
+    welcome_credits: int = 0  # a new server's pool starts with this grant
+    plans: Mapping[str, contract.Plan] = field(default_factory=lambda: dict(contract.PLANS))
+
+
+class Refused(Exception):
+    """A reason not to accept the job; ``str()`` is what the member reads."""
+
+
+class QuotaExceeded(Refused):
     """A limit of the person's plan is reached; says which and when it frees."""
 
     def __init__(self, limit: str, allowed: int, plan: str, frees_at: float | None) -> None:
@@ -50,32 +70,111 @@ class QuotaExceeded(Exception):
         return f"You have started {self.allowed} animations in the last 24 hours, the {plan} plan's limit."
 
 
+class Blocked(Refused):
+    def __init__(self, reason: str | None) -> None:
+        super().__init__(f"A moderator has blocked you from /animate here{f': {reason}' if reason else ''}.")
+
+
+class ChannelClosed(Refused):
+    def __init__(self) -> None:
+        super().__init__("/animate is not allowed in this channel; ask a moderator where it is.")
+
+
+class PoolShort(Refused):
+    def __init__(self, needs: int, has: int) -> None:
+        self.needs, self.has = needs, has
+        super().__init__(
+            f"The server's credit pool is too low: needs {needs}, pool has {has}. Ask an admin to top it up."
+        )
+
+
+class AllowanceShort(Refused):
+    def __init__(self, needs: int, left: int, allowance: int) -> None:
+        self.needs, self.left = needs, left
+        super().__init__(
+            f"Your daily credit allowance here is used up: needs {needs}, you have {left} of {allowance} "
+            "left in the last 24 hours."
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    job: Job
+    plan: PlanChoice
+    low_balance: Guild | None = None  # set when this job took the pool below its alert line
+
+
+async def resolve_plan(
+    store: Store, policy: Policy, guild_id: int | None, user_id: int, roles: Sequence[int]
+) -> PlanChoice:
+    if guild_id is None:
+        return resolve(bot_default=policy.default_plan, plans=policy.plans)
+    guild = await store.get_guild(guild_id)
+    rule = await store.member_rule(guild_id, user_id)
+    return resolve(
+        bot_default=policy.default_plan,
+        server_default=guild.default_plan if guild else None,
+        role_plans=await store.role_plans(guild_id),
+        member_roles=roles,
+        override=rule.plan if rule else None,
+        plans=policy.plans,
+    )
+
+
 async def admit(
-    store: Store,
-    new: NewJob,
-    plan: contract.Plan,
-    *,
-    windows: QuotaWindows | None = None,
-    now: float | None = None,
-) -> Job:
-    """Record ``new`` if its requester is within ``plan``; raise QuotaExceeded otherwise."""
+    store: Store, new: NewJob, policy: Policy, *, roles: Sequence[int] = (), now: float | None = None
+) -> Admitted:
+    """Record ``new`` if every check passes; raise a :class:`Refused` (writing nothing) otherwise."""
     if new.user_id is None:  # the CLI: the operator's own account, no per-person quota
-        return await store.insert_job(new, now=now)
-    windows = windows or QuotaWindows()
+        return Admitted(await store.insert_job(new, now=now), resolve(bot_default=policy.default_plan))
     now = time.time() if now is None else now
-    minute_since, day_since = now - windows.minute, now - windows.day
+    user_id, guild_id = new.user_id, new.guild_id
+    if guild_id is not None:
+        await store.ensure_guild(guild_id, policy.welcome_credits)
     async with store.transaction():
-        usage = await store.usage(new.user_id, minute_since, day_since)
-        if usage.active >= plan.concurrent_jobs:
-            raise QuotaExceeded("concurrent", plan.concurrent_jobs, plan.name, None)
-        if usage.in_minute >= plan.requests_per_minute:
-            oldest = await store.nth_counted_since(
-                new.user_id, minute_since, usage.in_minute - plan.requests_per_minute
-            )
-            frees = oldest + windows.minute if oldest is not None else None
-            raise QuotaExceeded("per_minute", plan.requests_per_minute, plan.name, frees)
-        if plan.jobs_per_day is not None and usage.in_day >= plan.jobs_per_day:
-            oldest = await store.nth_counted_since(new.user_id, day_since, usage.in_day - plan.jobs_per_day)
-            frees = oldest + windows.day if oldest is not None else None
-            raise QuotaExceeded("per_day", plan.jobs_per_day, plan.name, frees)
-        return await store.insert_job(new, now=now)
+        rule = await store.member_rule(guild_id, user_id) if guild_id is not None else None
+        if rule is not None and rule.blocked:
+            raise Blocked(rule.reason)
+        if guild_id is not None and new.channel_id is not None:
+            rules = await store.channel_rules(guild_id)
+            if rules.get(new.channel_id) is False or (any(rules.values()) and not rules.get(new.channel_id)):
+                raise ChannelClosed
+        choice = await resolve_plan(store, policy, guild_id, user_id, roles)
+        await _check_windows(
+            store, user_id, choice.plan, policy.windows, now, rule.reset_at if rule else None
+        )
+        cost = new.options.estimated_credits
+        guild = await store.get_guild(guild_id) if guild_id is not None else None
+        if guild is not None:
+            if guild.balance < cost:
+                raise PoolShort(cost, guild.balance)
+            if guild.daily_allowance is not None:
+                spent = await store.member_spent(guild.guild_id, user_id, now - policy.windows.day)
+                left = max(0, guild.daily_allowance - spent)
+                if cost > left:
+                    raise AllowanceShort(cost, left, guild.daily_allowance)
+        job = await store.insert_job(new, now=now)
+        crossed = await store.reserve(job, cost) if guild is not None else False
+    low = await store.get_guild(guild_id) if crossed and guild_id is not None else None
+    return Admitted(job, choice, low)
+
+
+async def _check_windows(
+    store: Store, user_id: int, plan: contract.Plan, windows: QuotaWindows, now: float, reset_at: float | None
+) -> None:
+    # A moderator's /quota reset starts the person's windows afresh (running jobs still count).
+    minute_since = max(now - windows.minute, reset_at or 0.0)
+    day_since = max(now - windows.day, reset_at or 0.0)
+    usage = await store.usage(user_id, minute_since, day_since)
+    if usage.active >= plan.concurrent_jobs:
+        raise QuotaExceeded("concurrent", plan.concurrent_jobs, plan.name, None)
+    if usage.in_minute >= plan.requests_per_minute:
+        oldest = await store.nth_counted_since(
+            user_id, minute_since, usage.in_minute - plan.requests_per_minute
+        )
+        frees = oldest + windows.minute if oldest is not None else None
+        raise QuotaExceeded("per_minute", plan.requests_per_minute, plan.name, frees)
+    if plan.jobs_per_day is not None and usage.in_day >= plan.jobs_per_day:
+        oldest = await store.nth_counted_since(user_id, day_since, usage.in_day - plan.jobs_per_day)
+        frees = oldest + windows.day if oldest is not None else None
+        raise QuotaExceeded("per_day", plan.jobs_per_day, plan.name, frees)

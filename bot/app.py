@@ -19,7 +19,7 @@ import discord
 import yarl
 from discord.ext import commands
 
-from bot.admission import QuotaWindows
+from bot.admission import Policy, QuotaWindows
 from bot.api import open_api
 from bot.budget import RequestBudget
 from bot.config import Settings
@@ -27,13 +27,13 @@ from bot.delivery import Attachment, Messenger, Route, RouteUnavailable, UploadT
 from bot.doitong import DoitongClient
 from bot.jobs import Job
 from bot.pipeline import Pipeline, PipelineOptions
-from bot.store import Store
+from bot.store import Guild, Store
 from bot.webhooks import WEBHOOK_PATH, WebhookReceiver
 from cogs.cards import JobButton, job_buttons, status_embed
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.animate", "cogs.jobs")
+EXTENSIONS = ("cogs.animate", "cogs.jobs", "cogs.moderation")
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # Discord's default per-file limit since 2025
 TOKEN_LIFETIME = 15 * 60.0  # an interaction token's life
 TOKEN_MARGIN = 30.0  # do not start a request on a token about to expire
@@ -60,7 +60,11 @@ class AnimateBot(commands.Bot):
         self.settings = settings
         self.sync_only = sync_only
         self.budget = RequestBudget(settings.plan.requests_per_minute, settings.rate_window)
-        self.quota_windows = QuotaWindows.scaled(settings.quota_time_scale)
+        self.policy = Policy(
+            default_plan=settings.default_user_plan,
+            windows=QuotaWindows.scaled(settings.quota_time_scale),
+            welcome_credits=settings.pool_welcome_credits,
+        )
         self.receiver: WebhookReceiver | None = None
         self._resources = contextlib.AsyncExitStack()
         self._starter: asyncio.Task[None] | None = None
@@ -115,6 +119,23 @@ class AnimateBot(commands.Bot):
             settings.doitong_plan,
             "on" if webhook_url else "off (polling)",
             WEBHOOK_PATH,
+        )
+
+    async def alert(self, channel_id: int | None, text: str) -> None:
+        """A note to a server's moderators (their alert channel), best effort."""
+        if channel_id is None:
+            log.warning("alert with no alert channel set: %s", text)
+            return
+        try:
+            await self.get_partial_messageable(channel_id).send(text)
+        except discord.HTTPException as exc:
+            log.warning("alert to channel %s failed (%s %s): %s", channel_id, exc.status, exc.code, text)
+
+    async def alert_low_balance(self, guild: Guild) -> None:
+        await self.alert(
+            guild.alert_channel_id,
+            f"⚠️ The server's credit pool is down to **{guild.balance}** credits, below the alert line of "
+            f"{guild.low_balance_threshold}. Top it up with `/pool topup`.",
         )
 
     async def _start_pipeline_when_ready(self) -> None:
@@ -203,6 +224,9 @@ class DiscordMessenger(Messenger):
             if exc.status in (401, 403, 404):
                 raise RouteUnavailable(f"{exc.status} {exc.code}: {exc.text}") from None
             raise
+
+    async def alert(self, channel_id: int | None, text: str) -> None:
+        await self.bot.alert(channel_id, text)
 
     async def show_status(self, job: Job, detail: str) -> None:
         if job.status_message_id is None:

@@ -83,10 +83,7 @@ class Settings:
     job_timeout: float = 900.0  # a job the API has not finished by then is marked expired
     quota_time_scale: float = 1.0  # shrinks the per-person quota windows (tests only)
     default_user_plan: str = "free"  # the per-person quota where nothing else is set
-
-    @property
-    def plan_for_people(self) -> contract.Plan:
-        return contract.PLANS[self.default_user_plan]
+    pool_welcome_credits: int = 500  # a server's pool starts with this (a ledger 'grant' row)
 
     @property
     def rate_window(self) -> float:
@@ -224,6 +221,7 @@ def load_settings(values: Mapping[str, str | None], *, require_discord: bool = F
         job_timeout=r.convert("JOB_TIMEOUT", 900.0, _positive_float, "a positive number of seconds"),
         quota_time_scale=r.convert("QUOTA_TIME_SCALE", 1.0, _positive_float, "a positive number"),
         default_user_plan=r.choice("DEFAULT_USER_PLAN", "free", contract.PLAN_NAMES, fold=str.lower),
+        pool_welcome_credits=r.convert("POOL_WELCOME_CREDITS", 500, _non_negative_int, "a whole number >= 0"),
     )
     if settings.public_webhook_url and settings.doitong_webhook_secret is None:
         r.problems.append(

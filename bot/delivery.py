@@ -63,6 +63,9 @@ class Messenger(Protocol):
     async def show_status(self, job: Job, detail: str) -> None:
         """Bring the job's status card up to date (best effort)."""
 
+    async def alert(self, channel_id: int | None, text: str) -> None:
+        """A note to a server's moderators in their alert channel (best effort)."""
+
 
 class Delivery:
     def __init__(

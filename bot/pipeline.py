@@ -63,6 +63,7 @@ class Pipeline:
             on_submitted=self._submitted,
             on_ended=self.ended,
             source=options.source,
+            on_paused=self._tell_moderators,
         )
         self.poller = Poller(
             store,
@@ -154,6 +155,11 @@ class Pipeline:
         self.scheduler.wake()  # its slot is free
         await self.messenger.show_status(cancelled, reason)
         return cancelled
+
+    async def _tell_moderators(self, text: str) -> None:
+        """An account-wide problem: every server with work waiting hears of it once."""
+        for guild in await self.store.guilds_waiting():
+            await self.messenger.alert(guild.alert_channel_id, text)
 
     # --- internal hooks ----------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ class Scheduler:
         on_ended: JobHook,
         idle_check: float = 5.0,
         source: str | None = None,
+        on_paused: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -55,22 +56,32 @@ class Scheduler:
         self.on_ended = on_ended
         self.idle_check = idle_check
         self.source = source  # only jobs from this face (the bot leaves the CLI's alone)
+        self.on_paused = on_paused or _nobody
         self._wake = asyncio.Event()
         self.paused_until = 0.0  # Unix time
         self.pause_reason: str | None = None
         self._backoff = 1.0
+        self._last_served: dict[int | None, float] = {}  # person -> when their last job went out
+        self._operator_told = False
 
     def wake(self) -> None:
         self._wake.set()
 
+    def resume(self) -> None:
+        """Lift a pause now (a moderator's /pool resume after topping up the account)."""
+        self.paused_until = 0.0
+        self.pause_reason = None
+        self.wake()
+
     async def run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.idle_check)
-            self._wake.clear()
             pause = self.paused_until - time.time()
-            if pause > 0:
-                await asyncio.sleep(pause)
+            timeout = pause if pause > 0 else self.idle_check
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            self._wake.clear()
+            if self.paused_until > time.time():
+                continue  # woken by new work while paused: it waits with the rest
             await self.submit_ready()
 
     async def submit_ready(self) -> None:
@@ -81,7 +92,8 @@ class Scheduler:
         busy = await self.store.count_in_states([JobState.PROCESSING])
         free = self.plan.concurrent_jobs - busy - len(pending)
         if free > 0:
-            pending += (await self.store.jobs_in_states([JobState.QUEUED], source=self.source))[:free]
+            queued = await self.store.jobs_in_states([JobState.QUEUED], source=self.source)
+            pending += fair_order(queued, self._last_served)[:free]
         for job in pending:
             if not await self._submit(job):
                 return
@@ -96,13 +108,21 @@ class Scheduler:
             self._pause(exc.retry_after or self._next_backoff(), "rate limited by the API")
             return False
         except (AuthenticationError, InsufficientCreditsError) as exc:
-            log.error("submitting paused for %.0fs: %s (operator action needed)", OPERATOR_PAUSE, exc)
+            # Only the operator can fix these. The queue stays; submitting resumes by itself
+            # when a later probe (the next try, OPERATOR_PAUSE from now) succeeds, or at once
+            # on resume(). Moderators hear of it once, not once per job.
+            log.error("submitting paused: %s (operator action needed)", exc)
             self._pause(OPERATOR_PAUSE, str(exc))
+            if not self._operator_told:
+                self._operator_told = True
+                await self.on_paused(_operator_text(exc))
             return False
         except (APIUnreachableError, DoitongError) as exc:
             self._pause(self._next_backoff(), f"API error: {exc}")
             return False
         self._backoff = 1.0
+        self._operator_told = False
+        self._last_served[job.user_id] = time.monotonic()
         if job.state is JobState.PROCESSING:
             await self.on_submitted(job)
         else:  # refused for good (400) or already ended on an idempotent replay
@@ -117,3 +137,35 @@ class Scheduler:
     def _next_backoff(self) -> float:
         delay, self._backoff = self._backoff, min(self._backoff * 2, OPERATOR_PAUSE)
         return delay
+
+
+def fair_order(queued: list[Job], last_served: dict[int | None, float]) -> list[Job]:
+    """Round-robin across people: each person's oldest job in turn, the least recently served
+    person first, so one heavy user cannot starve the others. Each person's own jobs keep
+    their order."""
+    by_person: dict[int | None, list[Job]] = {}
+    for job in queued:  # oldest first, as the store returns them
+        by_person.setdefault(job.user_id, []).append(job)
+    people = sorted(by_person, key=lambda p: (last_served.get(p, float("-inf")), by_person[p][0].created_at))
+    order: list[Job] = []
+    for turn in range(max((len(jobs) for jobs in by_person.values()), default=0)):
+        order.extend(by_person[p][turn] for p in people if turn < len(by_person[p]))
+    return order
+
+
+async def _nobody(text: str) -> None:
+    return None
+
+
+def _operator_text(exc: DoitongError) -> str:
+    if isinstance(exc, InsufficientCreditsError):
+        numbers = ""
+        if exc.credits_required is not None:
+            numbers = f" (needs {exc.credits_required}, the account has {exc.credits_available})"
+        return (
+            f"⚠️ The bot's API account is out of credits{numbers}. Animations are queued, not lost; "
+            "they resume by themselves once the account is topped up, or at once with `/pool resume`."
+        )
+    return (
+        "⚠️ The API refused the bot's key. Animations are queued; the bot operator must fix DOITONG_API_KEY."
+    )

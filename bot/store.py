@@ -76,6 +76,65 @@ MIGRATIONS: Final[list[list[str]]] = [
         "ALTER TABLE jobs ADD COLUMN delivery_note TEXT",
         "CREATE INDEX jobs_by_api_id ON jobs (api_job_id)",
     ],
+    [
+        # One row per server: its default plan, its credit pool and the pool's alert settings.
+        # The balance always equals the sum of the server's ledger (both change together).
+        """
+        CREATE TABLE guilds (
+            guild_id              BIGINT PRIMARY KEY,
+            default_plan          TEXT,
+            balance               BIGINT NOT NULL DEFAULT 0 CHECK (balance >= 0),
+            daily_allowance       BIGINT,
+            low_balance_threshold BIGINT,
+            alert_channel_id      BIGINT,
+            alert_armed           INTEGER NOT NULL DEFAULT 1,
+            created_at            DOUBLE PRECISION NOT NULL
+        )
+        """,
+        "CREATE TABLE role_plans (guild_id BIGINT NOT NULL, role_id BIGINT NOT NULL, plan TEXT NOT NULL,"
+        " PRIMARY KEY (guild_id, role_id))",
+        """
+        CREATE TABLE member_rules (
+            guild_id  BIGINT NOT NULL,
+            user_id   BIGINT NOT NULL,
+            plan      TEXT,
+            blocked   INTEGER NOT NULL DEFAULT 0,
+            reason    TEXT,
+            reset_at  DOUBLE PRECISION,
+            PRIMARY KEY (guild_id, user_id)
+        )
+        """,
+        "CREATE TABLE channel_rules (guild_id BIGINT NOT NULL, channel_id BIGINT NOT NULL,"
+        " allowed INTEGER NOT NULL, PRIMARY KEY (guild_id, channel_id))",
+        """
+        CREATE TABLE ledger (
+            id          INTEGER PRIMARY KEY,
+            guild_id    BIGINT NOT NULL,
+            job_id      TEXT REFERENCES jobs (id),
+            user_id     BIGINT,
+            kind        TEXT NOT NULL,
+            amount      BIGINT NOT NULL,
+            note        TEXT,
+            created_at  DOUBLE PRECISION NOT NULL
+        )
+        """,
+        # A job is reserved once and settled once, whatever path reports its end.
+        "CREATE UNIQUE INDEX ledger_once ON ledger (job_id, kind) WHERE job_id IS NOT NULL",
+        "CREATE INDEX ledger_by_guild ON ledger (guild_id, created_at)",
+        "CREATE INDEX ledger_by_member ON ledger (guild_id, user_id, created_at)",
+        """
+        CREATE TABLE audit (
+            id          INTEGER PRIMARY KEY,
+            guild_id    BIGINT NOT NULL,
+            actor_id    BIGINT NOT NULL,
+            action      TEXT NOT NULL,
+            target      TEXT,
+            detail      TEXT,
+            created_at  DOUBLE PRECISION NOT NULL
+        )
+        """,
+        "CREATE INDEX audit_by_guild ON audit (guild_id, created_at)",
+    ],
 ]
 
 _JOB_COLUMNS: Final = (
@@ -121,6 +180,44 @@ class NewJob:
     interaction_token: str | None = None
     token_expires_at: float | None = None
     upload_limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Guild:
+    guild_id: int
+    default_plan: str | None
+    balance: int
+    daily_allowance: int | None
+    low_balance_threshold: int | None
+    alert_channel_id: int | None
+    alert_armed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRule:
+    plan: str | None
+    blocked: bool
+    reason: str | None
+    reset_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    kind: str
+    amount: int
+    job_id: str | None
+    user_id: int | None
+    note: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    actor_id: int
+    action: str
+    target: str | None
+    detail: str | None
+    created_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +378,11 @@ class Store:
         unknown = set(fields) - _TRANSITION_FIELDS
         if unknown:
             raise ValueError(f"not a transition field: {', '.join(sorted(unknown))}")
+        if target in _OUTCOME_OF:  # an end: the state and the pool's settlement move together
+            async with self.transaction():
+                job = await self._transition(job_id, target, expected, fields)
+                await self._settle(job)
+                return job
         async with self._turn():
             return await self._transition(job_id, target, expected, fields)
 
@@ -306,6 +408,225 @@ class Store:
         job = await self.get_job(job_id)
         assert job is not None
         return job
+
+    async def _settle(self, job: Job) -> None:
+        """Settle a pool-paid job once: refund it in full unless it completed, in which case
+        the difference between the reservation and the API's reported cost goes back (or, if
+        it cost more, is charged as far as the pool can pay; a pool never goes negative)."""
+        reserved = await self._scalar(
+            "SELECT -amount FROM ledger WHERE job_id = ? AND kind = 'reserve'", (job.id,)
+        )
+        if reserved is None or job.guild_id is None:
+            return  # a DM or CLI job: no pool involved
+        if job.outcome == "completed":
+            cost = job.actual_credits if job.actual_credits is not None else reserved
+            back = reserved - cost
+            if back < 0:
+                balance = (
+                    await self._scalar("SELECT balance FROM guilds WHERE guild_id = ?", (job.guild_id,)) or 0
+                )
+                back = -min(-back, balance)
+            note = f"settled at {cost} credits"
+        else:
+            back = reserved
+            note = f"refunded: {job.outcome}"
+        await self._ledger(job.guild_id, "settle", back, job_id=job.id, user_id=job.user_id, note=note)
+
+    async def _ledger(
+        self, guild_id: int, kind: str, amount: int, *, job_id: str | None = None,
+        user_id: int | None = None, note: str | None = None,
+    ) -> None:  # fmt: skip
+        """One ledger row and the balance it moves, together (inside the caller's transaction)."""
+        await self._write(
+            "INSERT INTO ledger (guild_id, job_id, user_id, kind, amount, note, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (guild_id, job_id, user_id, kind, amount, note, time.time()),
+        )
+        await self._write("UPDATE guilds SET balance = balance + ? WHERE guild_id = ?", (amount, guild_id))
+
+    async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        async with self._conn.execute(sql, params) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    # --- servers: pools, plans, rules, audit --------------------------------------------------
+
+    async def ensure_guild(self, guild_id: int, welcome_credits: int = 0) -> Guild:
+        """The server's row, created on first use with its welcome grant in the ledger."""
+        guild = await self.get_guild(guild_id)
+        if guild is not None:
+            return guild
+        async with self.transaction():
+            if await self.get_guild(guild_id) is None:
+                await self._write(
+                    "INSERT INTO guilds (guild_id, created_at) VALUES (?, ?)", (guild_id, time.time())
+                )
+                if welcome_credits > 0:
+                    await self._ledger(guild_id, "grant", welcome_credits, note="welcome credits")
+        guild = await self.get_guild(guild_id)
+        assert guild is not None
+        return guild
+
+    async def guilds_waiting(self) -> list[Guild]:
+        """Servers with queued jobs (to tell them the queue is paused)."""
+        async with self._conn.execute(
+            "SELECT DISTINCT guild_id FROM jobs WHERE state = ? AND guild_id IS NOT NULL",
+            (JobState.QUEUED.value,),
+        ) as cur:
+            ids = [int(r[0]) for r in await cur.fetchall()]
+        return [g for g in [await self.get_guild(i) for i in ids] if g is not None]
+
+    async def get_guild(self, guild_id: int) -> Guild | None:
+        async with self._conn.execute(
+            "SELECT guild_id, default_plan, balance, daily_allowance, low_balance_threshold,"
+            " alert_channel_id,"
+            " alert_armed FROM guilds WHERE guild_id = ?",
+            (guild_id,),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return Guild(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]))
+
+    _GUILD_FIELDS: Final = frozenset(
+        {"default_plan", "daily_allowance", "low_balance_threshold", "alert_channel_id", "alert_armed"}
+    )
+
+    async def update_guild(self, guild_id: int, **fields: Any) -> None:
+        unknown = set(fields) - self._GUILD_FIELDS
+        if unknown:
+            raise ValueError(f"not a server setting: {', '.join(sorted(unknown))}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        await self._write(f"UPDATE guilds SET {assignments} WHERE guild_id = ?", (*fields.values(), guild_id))
+
+    async def topup(self, guild_id: int, amount: int, actor_id: int) -> Guild:
+        """Add credits; re-arms the low-balance alert once the balance is back above it."""
+        async with self.transaction():
+            await self._ledger(guild_id, "topup", amount, user_id=actor_id, note=f"top-up by {actor_id}")
+            await self._write(
+                "UPDATE guilds SET alert_armed = 1 WHERE guild_id = ?"
+                " AND (low_balance_threshold IS NULL OR balance >= low_balance_threshold)",
+                (guild_id,),
+            )
+        guild = await self.get_guild(guild_id)
+        assert guild is not None
+        return guild
+
+    async def reserve(self, job: Job, amount: int) -> bool:
+        """Take a new job's estimate from its server's pool (inside admission's transaction).
+
+        Returns True when this reservation took the balance below the alert threshold while
+        the alert was armed: the caller alerts once, and the alert stays quiet until a top-up.
+        """
+        assert job.guild_id is not None
+        await self._ledger(job.guild_id, "reserve", -amount, job_id=job.id, user_id=job.user_id)
+        crossed = await self._write(
+            "UPDATE guilds SET alert_armed = 0 WHERE guild_id = ? AND alert_armed = 1"
+            " AND low_balance_threshold IS NOT NULL AND balance < low_balance_threshold",
+            (job.guild_id,),
+        )
+        return crossed == 1
+
+    async def member_spent(self, guild_id: int, user_id: int, since: float) -> int:
+        """Credits a member's jobs took from the pool since ``since``, net of settlements."""
+        spent = await self._scalar(
+            "SELECT COALESCE(SUM(l.amount), 0) FROM ledger l JOIN jobs j ON j.id = l.job_id"
+            " WHERE l.guild_id = ? AND l.user_id = ? AND j.created_at > ?"
+            " AND l.kind IN ('reserve', 'settle')",
+            (guild_id, user_id, since),
+        )
+        return -int(spent or 0)
+
+    async def ledger_sum(self, guild_id: int) -> int:
+        return int(
+            await self._scalar("SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE guild_id = ?", (guild_id,))
+        )
+
+    async def ledger_rows(self, guild_id: int, limit: int = 10) -> list[LedgerRow]:
+        async with self._conn.execute(
+            "SELECT kind, amount, job_id, user_id, note, created_at FROM ledger WHERE guild_id = ?"
+            " ORDER BY id DESC LIMIT ?",
+            (guild_id, limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [LedgerRow(*row) for row in rows]
+
+    async def member_rule(self, guild_id: int, user_id: int) -> MemberRule | None:
+        async with self._conn.execute(
+            "SELECT plan, blocked, reason, reset_at FROM member_rules WHERE guild_id = ? AND user_id = ?",
+            (guild_id, user_id),
+        ) as cur:
+            row = await cur.fetchone()
+        return MemberRule(row[0], bool(row[1]), row[2], row[3]) if row else None
+
+    async def set_member_rule(self, guild_id: int, user_id: int, **fields: Any) -> None:
+        """Upsert one member's override, block or quota reset (portable: update, then insert)."""
+        allowed = {"plan", "blocked", "reason", "reset_at"}
+        if set(fields) - allowed:
+            raise ValueError("not a member rule field")
+        async with self.transaction():
+            assignments = ", ".join(f"{name} = ?" for name in fields)
+            changed = await self._write(
+                f"UPDATE member_rules SET {assignments} WHERE guild_id = ? AND user_id = ?",
+                (*fields.values(), guild_id, user_id),
+            )
+            if not changed:
+                names = ", ".join(fields)
+                await self._write(
+                    f"INSERT INTO member_rules (guild_id, user_id, {names})"
+                    f" VALUES (?, ?{', ?' * len(fields)})",
+                    (guild_id, user_id, *fields.values()),
+                )
+
+    async def role_plans(self, guild_id: int) -> dict[int, str]:
+        async with self._conn.execute(
+            "SELECT role_id, plan FROM role_plans WHERE guild_id = ?", (guild_id,)
+        ) as cur:
+            return {int(r[0]): str(r[1]) for r in await cur.fetchall()}
+
+    async def set_role_plan(self, guild_id: int, role_id: int, plan: str | None) -> None:
+        async with self.transaction():
+            await self._write(
+                "DELETE FROM role_plans WHERE guild_id = ? AND role_id = ?", (guild_id, role_id)
+            )
+            if plan is not None:
+                await self._write(
+                    "INSERT INTO role_plans (guild_id, role_id, plan) VALUES (?, ?, ?)",
+                    (guild_id, role_id, plan),
+                )
+
+    async def channel_rules(self, guild_id: int) -> dict[int, bool]:
+        async with self._conn.execute(
+            "SELECT channel_id, allowed FROM channel_rules WHERE guild_id = ?", (guild_id,)
+        ) as cur:
+            return {int(r[0]): bool(r[1]) for r in await cur.fetchall()}
+
+    async def set_channel_rule(self, guild_id: int, channel_id: int, allowed: bool) -> None:
+        async with self.transaction():
+            await self._write(
+                "DELETE FROM channel_rules WHERE guild_id = ? AND channel_id = ?", (guild_id, channel_id)
+            )
+            await self._write(
+                "INSERT INTO channel_rules (guild_id, channel_id, allowed) VALUES (?, ?, ?)",
+                (guild_id, channel_id, int(allowed)),
+            )
+
+    async def audit(
+        self, guild_id: int, actor_id: int, action: str, target: str | None, detail: str | None
+    ) -> None:
+        await self._write(
+            "INSERT INTO audit (guild_id, actor_id, action, target, detail, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (guild_id, actor_id, action, target, detail, time.time()),
+        )
+
+    async def audit_rows(self, guild_id: int, limit: int = 15) -> list[AuditRow]:
+        async with self._conn.execute(
+            "SELECT actor_id, action, target, detail, created_at FROM audit WHERE guild_id = ?"
+            " ORDER BY id DESC LIMIT ?",
+            (guild_id, limit),
+        ) as cur:
+            return [AuditRow(*row) for row in await cur.fetchall()]
 
     async def set_status_card(self, job_id: str, channel_id: int, message_id: int) -> None:
         await self._write(

@@ -13,7 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import contract
-from bot.admission import QuotaExceeded, admit
+from bot.admission import QuotaExceeded, Refused, admit
 from bot.app import TOKEN_LIFETIME, AnimateBot
 from bot.fetch import FetchError, fetch_bytes
 from bot.jobs import InvalidOptions, Job, JobOptions, may_cancel
@@ -77,8 +77,9 @@ async def start_animation(
         token_expires_at=interaction.created_at.timestamp() + TOKEN_LIFETIME,
         upload_limit=interaction.filesize_limit,
     )
+    roles = [r.id for r in interaction.user.roles] if isinstance(interaction.user, discord.Member) else []
     try:
-        job = await admit(bot.store, new, bot.settings.plan_for_people, windows=bot.quota_windows)
+        admitted = await admit(bot.store, new, bot.policy, roles=roles)
     except QuotaExceeded as exc:
         when = (
             f" It frees <t:{int(exc.frees_at) + 1}:R>."
@@ -87,6 +88,12 @@ async def start_animation(
         )
         await reject(interaction, f"⏳ {exc.describe()}{when}")
         return
+    except Refused as exc:  # blocked, channel closed, pool or allowance short: the numbers are in it
+        await reject(interaction, f"⛔ {exc}")
+        return
+    job = admitted.job
+    if admitted.low_balance is not None:
+        await bot.alert_low_balance(admitted.low_balance)
     log.info("job=%s accepted user=%s guild=%s %s", job.id, job.user_id, job.guild_id, job.options)
     position = await bot.store.queue_position(job)
     try:

@@ -29,6 +29,7 @@ class RecordingMessenger:
     refuse_over: int | None = None  # answer 413 for files above this size
     sent: list[Sent] = field(default_factory=list)
     statuses: list[tuple[str, str, str]] = field(default_factory=list)
+    alerts: list[tuple[int | None, str]] = field(default_factory=list)
 
     def upload_limit(self, job: Job, route: Route) -> int | None:
         return self.limits.get(route)
@@ -46,3 +47,6 @@ class RecordingMessenger:
 
     async def show_status(self, job: Job, detail: str) -> None:
         self.statuses.append((job.id, job.state.value, detail))
+
+    async def alert(self, channel_id: int | None, text: str) -> None:
+        self.alerts.append((channel_id, text))

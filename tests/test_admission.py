@@ -3,11 +3,15 @@ import asyncio
 import pytest
 
 from bot import contract
-from bot.admission import QuotaExceeded, QuotaWindows, admit
+from bot.admission import Policy, QuotaExceeded, QuotaWindows, admit
 from bot.jobs import JobOptions, JobState
 from bot.store import NewJob, Store
 
-FREE = contract.PLANS["free"]
+FREE = Policy(default_plan="free")
+
+
+def only(plan: contract.Plan, windows: QuotaWindows | None = None) -> Policy:
+    return Policy(default_plan=plan.name, plans={plan.name: plan}, windows=windows or QuotaWindows())
 
 
 def ask(user: int = 1) -> NewJob:
@@ -33,37 +37,37 @@ async def test_two_at_once_only_one_passes_a_limit_of_one(store: Store) -> None:
 
 
 async def test_concurrency_frees_when_the_job_ends(store: Store) -> None:
-    job = await admit(store, ask(), FREE)
+    job = (await admit(store, ask(), FREE)).job
     with pytest.raises(QuotaExceeded):
         await admit(store, ask(), FREE)
     await end(store, job.id, JobState.COMPLETED)
-    assert (await admit(store, ask(), FREE)).state is JobState.QUEUED
+    assert (await admit(store, ask(), FREE)).job.state is JobState.QUEUED
 
 
 async def test_per_minute_names_when_it_frees(store: Store) -> None:
     plan = contract.Plan("t", requests_per_minute=3, concurrent_jobs=99, jobs_per_day=None)
     for i in range(3):
-        await admit(store, ask(), plan, now=1000.0 + i)
+        await admit(store, ask(), only(plan), now=1000.0 + i)
     with pytest.raises(QuotaExceeded) as caught:
-        await admit(store, ask(), plan, now=1010.0)
+        await admit(store, ask(), only(plan), now=1010.0)
     assert caught.value.limit == "per_minute" and caught.value.frees_at == pytest.approx(1060.0, abs=1.5)
     # Real time is far past these windows, so a fresh admission passes.
-    assert await admit(store, ask(), plan)
+    assert await admit(store, ask(), only(plan))
 
 
 async def test_per_day_rolling_and_failed_jobs_are_given_back(store: Store) -> None:
     plan = contract.Plan("t", requests_per_minute=99, concurrent_jobs=99, jobs_per_day=2)
-    windows = QuotaWindows(minute=60, day=1000)
-    a = await admit(store, ask(), plan, windows=windows, now=5000.0)
-    b = await admit(store, ask(), plan, windows=windows, now=5001.0)
+    policy = only(plan, QuotaWindows(minute=60, day=1000))
+    a = (await admit(store, ask(), policy, now=5000.0)).job
+    b = (await admit(store, ask(), policy, now=5001.0)).job
     with pytest.raises(QuotaExceeded) as caught:
-        await admit(store, ask(), plan, windows=windows, now=5100.0)
+        await admit(store, ask(), policy, now=5100.0)
     assert caught.value.limit == "per_day" and caught.value.frees_at == pytest.approx(6000.0, abs=1.5)
     await end(store, b.id, JobState.FAILED)  # the API failed it: it does not count
-    assert await admit(store, ask(), plan, windows=windows, now=5100.0)
+    assert await admit(store, ask(), policy, now=5100.0)
     await end(store, a.id, JobState.COMPLETED)
     with pytest.raises(QuotaExceeded):
-        await admit(store, ask(), plan, windows=windows, now=5200.0)
+        await admit(store, ask(), policy, now=5200.0)
 
 
 async def test_people_do_not_share_limits_and_cli_has_none(store: Store) -> None:
@@ -84,3 +88,19 @@ def test_only_the_requester_or_a_moderator_of_that_server_may_cancel() -> None:
     assert may_cancel(job, 2, moderator_of=100)
     assert not may_cancel(job, 2, moderator_of=None)
     assert not may_cancel(job, 2, moderator_of=200)  # a moderator of another server
+
+
+def test_fair_order_round_robin_least_recently_served_first() -> None:
+    from bot.jobs import Job
+    from bot.scheduler import fair_order
+
+    def job(i: int, user: int) -> Job:
+        return Job(id=f"j{i}", idempotency_key=str(i), state=JobState.QUEUED, source="discord", image_ref="u",
+                   options=JobOptions(prompt="p"), estimated_credits=1, created_at=float(i), updated_at=0,
+                   user_id=user)  # fmt: skip
+
+    heavy = [job(i, 1) for i in range(5)]
+    queued = [*heavy, job(5, 2), job(6, 3), job(7, 2)]
+    assert [j.id for j in fair_order(queued, {})] == ["j0", "j5", "j6", "j1", "j7", "j2", "j3", "j4"]
+    # Person 1 was just served: the others go first.
+    assert [j.id for j in fair_order(queued, {1: 10.0})][:3] == ["j5", "j6", "j0"]

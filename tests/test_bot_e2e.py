@@ -117,8 +117,10 @@ async def test_animate_delivers_the_video(tmp_path: Path, webhooks: bool) -> Non
         if webhooks:  # publish the commands the way an operator does, then use their types
             code, out = await w.bot.run_command("sync", "--guild", str(w.guild.id))
             assert code == 0, out
-            assert "published 3 commands" in out
-            assert {c["name"] for c in w.fake.commands(guild=w.guild)} == {"animate", "jobs", "cancel"}
+            assert "published 7 commands" in out
+            assert {c["name"] for c in w.fake.commands(guild=w.guild)} == {
+                "animate", "jobs", "cancel", "quota", "animate-channels", "pool", "credits"
+            }
         it = await w.animate(duration=10, aspect_ratio="9:16", motion="high", version="gen-3")
         ack = await it.wait_acknowledged(timeout=3)
         assert ack.type == 5  # deferred at once

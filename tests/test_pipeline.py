@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from bot import contract
-from bot.admission import admit
+from bot.admission import Policy, admit
 from bot.budget import RequestBudget
 from bot.delivery import Route
 from bot.doitong import DoitongClient, RetryPolicy
@@ -84,7 +84,7 @@ class Harness:
     async def add(self, user: int = 1, **options: object) -> str:
         new = NewJob(source="discord", image_ref=IMAGE, options=JobOptions(prompt="p", **options),
                      user_id=user, channel_id=5, guild_id=6)  # fmt: skip
-        job = await admit(self.store, new, PRO)
+        job = (await admit(self.store, new, Policy(default_plan="pro", welcome_credits=1_000_000))).job
         await self.store.set_status_card(job.id, 5, 99)
         assert self.pipeline is not None
         self.pipeline.accepted(job)
@@ -288,3 +288,31 @@ async def test_webhook_for_an_unknown_job_asks_for_a_retry(store: Store, emu: Em
         body = b'{"id": "never-seen", "status": "completed", "url": "http://x/y.mp4"}'
         url = f"http://127.0.0.1:{h.receiver.port}{WEBHOOK_PATH}"
         assert (await http.post(url, content=body, headers=signed(body))).status_code == 503
+
+
+async def test_account_out_of_credits_pauses_tells_once_and_resumes(store: Store, emu: Emulator) -> None:
+    messenger = RecordingMessenger()
+    emu.set_credits(PRO_KEY, 0)
+    await store.ensure_guild(6, 1_000)
+    await store.update_guild(6, alert_channel_id=77)
+    async with Harness(store, emu, True, messenger) as h:
+        assert h.pipeline is not None
+        first, second = await h.add(user=1), await h.add(user=2)
+        await wait_for(lambda: _paused(h))
+        h.pipeline.scheduler.wake()  # more work arriving while paused changes nothing
+        await asyncio.sleep(0.2)
+        assert [a[0] for a in messenger.alerts] == [77]
+        text = messenger.alerts[0][1]
+        assert "out of credits" in text and "needs 50, the account has 0" in text
+        assert {(await store.get_job(i)).state for i in (first, second)} == {JobState.QUEUED}  # type: ignore[union-attr]
+        emu.set_credits(PRO_KEY, 1_000)
+        h.pipeline.scheduler.resume()  # what /pool resume does
+        await wait_for(lambda: h.delivered(first))
+        await wait_for(lambda: h.delivered(second))
+    assert len(messenger.alerts) == 1
+    assert emu.stats()["accounts"]["pro"]["jobs_created"] == 2
+
+
+async def _paused(h: Harness) -> bool:
+    assert h.pipeline is not None
+    return h.pipeline.scheduler.paused_until > time.time()

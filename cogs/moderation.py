@@ -1,0 +1,285 @@
+"""/quota, /animate-channels, /pool and /credits: moderators' controls and a member's view."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import moderation
+from bot.app import AnimateBot
+from bot.moderation import MemberSummary, ModerationError
+
+PlanOption = Literal["free", "starter", "pro", "enterprise"]
+PlanOrNone = Literal["free", "starter", "pro", "enterprise", "none"]
+
+
+def is_moderator(interaction: discord.Interaction) -> bool:
+    """Checked in code too: a server can override the commands' default permissions."""
+    user = interaction.user
+    return isinstance(user, discord.Member) and user.guild_permissions.manage_guild
+
+
+async def refuse_unless_moderator(interaction: discord.Interaction) -> bool:
+    if interaction.guild_id is None:
+        await interaction.response.send_message("This works in a server only.", ephemeral=True)
+        return True
+    if not is_moderator(interaction):
+        await interaction.response.send_message(
+            "Only moderators (Manage Server) can do that; nothing was changed.", ephemeral=True
+        )
+        return True
+    return False
+
+
+def summary_text(name: str, s: MemberSummary, windows_day_hours: float = 24) -> str:
+    p = s.plan.plan
+    daily = "unlimited" if p.jobs_per_day is None else str(p.jobs_per_day)
+    lines = [
+        f"**{name}** is on the **{p.name.capitalize()}** plan ({s.plan.why}).",
+        f"Running: {s.active} of {p.concurrent_jobs} · last minute: {s.in_minute} of {p.requests_per_minute}"
+        f" · last {windows_day_hours:g} h (rolling): {s.in_day} of {daily}",
+    ]
+    if s.blocked:
+        lines.append("⛔ Blocked from /animate here.")
+    if s.balance is not None:
+        lines.append(f"Server pool: {s.balance} credits.")
+    if s.allowance is not None:
+        lines.append(f"Daily allowance: {s.allowance_left} of {s.allowance} credits left (rolling 24 h).")
+    if s.can_spend is not None:
+        lines.append(f"Can still spend: **{s.can_spend}** credits.")
+    return "\n".join(lines)
+
+
+def plan_or_none(plan: str) -> str | None:
+    return None if plan == "none" else plan
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class QuotaGroup(app_commands.Group, name="quota", description="Per-member limits (moderators)"):
+    def __init__(self, bot: AnimateBot) -> None:
+        super().__init__()
+        self.bot = bot
+
+    @app_commands.command(name="show", description="A member's plan, usage and credits")
+    async def show(self, interaction: discord.Interaction, member: discord.Member | None = None) -> None:
+        if await refuse_unless_moderator(interaction):
+            return
+        target = member or interaction.user
+        assert interaction.guild_id is not None and isinstance(target, discord.Member)
+        s = await moderation.member_summary(
+            self.bot.store, self.bot.policy, interaction.guild_id, target.id, [r.id for r in target.roles]
+        )
+        await interaction.response.send_message(summary_text(target.display_name, s), ephemeral=True)
+
+    @app_commands.command(name="set", description="Give a member a plan (beats their roles)")
+    async def set_(self, interaction: discord.Interaction, member: discord.Member, plan: PlanOrNone) -> None:
+        if await refuse_unless_moderator(interaction):
+            return
+        assert interaction.guild_id is not None
+        await moderation.set_member_plan(
+            self.bot.store, interaction.guild_id, interaction.user.id, member.id, plan_or_none(plan)
+        )
+        await interaction.response.send_message(f"{member.mention} is now on: {plan}.", ephemeral=True)
+
+    @app_commands.command(name="role", description="Map a role to a plan (a member's best role wins)")
+    async def role(self, interaction: discord.Interaction, role: discord.Role, plan: PlanOrNone) -> None:
+        if await refuse_unless_moderator(interaction):
+            return
+        assert interaction.guild_id is not None
+        await moderation.set_role_plan(
+            self.bot.store, interaction.guild_id, interaction.user.id, role.id, plan_or_none(plan)
+        )
+        await interaction.response.send_message(f"{role.mention} → {plan}.", ephemeral=True)
+
+    @app_commands.command(name="reset", description="Start a member's minute and day windows afresh")
+    async def reset(self, interaction: discord.Interaction, member: discord.Member) -> None:
+        if await refuse_unless_moderator(interaction):
+            return
+        assert interaction.guild_id is not None
+        await moderation.reset_member(self.bot.store, interaction.guild_id, interaction.user.id, member.id)
+        await interaction.response.send_message(f"{member.mention}'s windows start afresh.", ephemeral=True)
+
+    @app_commands.command(name="default", description="The plan of members with no role or override")
+    async def default(self, interaction: discord.Interaction, plan: PlanOption) -> None:
+        if await refuse_unless_moderator(interaction):
+            return
+        assert interaction.guild_id is not None
+        await self.bot.store.ensure_guild(interaction.guild_id, self.bot.policy.welcome_credits)
+        await moderation.set_default_plan(self.bot.store, interaction.guild_id, interaction.user.id, plan)
+        await interaction.response.send_message(f"The server's default plan is now {plan}.", ephemeral=True)
+
+    @app_commands.command(name="block", description="Stop a member from using /animate here")
+    async def block(
+        self, interaction: discord.Interaction, member: discord.Member, reason: str | None = None
+    ) -> None:
+        if await refuse_unless_moderator(interaction):
+            return
+        assert interaction.guild_id is not None
+        await moderation.block_member(
+            self.bot.store, interaction.guild_id, interaction.user.id, member.id, reason
+        )
+        await interaction.response.send_message(f"{member.mention} is blocked from /animate.", ephemeral=True)
+
+    @app_commands.command(name="unblock", description="Let a blocked member use /animate again")
+    async def unblock(self, interaction: discord.Interaction, member: discord.Member) -> None:
+        if await refuse_unless_moderator(interaction):
+            return
+        assert interaction.guild_id is not None
+        await moderation.unblock_member(self.bot.store, interaction.guild_id, interaction.user.id, member.id)
+        await interaction.response.send_message(f"{member.mention} may use /animate again.", ephemeral=True)
+
+    @app_commands.command(name="audit", description="The latest moderator actions")
+    async def audit(self, interaction: discord.Interaction) -> None:
+        if await refuse_unless_moderator(interaction):
+            return
+        assert interaction.guild_id is not None
+        rows = await self.bot.store.audit_rows(interaction.guild_id)
+        text = "\n".join(
+            f"<t:{int(r.created_at)}:R> <@{r.actor_id}> **{r.action}** "
+            f"{r.target or ''} {r.detail or ''}".rstrip()
+            for r in rows
+        )
+        await interaction.response.send_message(text or "No moderator actions yet.", ephemeral=True)
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class ChannelsGroup(app_commands.Group, name="animate-channels", description="Where /animate may run"):
+    def __init__(self, bot: AnimateBot) -> None:
+        super().__init__()
+        self.bot = bot
+
+    async def _set(
+        self, interaction: discord.Interaction, channel: discord.TextChannel, allowed: bool
+    ) -> None:
+        if await refuse_unless_moderator(interaction):
+            return
+        assert interaction.guild_id is not None
+        await moderation.set_channel(
+            self.bot.store, interaction.guild_id, interaction.user.id, channel.id, allowed
+        )
+        word = "allowed" if allowed else "denied"
+        await interaction.response.send_message(f"/animate is {word} in {channel.mention}.", ephemeral=True)
+
+    @app_commands.command(name="allow", description="Allow /animate here (once any is allowed, only those)")
+    async def allow(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
+        await self._set(interaction, channel, True)
+
+    @app_commands.command(name="deny", description="Refuse /animate in this channel")
+    async def deny(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
+        await self._set(interaction, channel, False)
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class PoolGroup(app_commands.Group, name="pool", description="The server's shared credit pool (admins)"):
+    def __init__(self, bot: AnimateBot) -> None:
+        super().__init__()
+        self.bot = bot
+
+    @app_commands.command(name="topup", description="Add credits to the pool")
+    async def topup(
+        self, interaction: discord.Interaction, amount: app_commands.Range[int, 1, 10_000_000]
+    ) -> None:
+        if await refuse_unless_moderator(interaction):
+            return
+        assert interaction.guild_id is not None
+        await self.bot.store.ensure_guild(interaction.guild_id, self.bot.policy.welcome_credits)
+        try:
+            guild = await moderation.topup(self.bot.store, interaction.guild_id, interaction.user.id, amount)
+        except ModerationError as exc:
+            await interaction.response.send_message(str(exc), ephemeral=True)
+            return
+        await interaction.response.send_message(
+            f"Added {amount}; the pool has {guild.balance}.", ephemeral=True
+        )
+
+    @app_commands.command(name="show", description="Balance and recent movements")
+    async def show(self, interaction: discord.Interaction) -> None:
+        if await refuse_unless_moderator(interaction):
+            return
+        assert interaction.guild_id is not None
+        guild = await self.bot.store.ensure_guild(interaction.guild_id, self.bot.policy.welcome_credits)
+        rows = await self.bot.store.ledger_rows(guild.guild_id, limit=12)
+        history = "\n".join(
+            f"<t:{int(r.created_at)}:R> {r.kind} **{r.amount:+}**"
+            + (f" · job `{r.job_id}`" if r.job_id else "")
+            + (f" · {r.note}" if r.note else "")
+            for r in rows
+        )
+        extra = []
+        if guild.daily_allowance is not None:
+            extra.append(f"allowance {guild.daily_allowance}/member/24 h")
+        if guild.low_balance_threshold is not None:
+            extra.append(f"alert below {guild.low_balance_threshold} in <#{guild.alert_channel_id}>")
+        head = f"**Pool: {guild.balance} credits**" + (f" ({'; '.join(extra)})" if extra else "")
+        await interaction.response.send_message(f"{head}\n{history}", ephemeral=True)
+
+    @app_commands.command(name="allowance", description="Credits each member may spend per 24 h (0 = no cap)")
+    async def allowance(
+        self, interaction: discord.Interaction, amount: app_commands.Range[int, 0, 10_000_000]
+    ) -> None:
+        if await refuse_unless_moderator(interaction):
+            return
+        assert interaction.guild_id is not None
+        await self.bot.store.ensure_guild(interaction.guild_id, self.bot.policy.welcome_credits)
+        await moderation.set_allowance(self.bot.store, interaction.guild_id, interaction.user.id, amount)
+        await interaction.response.send_message(
+            f"Daily allowance: {amount or 'none'} credits per member.", ephemeral=True
+        )
+
+    @app_commands.command(name="alert", description="Warn a channel once when the pool drops below a line")
+    async def alert(
+        self, interaction: discord.Interaction, threshold: app_commands.Range[int, 0, 10_000_000],
+        channel: discord.TextChannel,
+    ) -> None:  # fmt: skip
+        if await refuse_unless_moderator(interaction):
+            return
+        assert interaction.guild_id is not None
+        await self.bot.store.ensure_guild(interaction.guild_id, self.bot.policy.welcome_credits)
+        await moderation.set_alert(
+            self.bot.store, interaction.guild_id, interaction.user.id, threshold, channel.id
+        )
+        await interaction.response.send_message(
+            f"{channel.mention} hears once when the pool drops below {threshold}.", ephemeral=True
+        )
+
+    @app_commands.command(name="resume", description="Resume submitting after the API account was topped up")
+    async def resume(self, interaction: discord.Interaction) -> None:
+        if await refuse_unless_moderator(interaction):
+            return
+        assert interaction.guild_id is not None
+        was = self.bot.pipeline.scheduler.pause_reason
+        self.bot.pipeline.scheduler.resume()
+        await self.bot.store.audit(
+            interaction.guild_id, interaction.user.id, "pool resume", None, was or "not paused"
+        )
+        await interaction.response.send_message(
+            "Submitting resumed." if was else "Submitting was not paused.", ephemeral=True
+        )
+
+
+class ModerationCog(commands.Cog):
+    def __init__(self, bot: AnimateBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="credits", description="Your plan, usage and what you can still spend today")
+    async def credits(self, interaction: discord.Interaction) -> None:
+        user = interaction.user
+        roles = [r.id for r in user.roles] if isinstance(user, discord.Member) else []
+        s = await moderation.member_summary(
+            self.bot.store, self.bot.policy, interaction.guild_id, user.id, roles
+        )
+        await interaction.response.send_message(summary_text("You", s), ephemeral=True)
+
+
+async def setup(bot: commands.Bot) -> None:
+    assert isinstance(bot, AnimateBot)
+    bot.tree.add_command(QuotaGroup(bot))
+    bot.tree.add_command(ChannelsGroup(bot))
+    bot.tree.add_command(PoolGroup(bot))
+    await bot.add_cog(ModerationCog(bot))
