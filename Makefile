@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest clean
+.PHONY: demo test test-slow lint typecheck pytest clean
 
 $(BIN)/animate-bot: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ typecheck:
 
 pytest:
 	$(BIN)/pytest -q
+
+# The long cases the default run leaves out (marked slow).
+test-slow: $(BIN)/animate-bot
+	$(BIN)/pytest -q -m slow
 
 clean:
 	rm -rf $(VENV) data out .mypy_cache .ruff_cache .pytest_cache

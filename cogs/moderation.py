@@ -34,11 +34,13 @@ async def refuse_unless_moderator(interaction: discord.Interaction) -> bool:
     return False
 
 
-def summary_text(name: str, s: MemberSummary, windows_day_hours: float = 24) -> str:
+def summary_text(name: str | None, s: MemberSummary, windows_day_hours: float = 24) -> str:
+    """A member's plan, usage and credits; ``name`` None addresses the member themself."""
     p = s.plan.plan
     daily = "unlimited" if p.jobs_per_day is None else str(p.jobs_per_day)
+    who = "You are" if name is None else f"**{name}** is"
     lines = [
-        f"**{name}** is on the **{p.name.capitalize()}** plan ({s.plan.why}).",
+        f"{who} on the **{p.name.capitalize()}** plan ({s.plan.why}).",
         f"Running: {s.active} of {p.concurrent_jobs} · last minute: {s.in_minute} of {p.requests_per_minute}"
         f" · last {windows_day_hours:g} h (rolling): {s.in_day} of {daily}",
     ]
@@ -274,7 +276,7 @@ class ModerationCog(commands.Cog):
         s = await moderation.member_summary(
             self.bot.store, self.bot.policy, interaction.guild_id, user.id, roles
         )
-        await interaction.response.send_message(summary_text("You", s), ephemeral=True)
+        await interaction.response.send_message(summary_text(None, s), ephemeral=True)
 
 
 async def setup(bot: commands.Bot) -> None:

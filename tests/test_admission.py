@@ -1,4 +1,5 @@
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +105,68 @@ def test_fair_order_round_robin_least_recently_served_first() -> None:
     assert [j.id for j in fair_order(queued, {})] == ["j0", "j5", "j6", "j1", "j7", "j2", "j3", "j4"]
     # Person 1 was just served: the others go first.
     assert [j.id for j in fair_order(queued, {1: 10.0})][:3] == ["j5", "j6", "j0"]
+
+
+async def finished(store: Store, user: int, policy: Policy, now: float) -> None:
+    """Admit a job at ``now`` and end it at once (so only the minute and day windows count)."""
+    await end(store, (await admit(store, ask(user), policy, now=now)).job.id, JobState.COMPLETED)
+
+
+@pytest.mark.parametrize("name", ["free", "starter", "pro"])
+async def test_concurrent_and_minute_limits_of_each_plan_hold_across_a_restart(
+    tmp_path: Path, name: str
+) -> None:
+    """The API's own numbers, counted from the job rows, so reopening the database (a restart)
+    changes nothing: refused just before the window frees, admitted just after."""
+    plan, policy, path = contract.PLANS[name], Policy(default_plan=name), tmp_path / "jobs.db"
+    store = await Store.open(path)
+    try:
+        # Concurrent: the plan's number of running jobs, then refused until one ends.
+        running = [(await admit(store, ask(1), policy, now=T0)).job for _ in range(plan.concurrent_jobs)]
+        store = await reopen(store, path)
+        with pytest.raises(QuotaExceeded) as caught:
+            await admit(store, ask(1), policy, now=T0 + 1)
+        assert caught.value.limit == "concurrent" and caught.value.allowed == plan.concurrent_jobs
+        await end(store, running[0].id, JobState.COMPLETED)
+        assert await admit(store, ask(1), policy, now=T0 + 2)
+
+        # Per minute: the last 60 s.
+        for i in range(plan.requests_per_minute):
+            await finished(store, 2, policy, T0 + i * 0.1)
+        store = await reopen(store, path)
+        with pytest.raises(QuotaExceeded) as caught:
+            await admit(store, ask(2), policy, now=T0 + 59.9)
+        assert caught.value.limit == "per_minute" and caught.value.frees_at == pytest.approx(T0 + 60)
+        assert "in the last minute" in str(caught.value)
+        await finished(store, 2, policy, T0 + 60.05)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("name", ["free", "starter", pytest.param("pro", marks=pytest.mark.slow)])
+async def test_day_limit_of_each_plan_is_a_rolling_24h_across_a_restart(tmp_path: Path, name: str) -> None:
+    plan, policy, path = contract.PLANS[name], Policy(default_plan=name), tmp_path / "jobs.db"
+    assert plan.jobs_per_day is not None
+    store = await Store.open(path)
+    try:
+        gap = 60 / plan.requests_per_minute + 0.001  # spread so the minute never binds
+        for i in range(plan.jobs_per_day):
+            await finished(store, 3, policy, T0 + i * gap)
+        store = await reopen(store, path)
+        with pytest.raises(QuotaExceeded) as caught:
+            await admit(store, ask(3), policy, now=T0 + plan.jobs_per_day * gap + 60)
+        assert caught.value.limit == "per_day" and caught.value.frees_at == pytest.approx(T0 + 86_400)
+        assert "last 24 hours" in str(caught.value)
+        with pytest.raises(QuotaExceeded):
+            await admit(store, ask(3), policy, now=T0 + 86_399.9)
+        assert await admit(store, ask(3), policy, now=T0 + 86_400.05)
+    finally:
+        await store.close()
+
+
+async def reopen(store: Store, path: Path) -> Store:
+    await store.close()
+    return await Store.open(path)
+
+
+T0 = 1_800_000_000.0  # a fixed "now", in the future so real time never overlaps the windows
