@@ -64,6 +64,7 @@ class Pipeline:
             on_ended=self.ended,
             source=options.source,
             on_paused=self._tell_moderators,
+            operator_pause=options.rate_window,  # one API window: 60 s live, less when time-scaled
         )
         self.poller = Poller(
             store,

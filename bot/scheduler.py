@@ -31,7 +31,6 @@ from bot.submission import submit
 log = logging.getLogger(__name__)
 
 JobHook = Callable[[Job], Awaitable[None]]
-OPERATOR_PAUSE = 60.0  # seconds to wait after a refusal only the operator can fix (key, credits)
 
 
 class Scheduler:
@@ -47,6 +46,7 @@ class Scheduler:
         idle_check: float = 5.0,
         source: str | None = None,
         on_paused: Callable[[str], Awaitable[None]] | None = None,
+        operator_pause: float = contract.RATE_WINDOW_SECONDS,
     ) -> None:
         self.store = store
         self.client = client
@@ -57,6 +57,8 @@ class Scheduler:
         self.idle_check = idle_check
         self.source = source  # only jobs from this face (the bot leaves the CLI's alone)
         self.on_paused = on_paused or _nobody
+        # After a refusal only the operator can fix (key, credits): probe again this much later.
+        self.operator_pause = operator_pause
         self._wake = asyncio.Event()
         self.paused_until = 0.0  # Unix time
         self.pause_reason: str | None = None
@@ -109,10 +111,10 @@ class Scheduler:
             return False
         except (AuthenticationError, InsufficientCreditsError) as exc:
             # Only the operator can fix these. The queue stays; submitting resumes by itself
-            # when a later probe (the next try, OPERATOR_PAUSE from now) succeeds, or at once
+            # when a later probe (the next try, operator_pause from now) succeeds, or at once
             # on resume(). Moderators hear of it once, not once per job.
             log.error("submitting paused: %s (operator action needed)", exc)
-            self._pause(OPERATOR_PAUSE, str(exc))
+            self._pause(self.operator_pause, str(exc))
             if not self._operator_told:
                 self._operator_told = True
                 await self.on_paused(_operator_text(exc))
@@ -135,7 +137,7 @@ class Scheduler:
         log.warning("submitting paused for %.1fs: %s", seconds, reason)
 
     def _next_backoff(self) -> float:
-        delay, self._backoff = self._backoff, min(self._backoff * 2, OPERATOR_PAUSE)
+        delay, self._backoff = self._backoff, min(self._backoff * 2, self.operator_pause)
         return delay
 
 

@@ -316,3 +316,30 @@ async def test_account_out_of_credits_pauses_tells_once_and_resumes(store: Store
 async def _paused(h: Harness) -> bool:
     assert h.pipeline is not None
     return h.pipeline.scheduler.paused_until > time.time()
+
+
+async def test_api_429s_beyond_the_retries_pause_submitting_then_it_resumes_by_itself(
+    store: Store, emu: Emulator
+) -> None:
+    messenger = RecordingMessenger()
+    emu.inject(["429"] * 5)  # more than the client's own 3 retries: the scheduler must back off
+    async with Harness(store, emu, True, messenger) as h:
+        assert h.pipeline is not None
+        job = await h.add(user=1)
+        await wait_for(lambda: _paused(h))
+        assert h.pipeline.scheduler.pause_reason == "rate limited by the API"
+        await wait_for(lambda: h.delivered(job))
+    stats = emu.stats()["accounts"]["pro"]
+    assert stats["jobs_created"] == 1 and stats["rate_limited"] == 5
+    assert messenger.alerts == []  # the bot sorts a 429 out itself; moderators are not paged
+
+
+async def test_out_of_credits_resumes_by_itself_once_a_probe_succeeds(store: Store, emu: Emulator) -> None:
+    messenger = RecordingMessenger()
+    emu.set_credits(PRO_KEY, 0)
+    async with Harness(store, emu, True, messenger) as h:
+        job = await h.add(user=1)
+        await wait_for(lambda: _paused(h))
+        emu.set_credits(PRO_KEY, 1_000)  # the operator topped up the account; nobody ran /pool resume
+        await wait_for(lambda: h.delivered(job))
+    assert len(messenger.alerts) == 1
