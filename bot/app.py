@@ -64,6 +64,7 @@ class AnimateBot(commands.Bot):
             default_plan=settings.default_user_plan,
             windows=QuotaWindows.scaled(settings.quota_time_scale),
             welcome_credits=settings.pool_welcome_credits,
+            plans=settings.plans,
         )
         self.receiver: WebhookReceiver | None = None
         self._resources = contextlib.AsyncExitStack()

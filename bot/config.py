@@ -84,6 +84,7 @@ class Settings:
     quota_time_scale: float = 1.0  # shrinks the per-person quota windows (tests only)
     default_user_plan: str = "free"  # the per-person quota where nothing else is set
     pool_welcome_credits: int = 500  # a server's pool starts with this (a ledger 'grant' row)
+    enterprise_plan: contract.Plan = contract.PLANS["enterprise"]  # "custom" on the page: the owner's numbers
 
     @property
     def rate_window(self) -> float:
@@ -97,8 +98,13 @@ class Settings:
         return self.doitong_api_key is None
 
     @property
+    def plans(self) -> dict[str, contract.Plan]:
+        """The API's plans, with the owner's enterprise numbers."""
+        return {**contract.PLANS, "enterprise": self.enterprise_plan}
+
+    @property
     def plan(self) -> contract.Plan:
-        return contract.PLANS[self.doitong_plan]
+        return self.plans[self.doitong_plan]
 
 
 class _Reader:
@@ -166,6 +172,15 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _plan_limits(value: str) -> contract.Plan:
+    """``requests-per-minute/concurrent/per-day``, per day a number or ``unlimited``."""
+    rpm, concurrent, day = (part.strip() for part in value.split("/"))
+    per_day = None if day.lower() == "unlimited" else int(day)
+    if int(rpm) <= 0 or int(concurrent) <= 0 or (per_day is not None and per_day <= 0):
+        raise ValueError(value)
+    return contract.Plan("enterprise", int(rpm), int(concurrent), per_day)
+
+
 def _non_negative_int(value: str) -> int:
     number = int(value)
     if number < 0:
@@ -222,6 +237,12 @@ def load_settings(values: Mapping[str, str | None], *, require_discord: bool = F
         quota_time_scale=r.convert("QUOTA_TIME_SCALE", 1.0, _positive_float, "a positive number"),
         default_user_plan=r.choice("DEFAULT_USER_PLAN", "free", contract.PLAN_NAMES, fold=str.lower),
         pool_welcome_credits=r.convert("POOL_WELCOME_CREDITS", 500, _non_negative_int, "a whole number >= 0"),
+        enterprise_plan=r.convert(
+            "ENTERPRISE_LIMITS",
+            contract.PLANS["enterprise"],
+            _plan_limits,
+            "requests-per-minute/concurrent/per-day, e.g. 600/50/unlimited",
+        ),
     )
     if settings.public_webhook_url and settings.doitong_webhook_secret is None:
         r.problems.append(

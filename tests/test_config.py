@@ -67,3 +67,13 @@ def test_environment_beats_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     settings = load_settings(read_environment(env_file))
     assert settings.doitong_plan == "starter"
     assert settings.log_level == "DEBUG"
+
+
+def test_the_owner_sets_the_enterprise_numbers() -> None:
+    settings = load_settings({"DOITONG_PLAN": "enterprise", "ENTERPRISE_LIMITS": "1200/80/50000"})
+    assert (settings.plan.requests_per_minute, settings.plan.concurrent_jobs) == (1200, 80)
+    assert settings.plans["enterprise"].jobs_per_day == 50_000 and settings.plans["pro"].concurrent_jobs == 10
+    assert load_settings({"ENTERPRISE_LIMITS": "600/50/unlimited"}).plans["enterprise"].jobs_per_day is None
+    for bad in ("600/50", "0/5/10", "a/b/c", "600/-1/unlimited"):
+        with pytest.raises(ConfigError, match="ENTERPRISE_LIMITS"):
+            load_settings({"ENTERPRISE_LIMITS": bad})
