@@ -3,6 +3,7 @@
 python -m bot animate IMAGE --prompt TEXT [...]   animate one image without Discord
 python -m bot check                               validate settings and reach the API
 python -m bot emulator [...]                      run the local Doitong API emulator
+python -m bot relay [--host H --port P ...]       run the webhook relay for bots without a public address
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -33,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.emulator.cli import configure_parser
 
     configure_parser(emulator)
+    relay = commands.add_parser("relay", help="run the webhook relay (bots subscribe to it with a token)")
+    from bot.relay.cli import configure_parser as configure_relay
+
+    configure_relay(relay)
     return parser
 
 
@@ -67,6 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         configure_logging("INFO")
         return emulator_main(args)
+    if args.command == "relay":  # its own settings: no Discord or API ones
+        from bot.relay.cli import main as relay_main
+
+        configure_logging(os.environ.get("LOG_LEVEL", "INFO").strip().upper() or "INFO")
+        return relay_main(args)
 
     if args.command in ("run", "sync"):
         from bot import runner  # imports discord.py: only the bot's own commands pay for it

@@ -1,0 +1,93 @@
+"""The relay on loopback: a real aiohttp server over a temp SQLite file, and signed posts to it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.relay.config import RelayConfig
+from bot.relay.server import RelayServer
+from tests.conftest import WEBHOOK_SECRET
+
+ALPHA_TOKEN = "alpha-token-0123456789"
+BETA_TOKEN = "beta-token-0123456789ab"
+TOKENS = {ALPHA_TOKEN: "alpha", BETA_TOKEN: "beta"}
+
+MakeRelay = Callable[..., Awaitable[RelayServer]]
+
+
+def sign(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def job_event(api_id: str, status: str = "completed", **extra: Any) -> bytes:
+    """A webhook body as the API sends it (compact JSON)."""
+    payload: dict[str, Any] = {"id": api_id, "status": status}
+    if status == "completed":
+        payload["url"] = f"https://cdn.example/{api_id}.mp4"
+    payload.update(extra)
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def relay_config(tmp_path: Path, **overrides: Any) -> RelayConfig:
+    values: dict[str, Any] = {
+        "db_path": tmp_path / "relay.db",
+        "tokens": TOKENS,
+        "port": 0,
+        "heartbeat_seconds": 0.2,
+    }
+    values.update(overrides)
+    return RelayConfig(**values)
+
+
+@pytest.fixture
+async def make_relay(tmp_path: Path) -> AsyncIterator[MakeRelay]:
+    """Start relays (stopped at the end); later ones may reuse the port and the database."""
+    started: list[RelayServer] = []
+
+    async def make(**overrides: Any) -> RelayServer:
+        relay = RelayServer(relay_config(tmp_path, **overrides))
+        await relay.start()
+        started.append(relay)
+        return relay
+
+    yield make
+    for relay in started:
+        await relay.stop()
+
+
+@pytest.fixture
+async def relay(make_relay: MakeRelay) -> RelayServer:
+    return await make_relay()
+
+
+async def post(
+    http: httpx.AsyncClient, base: str, body: bytes, channel: str | None = "alpha", *,
+    signature: str | None = "sign", **kwargs: Any,
+) -> httpx.Response:  # fmt: skip
+    """POST a webhook as the API does; ``signature="sign"`` signs it with the real secret."""
+    headers = dict(kwargs.pop("headers", {}))
+    if signature == "sign":
+        signature = sign(body)
+    if signature is not None:
+        headers["X-Doitong-Signature"] = signature
+    path = "/webhooks/doitong" + (f"/{channel}" if channel else "")
+    return await http.post(base + path, content=body, headers=headers, **kwargs)
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
+    """Wait until ``check()`` holds (a bound on waiting, not an assertion on speed)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} never happened")
+        await asyncio.sleep(0.02)
