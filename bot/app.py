@@ -13,6 +13,7 @@ import contextlib
 import io
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import discord
@@ -228,6 +229,31 @@ class DiscordMessenger(Messenger):
 
     async def alert(self, channel_id: int | None, text: str) -> None:
         await self.bot.alert(channel_id, text)
+
+    async def find_sent(self, job: Job, since: float) -> bool | None:
+        """Look for the bot's message naming this job, posted since ``since``, wherever the
+        routes post: the job's channel (follow-ups land there too) and the member's DMs."""
+        me = self.bot.user
+        if me is None:
+            return None
+        after = discord.Object(id=discord.utils.time_snowflake(datetime.fromtimestamp(since - 5, UTC)))
+        places: list[discord.abc.Messageable] = []
+        if job.channel_id is not None:
+            places.append(self.bot.get_partial_messageable(job.channel_id))
+        unknown = False
+        try:
+            if job.user_id is not None:
+                user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
+                places.append(user.dm_channel or await user.create_dm())
+            for place in places:
+                # Bounded: the send was seconds before the crash; 300 messages is a busy minute.
+                async for message in place.history(after=after, limit=300):
+                    if message.author.id == me.id and f"`{job.id}`" in message.content:
+                        return True
+        except discord.HTTPException as exc:  # no history access here: cannot tell
+            log.info("job=%s history not readable (%s %s)", job.id, exc.status, exc.code)
+            unknown = True
+        return None if unknown else False
 
     async def show_status(self, job: Job, detail: str) -> None:
         if job.status_message_id is None:

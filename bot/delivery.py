@@ -63,6 +63,10 @@ class Messenger(Protocol):
     async def show_status(self, job: Job, detail: str) -> None:
         """Bring the job's status card up to date (best effort)."""
 
+    async def find_sent(self, job: Job, since: float) -> bool | None:
+        """Whether the bot already posted this job's result (its id in the text) since ``since``:
+        True or False, or None when it cannot tell (no history access)."""
+
     async def alert(self, channel_id: int | None, text: str) -> None:
         """A note to a server's moderators in their alert channel (best effort)."""
 
@@ -116,7 +120,10 @@ class Delivery:
             log.warning("job=%s no route to the requester right now", job.id)
             await self._retry_later(job)
             return False
+        if job.delivery_started_at is not None and await self._sent_before_a_crash(job):
+            return True
         text, attachment_source = await self._content(job)
+        await self.store.mark_delivery_started(job.id, time.time())
         for route, limit in routes:
             try:
                 note = await self._send(job, route, text, attachment_source, limit)
@@ -127,6 +134,19 @@ class Delivery:
             return True
         log.warning("job=%s no route reached the requester", job.id)
         await self._retry_later(job)
+        return False
+
+    async def _sent_before_a_crash(self, job: Job) -> bool:
+        """A send was started before (the process died before recording it): look before
+        posting again. Discord has no idempotency key for follow-ups, so the message itself,
+        which names the job, is the record."""
+        found = await self.messenger.find_sent(job, job.delivery_started_at or 0.0)
+        if found:
+            log.info("job=%s result was already posted before a restart; not sending it twice", job.id)
+            await self._mark_delivered(job, "posted before a restart (found in the channel)")
+            return True
+        if found is None:
+            log.warning("job=%s cannot check whether the result was already posted; sending it", job.id)
         return False
 
     async def _content(self, job: Job) -> tuple[str, bytes | None]:
@@ -143,13 +163,14 @@ class Delivery:
         if job.state is JobState.EXPIRED:
             reason = job.error or "it took too long"
             return (
-                f"{mention} your animation did not finish: {reason}. It does not count toward your quota.",
+                f"{mention} your animation did not finish: {reason}. It does not count toward your quota "
+                f"(job `{job.id}`).",
                 None,
             )
         reason = job.error or "the API gave no reason"
         return (
             f"{mention} your animation failed: {reason}. Nothing was charged and it does not count toward "
-            "your quota.",
+            f"your quota (job `{job.id}`).",
             None,
         )
 
@@ -207,7 +228,7 @@ def describe(job: Job) -> str:
     o = job.options
     credits = job.actual_credits if job.actual_credits is not None else job.estimated_credits
     shape = f"{o.duration}s {o.aspect_ratio} · motion {o.motion} · {o.version}"
-    return f"“{_short(o.prompt)}” · {shape} · {credits} credits"
+    return f"“{_short(o.prompt)}” · {shape} · {credits} credits · job `{job.id}`"
 
 
 def _short(text: str, limit: int = 80) -> str:

@@ -128,6 +128,7 @@ class Job:
     upload_limit: int | None = None  # the interaction's attachment_size_limit
     outcome: str | None = None  # completed, failed, cancelled or expired, once ended
     delivery_note: str | None = None  # how (or why not) the result reached the person
+    delivery_started_at: float | None = None  # first attempt to send the result (crash safety)
 
     @property
     def in_flight(self) -> bool:

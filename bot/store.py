@@ -135,6 +135,12 @@ MIGRATIONS: Final[list[list[str]]] = [
         """,
         "CREATE INDEX audit_by_guild ON audit (guild_id, created_at)",
     ],
+    [
+        # When a result was first sent toward Discord: a restart that finds it set looks for
+        # the message before sending again, so a crash between sending and recording the
+        # delivery does not post the result twice.
+        "ALTER TABLE jobs ADD COLUMN delivery_started_at DOUBLE PRECISION",
+    ],
 ]
 
 _JOB_COLUMNS: Final = (
@@ -143,6 +149,8 @@ _JOB_COLUMNS: Final = (
     "estimated_credits, actual_credits, result_url, error, created_at, updated_at, submitted_at, "
     "completed_at, delivered_at, status_channel_id, status_message_id, upload_limit, outcome, delivery_note"
 )
+# What a read returns: the inserted columns and those only later writes set.
+_READ_COLUMNS: Final = _JOB_COLUMNS + ", delivery_started_at"
 # Columns a state transition may set besides the state itself (the allow-list keeps the
 # dynamic SET clause free of anything a caller could inject).
 _TRANSITION_FIELDS: Final = frozenset(
@@ -352,15 +360,15 @@ class Store:
         raise RuntimeError("could not allocate a unique job id")
 
     async def get_job(self, job_id: str) -> Job | None:
-        return await self._one(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        return await self._one(f"SELECT {_READ_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
 
     async def get_job_by_api_id(self, api_job_id: str) -> Job | None:
-        return await self._one(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE api_job_id = ?", (api_job_id,))
+        return await self._one(f"SELECT {_READ_COLUMNS} FROM jobs WHERE api_job_id = ?", (api_job_id,))
 
     async def jobs_in_states(self, states: Iterable[JobState], *, source: str | None = None) -> list[Job]:
         """Jobs in these states, oldest first; ``source`` keeps one face's jobs only."""
         wanted: list[Any] = [s.value for s in states]
-        sql = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN ({', '.join('?' * len(wanted))})"
+        sql = f"SELECT {_READ_COLUMNS} FROM jobs WHERE state IN ({', '.join('?' * len(wanted))})"
         if source is not None:
             sql += " AND source = ?"
             wanted.append(source)
@@ -628,6 +636,13 @@ class Store:
         ) as cur:
             return [AuditRow(*row) for row in await cur.fetchall()]
 
+    async def mark_delivery_started(self, job_id: str, at: float) -> None:
+        """Note (once: the first attempt counts) that the result is about to be sent."""
+        await self._write(
+            "UPDATE jobs SET delivery_started_at = COALESCE(delivery_started_at, ?) WHERE id = ?",
+            (at, job_id),
+        )
+
     async def set_status_card(self, job_id: str, channel_id: int, message_id: int) -> None:
         await self._write(
             "UPDATE jobs SET status_channel_id = ?, status_message_id = ? WHERE id = ?",
@@ -636,7 +651,7 @@ class Store:
 
     async def recent_jobs(self, user_id: int, limit: int = 10) -> list[Job]:
         return await self._many(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE user_id = ? ORDER BY created_at DESC LIMIT ?",
+            f"SELECT {_READ_COLUMNS} FROM jobs WHERE user_id = ? ORDER BY created_at DESC LIMIT ?",
             (user_id, limit),
         )
 
@@ -739,6 +754,7 @@ def _job_from_row(row: aiosqlite.Row) -> Job:
         upload_limit=row["upload_limit"],
         outcome=row["outcome"],
         delivery_note=row["delivery_note"],
+        delivery_started_at=row["delivery_started_at"],
     )
 
 

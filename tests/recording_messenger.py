@@ -30,6 +30,8 @@ class RecordingMessenger:
     sent: list[Sent] = field(default_factory=list)
     statuses: list[tuple[str, str, str]] = field(default_factory=list)
     alerts: list[tuple[int | None, str]] = field(default_factory=list)
+    history_hidden: bool = False  # find_sent cannot tell (no history permission)
+    crash_after_send: bool = False  # the process "dies" right after the message went out
 
     def upload_limit(self, job: Job, route: Route) -> int | None:
         return self.limits.get(route)
@@ -44,9 +46,16 @@ class RecordingMessenger:
         ):
             raise UploadTooLarge
         self.sent.append(Sent(job.id, route, text, attachment))
+        if self.crash_after_send:
+            raise RuntimeError("test: crashed after sending, before recording the delivery")
 
     async def show_status(self, job: Job, detail: str) -> None:
         self.statuses.append((job.id, job.state.value, detail))
 
     async def alert(self, channel_id: int | None, text: str) -> None:
         self.alerts.append((channel_id, text))
+
+    async def find_sent(self, job: Job, since: float) -> bool | None:
+        if self.history_hidden:
+            return None
+        return any(s.job_id == job.id for s in self.sent)

@@ -343,3 +343,29 @@ async def test_out_of_credits_resumes_by_itself_once_a_probe_succeeds(store: Sto
         emu.set_credits(PRO_KEY, 1_000)  # the operator topped up the account; nobody ran /pool resume
         await wait_for(lambda: h.delivered(job))
     assert len(messenger.alerts) == 1
+
+
+@pytest.mark.parametrize("history", [True, False], ids=["history-readable", "history-hidden"])
+async def test_a_crash_between_posting_and_recording_does_not_post_twice(
+    store: Store, emu: Emulator, history: bool
+) -> None:
+    first = RecordingMessenger(crash_after_send=True)
+    async with Harness(store, emu, True, first) as h:
+        job_id = await h.add(user=1)
+        await wait_for(lambda: _has_sent(first, job_id))
+    assert (await store.get_job(job_id)).state is JobState.COMPLETED  # type: ignore[union-attr]
+    # The restart: the same Discord (the message is there), a process that remembers nothing.
+    second = RecordingMessenger(sent=first.sent, history_hidden=not history)
+    async with Harness(store, emu, True, second) as h:
+        await wait_for(lambda: h.delivered(job_id))
+    job = await store.get_job(job_id)
+    assert job is not None
+    if history:
+        assert len(second.sent) == 1 and job.delivery_note == "posted before a restart (found in the channel)"
+        assert f"`{job_id}`" in second.sent[0].text
+    else:  # without history access the bot cannot tell, and prefers a duplicate to a loss
+        assert len(second.sent) == 2
+
+
+async def _has_sent(messenger: RecordingMessenger, job_id: str) -> bool:
+    return any(s.job_id == job_id for s in messenger.sent)
