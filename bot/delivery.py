@@ -89,6 +89,7 @@ class Delivery:
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
         self._attempts: dict[str, int] = {}
+        self.retry_delays = RETRY_DELAYS
 
     def enqueue(self, job: Job) -> None:
         if job.state in AWAITING_DELIVERY and job.id not in self._queued:
@@ -200,11 +201,15 @@ class Delivery:
         await self.messenger.send(job, route, text + link, None)
         return "link"
 
-    async def _mark_delivered(self, job: Job, note: str) -> None:
+    async def _mark_delivered(self, job: Job, note: str, *, reached: bool = True) -> None:
         try:
-            done = await self.store.transition(
-                job.id, JobState.DELIVERED, expected=job.state, delivered_at=time.time(), delivery_note=note
-            )
+            if reached:
+                done = await self.store.transition(
+                    job.id, JobState.DELIVERED, expected=job.state, delivered_at=time.time(),
+                    delivery_note=note,
+                )  # fmt: skip
+            else:
+                done = await self.store.mark_undeliverable(job, note)
         except IllegalTransition:
             return
         self._attempts.pop(job.id, None)
@@ -216,12 +221,12 @@ class Delivery:
     async def _retry_later(self, job: Job) -> None:
         """Try again later; after the last delay, record the job as undeliverable."""
         attempt = self._attempts.get(job.id, 0)
-        if attempt >= len(RETRY_DELAYS):
+        if attempt >= len(self.retry_delays):
             log.error("job=%s undeliverable after %d attempts", job.id, attempt + 1)
-            await self._mark_delivered(job, "undeliverable: no route reached the requester")
+            await self._mark_delivered(job, "undeliverable: no route reached the requester", reached=False)
             return
         self._attempts[job.id] = attempt + 1
-        asyncio.get_running_loop().call_later(RETRY_DELAYS[attempt], self.enqueue, job)
+        asyncio.get_running_loop().call_later(self.retry_delays[attempt], self.enqueue, job)
 
 
 def describe(job: Job) -> str:

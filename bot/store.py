@@ -417,6 +417,25 @@ class Store:
         assert job is not None
         return job
 
+    async def mark_undeliverable(self, job: Job, note: str) -> Job:
+        """Close a job no route could reach. A completed job's charge goes back to its pool:
+        the community paid for a result nobody received (the unique index keeps it once)."""
+        async with self.transaction():
+            done = await self._transition(
+                job.id, JobState.DELIVERED, job.state, {"delivered_at": time.time(), "delivery_note": note}
+            )
+            if job.outcome == "completed" and job.guild_id is not None:
+                taken = await self._scalar(
+                    "SELECT -SUM(amount) FROM ledger WHERE job_id = ? AND kind IN ('reserve', 'settle')",
+                    (job.id,),
+                )
+                if taken:
+                    await self._ledger(
+                        job.guild_id, "undelivered", taken, job_id=job.id, user_id=job.user_id,
+                        note="refunded: the result could not be delivered",
+                    )  # fmt: skip
+            return done
+
     async def _settle(self, job: Job) -> None:
         """Settle a pool-paid job once: refund it in full unless it completed, in which case
         the difference between the reservation and the API's reported cost goes back (or, if

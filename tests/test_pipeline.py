@@ -369,3 +369,22 @@ async def test_a_crash_between_posting_and_recording_does_not_post_twice(
 
 async def _has_sent(messenger: RecordingMessenger, job_id: str) -> bool:
     return any(s.job_id == job_id for s in messenger.sent)
+
+
+async def test_a_result_no_route_can_reach_is_recorded_undeliverable_and_refunded(
+    store: Store, emu: Emulator
+) -> None:
+    messenger = RecordingMessenger(unavailable=set(Route))  # channel gone, token expired, DMs closed
+    async with Harness(store, emu, True, messenger) as h:
+        assert h.pipeline is not None
+        h.pipeline.delivery.retry_delays = (0.05, 0.05)
+        job_id = await h.add(user=1)
+        await wait_for(lambda: h.delivered(job_id))
+    job = await store.get_job(job_id)
+    assert job is not None and job.outcome == "completed" and job.delivery_note is not None
+    assert job.delivery_note.startswith("undeliverable")
+    assert messenger.sent == []
+    guild = await store.get_guild(6)
+    assert guild is not None and guild.balance == 1_000_000 == await store.ledger_sum(6)  # all given back
+    kinds = [r.kind for r in await store.ledger_rows(6) if r.job_id == job_id]
+    assert sorted(kinds) == ["reserve", "settle", "undelivered"]
