@@ -158,7 +158,9 @@ class AnimateBot(commands.Bot):
         self, interaction: discord.Interaction, error: discord.app_commands.AppCommandError
     ) -> None:
         """Input Discord's own checks let through (or a bug): a private answer, never silence."""
-        if isinstance(error, discord.app_commands.TransformerError | discord.app_commands.CheckFailure):
+        if isinstance(error, discord.app_commands.CheckFailure):  # who may run it, or where
+            message = f"⚠️ {error}"
+        elif isinstance(error, discord.app_commands.TransformerError):
             message = f"⚠️ Can't do that: {error}"
         else:
             log.error("command %s failed", interaction.command and interaction.command.name, exc_info=error)

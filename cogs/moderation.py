@@ -22,16 +22,25 @@ def is_moderator(interaction: discord.Interaction) -> bool:
     return isinstance(user, discord.Member) and user.guild_permissions.manage_guild
 
 
-async def refuse_unless_moderator(interaction: discord.Interaction) -> bool:
-    if interaction.guild_id is None:
-        await interaction.response.send_message("This works in a server only.", ephemeral=True)
+class NotModerator(app_commands.CheckFailure):
+    def __init__(self) -> None:
+        super().__init__("Only moderators (Manage Server) can do that; nothing was changed.")
+
+
+class ModeratorGroup(app_commands.Group):
+    """A command group for moderators: every subcommand is checked before it runs, and the
+    tree's error handler gives anyone else a private refusal."""
+
+    def __init__(self, bot: AnimateBot) -> None:
+        super().__init__()
+        self.bot = bot
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if interaction.guild_id is None:
+            raise app_commands.NoPrivateMessage("This works in a server only.")
+        if not is_moderator(interaction):
+            raise NotModerator
         return True
-    if not is_moderator(interaction):
-        await interaction.response.send_message(
-            "Only moderators (Manage Server) can do that; nothing was changed.", ephemeral=True
-        )
-        return True
-    return False
 
 
 def summary_text(name: str | None, s: MemberSummary, windows_day_hours: float = 24) -> str:
@@ -61,15 +70,10 @@ def plan_or_none(plan: str) -> str | None:
 
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
-class QuotaGroup(app_commands.Group, name="quota", description="Per-member limits (moderators)"):
-    def __init__(self, bot: AnimateBot) -> None:
-        super().__init__()
-        self.bot = bot
+class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (moderators)"):
 
     @app_commands.command(name="show", description="A member's plan, usage and credits")
     async def show(self, interaction: discord.Interaction, member: discord.Member | None = None) -> None:
-        if await refuse_unless_moderator(interaction):
-            return
         target = member or interaction.user
         assert interaction.guild_id is not None and isinstance(target, discord.Member)
         s = await moderation.member_summary(
@@ -79,8 +83,6 @@ class QuotaGroup(app_commands.Group, name="quota", description="Per-member limit
 
     @app_commands.command(name="set", description="Give a member a plan (beats their roles)")
     async def set_(self, interaction: discord.Interaction, member: discord.Member, plan: PlanOrNone) -> None:
-        if await refuse_unless_moderator(interaction):
-            return
         assert interaction.guild_id is not None
         await moderation.set_member_plan(
             self.bot.store, interaction.guild_id, interaction.user.id, member.id, plan_or_none(plan)
@@ -89,8 +91,6 @@ class QuotaGroup(app_commands.Group, name="quota", description="Per-member limit
 
     @app_commands.command(name="role", description="Map a role to a plan (a member's best role wins)")
     async def role(self, interaction: discord.Interaction, role: discord.Role, plan: PlanOrNone) -> None:
-        if await refuse_unless_moderator(interaction):
-            return
         assert interaction.guild_id is not None
         await moderation.set_role_plan(
             self.bot.store, interaction.guild_id, interaction.user.id, role.id, plan_or_none(plan)
@@ -99,16 +99,12 @@ class QuotaGroup(app_commands.Group, name="quota", description="Per-member limit
 
     @app_commands.command(name="reset", description="Start a member's minute and day windows afresh")
     async def reset(self, interaction: discord.Interaction, member: discord.Member) -> None:
-        if await refuse_unless_moderator(interaction):
-            return
         assert interaction.guild_id is not None
         await moderation.reset_member(self.bot.store, interaction.guild_id, interaction.user.id, member.id)
         await interaction.response.send_message(f"{member.mention}'s windows start afresh.", ephemeral=True)
 
     @app_commands.command(name="default", description="The plan of members with no role or override")
     async def default(self, interaction: discord.Interaction, plan: PlanOption) -> None:
-        if await refuse_unless_moderator(interaction):
-            return
         assert interaction.guild_id is not None
         await self.bot.store.ensure_guild(interaction.guild_id, self.bot.policy.welcome_credits)
         await moderation.set_default_plan(self.bot.store, interaction.guild_id, interaction.user.id, plan)
@@ -118,8 +114,6 @@ class QuotaGroup(app_commands.Group, name="quota", description="Per-member limit
     async def block(
         self, interaction: discord.Interaction, member: discord.Member, reason: str | None = None
     ) -> None:
-        if await refuse_unless_moderator(interaction):
-            return
         assert interaction.guild_id is not None
         await moderation.block_member(
             self.bot.store, interaction.guild_id, interaction.user.id, member.id, reason
@@ -128,16 +122,12 @@ class QuotaGroup(app_commands.Group, name="quota", description="Per-member limit
 
     @app_commands.command(name="unblock", description="Let a blocked member use /animate again")
     async def unblock(self, interaction: discord.Interaction, member: discord.Member) -> None:
-        if await refuse_unless_moderator(interaction):
-            return
         assert interaction.guild_id is not None
         await moderation.unblock_member(self.bot.store, interaction.guild_id, interaction.user.id, member.id)
         await interaction.response.send_message(f"{member.mention} may use /animate again.", ephemeral=True)
 
     @app_commands.command(name="audit", description="The latest moderator actions")
     async def audit(self, interaction: discord.Interaction) -> None:
-        if await refuse_unless_moderator(interaction):
-            return
         assert interaction.guild_id is not None
         rows = await self.bot.store.audit_rows(interaction.guild_id)
         text = "\n".join(
@@ -150,16 +140,11 @@ class QuotaGroup(app_commands.Group, name="quota", description="Per-member limit
 
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
-class ChannelsGroup(app_commands.Group, name="animate-channels", description="Where /animate may run"):
-    def __init__(self, bot: AnimateBot) -> None:
-        super().__init__()
-        self.bot = bot
+class ChannelsGroup(ModeratorGroup, name="animate-channels", description="Where /animate may run"):
 
     async def _set(
         self, interaction: discord.Interaction, channel: discord.TextChannel, allowed: bool
     ) -> None:
-        if await refuse_unless_moderator(interaction):
-            return
         assert interaction.guild_id is not None
         await moderation.set_channel(
             self.bot.store, interaction.guild_id, interaction.user.id, channel.id, allowed
@@ -178,17 +163,12 @@ class ChannelsGroup(app_commands.Group, name="animate-channels", description="Wh
 
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
-class PoolGroup(app_commands.Group, name="pool", description="The server's shared credit pool (admins)"):
-    def __init__(self, bot: AnimateBot) -> None:
-        super().__init__()
-        self.bot = bot
+class PoolGroup(ModeratorGroup, name="pool", description="The server's shared credit pool (admins)"):
 
     @app_commands.command(name="topup", description="Add credits to the pool")
     async def topup(
         self, interaction: discord.Interaction, amount: app_commands.Range[int, 1, 10_000_000]
     ) -> None:
-        if await refuse_unless_moderator(interaction):
-            return
         assert interaction.guild_id is not None
         await self.bot.store.ensure_guild(interaction.guild_id, self.bot.policy.welcome_credits)
         try:
@@ -202,8 +182,6 @@ class PoolGroup(app_commands.Group, name="pool", description="The server's share
 
     @app_commands.command(name="show", description="Balance and recent movements")
     async def show(self, interaction: discord.Interaction) -> None:
-        if await refuse_unless_moderator(interaction):
-            return
         assert interaction.guild_id is not None
         guild = await self.bot.store.ensure_guild(interaction.guild_id, self.bot.policy.welcome_credits)
         rows = await self.bot.store.ledger_rows(guild.guild_id, limit=12)
@@ -225,8 +203,6 @@ class PoolGroup(app_commands.Group, name="pool", description="The server's share
     async def allowance(
         self, interaction: discord.Interaction, amount: app_commands.Range[int, 0, 10_000_000]
     ) -> None:
-        if await refuse_unless_moderator(interaction):
-            return
         assert interaction.guild_id is not None
         await self.bot.store.ensure_guild(interaction.guild_id, self.bot.policy.welcome_credits)
         await moderation.set_allowance(self.bot.store, interaction.guild_id, interaction.user.id, amount)
@@ -239,8 +215,6 @@ class PoolGroup(app_commands.Group, name="pool", description="The server's share
         self, interaction: discord.Interaction, threshold: app_commands.Range[int, 0, 10_000_000],
         channel: discord.TextChannel,
     ) -> None:  # fmt: skip
-        if await refuse_unless_moderator(interaction):
-            return
         assert interaction.guild_id is not None
         await self.bot.store.ensure_guild(interaction.guild_id, self.bot.policy.welcome_credits)
         await moderation.set_alert(
@@ -252,8 +226,6 @@ class PoolGroup(app_commands.Group, name="pool", description="The server's share
 
     @app_commands.command(name="resume", description="Resume submitting after the API account was topped up")
     async def resume(self, interaction: discord.Interaction) -> None:
-        if await refuse_unless_moderator(interaction):
-            return
         assert interaction.guild_id is not None
         was = self.bot.pipeline.scheduler.pause_reason
         self.bot.pipeline.scheduler.resume()
