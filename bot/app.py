@@ -28,6 +28,7 @@ from bot.delivery import Attachment, Messenger, Route, RouteUnavailable, UploadT
 from bot.doitong import DoitongClient
 from bot.jobs import Job
 from bot.pipeline import Pipeline, PipelineOptions
+from bot.relay_client import RelaySubscriber
 from bot.store import Guild, Store
 from bot.webhooks import WEBHOOK_PATH, WebhookReceiver
 from cogs.cards import JobButton, job_buttons, status_embed
@@ -68,6 +69,7 @@ class AnimateBot(commands.Bot):
             plans=settings.plans,
         )
         self.receiver: WebhookReceiver | None = None
+        self.relay: RelaySubscriber | None = None
         self._resources = contextlib.AsyncExitStack()
         self._starter: asyncio.Task[None] | None = None
 
@@ -101,26 +103,40 @@ class AnimateBot(commands.Bot):
                 job_timeout=settings.job_timeout,
             ),
         )
-        # Always listening: /healthz serves the container's health check even when webhooks are
-        # off (then every POST is refused, having no secret to verify it with).
+        # Listening unless WEBHOOK_PORT=off: /healthz serves the container's health check even when
+        # webhooks are off (then every POST is refused, having no secret to verify it with).
         secret = settings.doitong_webhook_secret
-        self.receiver = WebhookReceiver(
-            secret.reveal().encode() if secret else None, self.pipeline.report, health=self._health
-        )
-        await self.receiver.start(settings.webhook_host, settings.webhook_port)
-        self._resources.push_async_callback(self.receiver.stop)
+        if settings.webhook_port is not None:
+            self.receiver = WebhookReceiver(
+                secret.reveal().encode() if secret else None, self.pipeline.report, health=self._health
+            )
+            await self.receiver.start(settings.webhook_host, settings.webhook_port)
+            self._resources.push_async_callback(self.receiver.stop)
         if api.emulated:
             await self.pipeline.abandon_in_flight(
                 "the built-in emulator restarted with the bot and no longer knows this job; please try again"
             )
         self._resources.push_async_callback(self.pipeline.stop)
+        if settings.relay_url:
+            # The bot connects out to the relay; config.py made sure the token and secret exist.
+            assert settings.relay_token is not None and secret is not None
+            self.relay = RelaySubscriber(
+                settings.relay_url,
+                settings.relay_token.reveal(),
+                secret.reveal().encode(),
+                self.pipeline.report,
+                on_change=self.pipeline.poller.set_webhooks,
+            )
+            self.pipeline.poller.set_webhooks(False)  # poll at the normal pace until the stream is up
+            await self.relay.start()
+            self._resources.push_async_callback(self.relay.stop)  # stops before the pipeline and store
         # Deliveries and card edits need the channel cache, which READY and GUILD_CREATE fill.
         self._starter = asyncio.create_task(self._start_pipeline_when_ready(), name="pipeline-start")
         log.info(
             "ready to serve: plan=%s webhooks=%s path=%s",
             settings.doitong_plan,
-            "on" if webhook_url else "off (polling)",
-            WEBHOOK_PATH,
+            ("on, through the relay" if self.relay else "on") if webhook_url else "off (polling)",
+            WEBHOOK_PATH if self.receiver else "none (WEBHOOK_PORT=off)",
         )
 
     async def alert(self, channel_id: int | None, text: str) -> None:
@@ -145,7 +161,13 @@ class AnimateBot(commands.Bot):
         await self.pipeline.start()
 
     def _health(self) -> dict[str, object]:
-        return {"discord": not self.is_closed() and self.is_ready(), "latency_ms": round(self.latency * 1000)}
+        health: dict[str, object] = {
+            "discord": not self.is_closed() and self.is_ready(),
+            "latency_ms": round(self.latency * 1000),
+        }
+        if self.relay is not None:
+            health["relay"] = self.relay.connected
+        return health
 
     async def close(self) -> None:
         # Stop taking work first, then let every job rest where it is for the next start.

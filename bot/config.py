@@ -72,8 +72,10 @@ class Settings:
     doitong_timeout: float = 30.0
     doitong_max_retries: int = 5
     webhook_host: str = "0.0.0.0"  # noqa: S104 - the receiver must be reachable from outside a container
-    webhook_port: int = 8080
+    webhook_port: int | None = 8080  # None (WEBHOOK_PORT=off): no receiver, the bot listens on nothing
     public_webhook_url: str | None = None
+    relay_url: str | None = None  # a webhook relay to subscribe to (bot/relay_client.py)
+    relay_token: Secret | None = None
     database_path: Path = field(default_factory=lambda: Path(DEFAULT_DATABASE_PATH))
     log_level: str = "INFO"
     # The built-in emulator, used when no DOITONG_API_KEY is set.
@@ -165,6 +167,10 @@ def _port(value: str) -> int:
     return port
 
 
+def _port_or_off(value: str) -> int | None:
+    return None if value.lower() == "off" else _port(value)
+
+
 def _positive_float(value: str) -> float:
     number = float(value)
     if not number > 0:
@@ -203,6 +209,7 @@ def load_settings(values: Mapping[str, str | None], *, require_discord: bool = F
     token = r.secret("DISCORD_TOKEN")
     if require_discord and token is None:
         r.problems.append("DISCORD_TOKEN: missing; the bot's token from the Discord developer portal")
+    default_port: int | None = 8080
     settings = Settings(
         discord_token=token,
         discord_api_base=r.url("DISCORD_API_BASE", DEFAULT_DISCORD_API_BASE, ("http", "https"))
@@ -220,8 +227,10 @@ def load_settings(values: Mapping[str, str | None], *, require_discord: bool = F
         doitong_timeout=r.convert("DOITONG_TIMEOUT", 30.0, _positive_float, "a positive number of seconds"),
         doitong_max_retries=r.convert("DOITONG_MAX_RETRIES", 5, _non_negative_int, "a whole number >= 0"),
         webhook_host=r.text("WEBHOOK_HOST", "0.0.0.0"),  # noqa: S104
-        webhook_port=r.convert("WEBHOOK_PORT", 8080, _port, "a port number (0-65535)"),
+        webhook_port=r.convert("WEBHOOK_PORT", default_port, _port_or_off, "a port number (0-65535) or off"),
         public_webhook_url=r.url("PUBLIC_WEBHOOK_URL", None, ("http", "https")),
+        relay_url=r.url("RELAY_URL", None, ("http", "https")),
+        relay_token=r.secret("RELAY_TOKEN"),
         database_path=Path(r.text("DATABASE_PATH", DEFAULT_DATABASE_PATH)),
         log_level=r.choice("LOG_LEVEL", "INFO", LOG_LEVELS, fold=str.upper),
         emulator_time_scale=r.convert(
@@ -249,6 +258,21 @@ def load_settings(values: Mapping[str, str | None], *, require_discord: bool = F
             "DOITONG_WEBHOOK_SECRET: missing; PUBLIC_WEBHOOK_URL is set and webhooks cannot be "
             "verified without the signing secret"
         )
+    if settings.relay_url:
+        if settings.relay_token is None:
+            r.problems.append(
+                "RELAY_TOKEN: missing; RELAY_URL is set and the relay admits subscribers by token"
+            )
+        if settings.doitong_webhook_secret is None and not settings.public_webhook_url:  # else said above
+            r.problems.append(
+                "DOITONG_WEBHOOK_SECRET: missing; RELAY_URL is set and the bot verifies every relayed "
+                "webhook with the signing secret"
+            )
+        if not settings.public_webhook_url:
+            r.problems.append(
+                "PUBLIC_WEBHOOK_URL: missing; with RELAY_URL it is the relay's public URL for this bot's "
+                "channel (https://relay.example/webhooks/doitong/CHANNEL), given to the API as webhookUrl"
+            )
     if settings.doitong_api_key is None and r.raw("DOITONG_API_URL"):
         r.problems.append("DOITONG_API_KEY: missing; DOITONG_API_URL is set but no key to use it with")
     if r.problems:

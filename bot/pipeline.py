@@ -65,6 +65,7 @@ class Pipeline:
             source=options.source,
             on_paused=self._tell_moderators,
             operator_pause=options.rate_window,  # one API window: 60 s live, less when time-scaled
+            job_timeout=options.job_timeout,
         )
         self.poller = Poller(
             store,
@@ -75,6 +76,7 @@ class Pipeline:
             job_timeout=options.job_timeout,
             webhooks=options.webhook_url is not None,
             source=options.source,
+            on_slot_freed=self.scheduler.wake,
         )
         self.delivery = Delivery(store, messenger, self.http, source=options.source)
         self._tasks: list[asyncio.Task[None]] = []
@@ -119,6 +121,11 @@ class Pipeline:
         if job is None:
             log.info("webhook for unknown api job %s: asking the sender to retry", api_job.id)
             return False
+        if job.state is JobState.CANCELLED:  # cancelled here, now ended there: its slot is free
+            if api_job.finished:
+                await self.store.mark_api_ended(job.id)
+                self.scheduler.wake()
+            return True
         ended = await apply_api_job(self.store, job, api_job)
         if ended is not None:
             self.poller.forget(job.id)
@@ -153,7 +160,8 @@ class Pipeline:
             return None
         self.poller.forget(job.id)
         self._shown.pop(job.id, None)
-        self.scheduler.wake()  # its slot is free
+        # Not its API slot: the API has no cancel call and runs the job to its end; the
+        # scheduler counts the slot until the poller or the webhook sees that end.
         await self.messenger.show_status(cancelled, reason)
         return cancelled
 

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from bot import contract
 from bot.completion import apply_api_job
-from bot.doitong import DoitongClient, DoitongError
+from bot.doitong import ApiJob, DoitongClient, DoitongError
 from bot.jobs import IllegalTransition, Job, JobState
 from bot.store import Store
 
@@ -39,6 +39,7 @@ class Poller:
         read_share: float = 0.5,
         batch: int = 25,
         source: str | None = None,
+        on_slot_freed: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -46,6 +47,8 @@ class Poller:
         self.job_timeout = job_timeout
         self.batch = batch
         self.source = source  # only jobs from this face (the bot leaves the CLI's alone)
+        self.on_slot_freed = on_slot_freed or (lambda: None)
+        self.window = window
         # The shortest gap between two reads that keeps them within their share of the budget.
         self.min_interval = window / max(1.0, plan.requests_per_minute * read_share)
         # With webhooks a read is only a fallback for a lost delivery: a few per window at most.
@@ -59,6 +62,21 @@ class Poller:
     def wake(self) -> None:
         self._wake.set()
 
+    def set_webhooks(self, arriving: bool) -> None:
+        """Switch pace: a safety net while webhooks arrive, the normal pace while they cannot
+        (the relay is unreachable); then every job in flight is read soon."""
+        if arriving == self.webhooks:
+            return
+        self.webhooks = arriving
+        self.max_interval = self.window if arriving else max(self.min_interval, self.window / 4)
+        if not arriving:
+            soon = time.monotonic() + self.min_interval
+            for job_id, when in self._next_read.items():
+                self._interval[job_id] = self.min_interval
+                self._next_read[job_id] = min(when, soon)
+            self.wake()
+        log.info("poller: %s", "safety net (webhooks arrive)" if arriving else "polling (no webhooks)")
+
     def forget(self, job_id: str) -> None:
         self._next_read.pop(job_id, None)
         self._interval.pop(job_id, None)
@@ -66,13 +84,18 @@ class Poller:
     async def run(self) -> None:
         while True:
             delay = await self.poll_once()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that lands as the
+            # event is set (a wake right before Pipeline.stop), and the stop then hangs.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def poll_once(self) -> float:
         """Read every due job; return how long to sleep before the next round."""
         jobs = await self.store.jobs_in_states([JobState.PROCESSING], source=self.source)
+        # Cancelled here, maybe still running there: read until the API ends them (slots).
+        jobs += await self.store.cancelled_at_api(time.time() - self.job_timeout)
         now = time.monotonic()
         due: list[Job] = []
         for job in jobs:
@@ -108,6 +131,12 @@ class Poller:
             return
         for job in jobs:
             report = reports.get(job.api_job_id or "")
+            if job.state is JobState.CANCELLED:
+                self._cancelled_read(job, report)
+                if job.id not in self._next_read:
+                    await self.store.mark_api_ended(job.id)
+                    self.on_slot_freed()
+                continue
             if report is None:
                 log.warning("job=%s api_job=%s unknown to the API", job.id, job.api_job_id)
             ended = await apply_api_job(self.store, job, report) if report is not None else None
@@ -118,6 +147,14 @@ class Poller:
                 await self._expire(job)
             else:
                 self._push_back(job.id)
+
+    def _cancelled_read(self, job: Job, report: ApiJob | None) -> None:
+        """A cancelled job is followed only for its slot: forgotten once the API ended it,
+        does not know it, or it is overdue."""
+        if report is None or report.finished or self._overdue(job):
+            self.forget(job.id)
+        else:
+            self._push_back(job.id)
 
     def _overdue(self, job: Job) -> bool:
         return job.submitted_at is not None and time.time() - job.submitted_at > self.job_timeout

@@ -47,6 +47,7 @@ class Scheduler:
         source: str | None = None,
         on_paused: Callable[[str], Awaitable[None]] | None = None,
         operator_pause: float = contract.RATE_WINDOW_SECONDS,
+        job_timeout: float = 900.0,
     ) -> None:
         self.store = store
         self.client = client
@@ -59,6 +60,7 @@ class Scheduler:
         self.on_paused = on_paused or _nobody
         # After a refusal only the operator can fix (key, credits): probe again this much later.
         self.operator_pause = operator_pause
+        self.job_timeout = job_timeout  # a cancelled job holds its API slot at most this long
         self._wake = asyncio.Event()
         self.paused_until = 0.0  # Unix time
         self.pause_reason: str | None = None
@@ -92,6 +94,8 @@ class Scheduler:
         pending = await self.store.jobs_in_states([JobState.SUBMITTING], source=self.source)
         # Every face's running jobs use the account's slots, the CLI's included.
         busy = await self.store.count_in_states([JobState.PROCESSING])
+        # Jobs cancelled here but still running at the API hold their slots until it ends them.
+        busy += await self.store.count_cancelled_at_api(time.time() - self.job_timeout)
         free = self.plan.concurrent_jobs - busy - len(pending)
         if free > 0:
             queued = await self.store.jobs_in_states([JobState.QUEUED], source=self.source)

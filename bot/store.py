@@ -141,6 +141,13 @@ MIGRATIONS: Final[list[list[str]]] = [
         # delivery does not post the result twice.
         "ALTER TABLE jobs ADD COLUMN delivery_started_at DOUBLE PRECISION",
     ],
+    [
+        # The API has no cancel call: a job cancelled while it ran keeps one of the account's
+        # slots until the API ends it. This records when it did, so the scheduler counts it.
+        "ALTER TABLE jobs ADD COLUMN api_ended_at DOUBLE PRECISION",
+        "CREATE INDEX jobs_cancelled_at_api ON jobs (submitted_at)"
+        " WHERE state = 'cancelled' AND api_job_id IS NOT NULL AND api_ended_at IS NULL",
+    ],
 ]
 
 _JOB_COLUMNS: Final = (
@@ -682,6 +689,29 @@ class Store:
         ) as cur:
             row = await cur.fetchone()
         return 1 + (int(row[0]) if row else 0)
+
+    async def cancelled_at_api(self, since: float) -> list[Job]:
+        """Jobs cancelled here that the API may still be running (submitted after ``since``)."""
+        return await self._many(
+            f"SELECT {_READ_COLUMNS} FROM jobs WHERE state = 'cancelled' AND api_job_id IS NOT NULL"
+            " AND api_ended_at IS NULL AND submitted_at > ?",
+            (since,),
+        )
+
+    async def count_cancelled_at_api(self, since: float) -> int:
+        return int(
+            await self._scalar(
+                "SELECT COUNT(*) FROM jobs WHERE state = 'cancelled' AND api_job_id IS NOT NULL"
+                " AND api_ended_at IS NULL AND submitted_at > ?",
+                (since,),
+            )
+        )
+
+    async def mark_api_ended(self, job_id: str) -> None:
+        """The API finished (or we gave up on) a job we had cancelled: its slot is free."""
+        await self._write(
+            "UPDATE jobs SET api_ended_at = ? WHERE id = ? AND api_ended_at IS NULL", (time.time(), job_id)
+        )
 
     async def count_in_states(self, states: Iterable[JobState], *, source: str | None = None) -> int:
         wanted: list[Any] = [s.value for s in states]

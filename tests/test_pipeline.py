@@ -388,3 +388,32 @@ async def test_a_result_no_route_can_reach_is_recorded_undeliverable_and_refunde
     assert guild is not None and guild.balance == 1_000_000 == await store.ledger_sum(6)  # all given back
     kinds = [r.kind for r in await store.ledger_rows(6) if r.job_id == job_id]
     assert sorted(kinds) == ["reserve", "settle", "undelivered"]
+
+
+async def test_a_job_cancelled_while_running_keeps_its_api_slot_until_the_api_ends_it(
+    store: Store, emu: Emulator
+) -> None:
+    # The API has no cancel call: submitting an 11th job while the cancelled one still runs
+    # there would be refused (429, concurrency). The scheduler waits for the API's end instead.
+    messenger = RecordingMessenger()
+    async with Harness(store, emu, True, messenger) as h:
+        assert h.pipeline is not None
+        emu.config.processing_seconds = 200  # ~2 s per job at the test time scale
+        running = [await h.add(user=u) for u in range(1, PRO.concurrent_jobs + 1)]
+        await wait_for(lambda: _all_in(store, running, JobState.PROCESSING))
+        victim = await store.get_job(running[0])
+        assert victim is not None
+        await h.pipeline.cancel(victim, "cancelled by the test")
+        newcomer = await h.add(user=99)
+        await asyncio.sleep(0.5)
+        job = await store.get_job(newcomer)
+        assert job is not None and job.state is JobState.QUEUED  # the slot is still taken
+        await wait_for(lambda: h.delivered(newcomer))
+    stats = emu.stats()["accounts"]["pro"]
+    assert stats["rate_limited"] == 0 and stats["jobs_created"] == PRO.concurrent_jobs + 1
+    assert not await store.cancelled_at_api(0.0)  # the cancelled job's end was seen
+
+
+async def _all_in(store: Store, ids: list[str], state: JobState) -> bool:
+    jobs = [await store.get_job(i) for i in ids]
+    return all(j is not None and j.state is state for j in jobs)

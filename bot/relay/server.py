@@ -99,6 +99,7 @@ class RelayServer:
     # --- life --------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._closing = False
         self.store = await EventStore.open(self.config.db_path)
         self.store.on_stored = self._wake
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
@@ -292,7 +293,8 @@ class RelayServer:
                     after = events[-1].id
                     continue
                 try:
-                    await asyncio.wait_for(sub.wake.wait(), self.config.heartbeat_seconds)
+                    async with asyncio.timeout(self.config.heartbeat_seconds):  # not wait_for: see Poller.run
+                        await sub.wake.wait()
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")  # also finds a dead connection
         except (ConnectionError, OSError):

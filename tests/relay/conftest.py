@@ -6,6 +6,9 @@ import asyncio
 import hashlib
 import hmac
 import json
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ import pytest
 
 from bot.relay.config import RelayConfig
 from bot.relay.server import RelayServer
+from tests.bot_harness import ROOT
 from tests.conftest import WEBHOOK_SECRET
 
 ALPHA_TOKEN = "alpha-token-0123456789"
@@ -91,3 +95,58 @@ async def eventually(check: Callable[[], bool], timeout: float = 20.0, what: str
         if loop.time() > deadline:
             raise AssertionError(f"{what} never happened")
         await asyncio.sleep(0.02)
+
+
+class RelayProcess:
+    """``python -m bot relay`` in a subprocess, as an operator runs it; its output kept in a file."""
+
+    def __init__(self, tmp: Path, port: int, *args: str, tokens: dict[str, str] | None = None) -> None:
+        self.tmp = tmp
+        self.port = port
+        self.args = ["--port", str(port), "--db", str(tmp / "relay.db"), "--heartbeat", "0.5", *args]
+        pairs = ",".join(f"{channel}:{token}" for token, channel in (tokens or TOKENS).items())
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+        self.env.update(PYTHONPATH=str(ROOT), RELAY_TOKENS=pairs)
+        self.proc: asyncio.subprocess.Process | None = None
+        self.log_path = tmp / "relay.log"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", "relay", *self.args, env=self.env, cwd=self.tmp,
+                stdout=log, stderr=log,
+            )  # fmt: skip
+        async with httpx.AsyncClient() as http:
+            for _ in range(300):
+                if self.proc.returncode is not None:
+                    raise AssertionError(f"relay exited {self.proc.returncode}:\n{self.log()}")
+                try:
+                    if (await http.get(self.base_url + "/healthz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"relay never answered:\n{self.log()}")
+
+    async def kill(self) -> None:
+        """kill -9: no cleanup at all."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+
+    async def stop(self) -> int:
+        if self.proc is None or self.proc.returncode is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(self.proc.wait(), timeout=10)
+        except TimeoutError:
+            self.proc.kill()
+            return await self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
