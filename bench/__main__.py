@@ -1,0 +1,122 @@
+"""Run the benchmarks: ``python -m bench [--smoke] [--out FILE] [NAME ...]``.
+
+All of them at full size write ``bench/RESULTS.md`` (the figures of record come from one run on
+one machine). ``--smoke`` runs tiny sizes in seconds (so the benchmarks cannot rot); it, and a
+run of only some of them, never touch RESULTS.md: the report goes to a temporary file unless
+``--out`` names one. The exit code is non-zero only when a benchmark crashed; a missed target is a
+finding printed in the report, not a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import pkgutil
+import shlex
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+import bench
+from bench.common import Result, machine, say
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def discover() -> tuple[dict[str, ModuleType], dict[str, str]]:
+    """Every ``bench_<name>`` module of the package, in ORDER (then name); and those that would
+    not import, with their traceback (reported as crashed, the others still run)."""
+    modules: dict[str, ModuleType] = {}
+    broken: dict[str, str] = {}
+    for info in pkgutil.iter_modules(bench.__path__):
+        if info.name.startswith("bench_"):
+            name = info.name.removeprefix("bench_")
+            try:
+                modules[name] = importlib.import_module(f"bench.{info.name}")
+            except Exception:
+                broken[name] = traceback.format_exc()
+    ordered = dict(sorted(modules.items(), key=lambda kv: (getattr(kv[1], "ORDER", 99), kv[0])))
+    return ordered, broken
+
+
+def render(results: list[Result], failures: dict[str, str], command: str, smoke: bool) -> str:
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Benchmark results" + (" (smoke sizes: not the figures of record)" if smoke else ""),
+        "",
+        f"- Command: `{command}`",
+        f"- Date: {now}",
+        f"- Machine: {machine()}",
+        "",
+        "Each figure is printed beside a bound measured in the same run on the same machine; targets",
+        "are the issue's and are reported, not asserted.",
+        "",
+        "## Targets",
+        "",
+        "| benchmark | target | measured | verdict |",
+        "|---|---|---|---|",
+    ]
+    for r in results:
+        for t in r.targets:
+            lines.append(f"| {r.title} | {t.text} | {t.measured} | {t.verdict} |")
+    for name in failures:
+        lines.append(f"| {name} | – | crashed | CRASHED |")
+    for r in results:
+        lines += ["", f"## {r.title}", "", "| figure | value | bound (same run) |", "|---|---|---|"]
+        lines += [f"| {f.label} | {f.value} | {f.bound} |" for f in r.figures]
+        if r.notes:
+            lines.append("")
+            lines += [f"- {n}" for n in r.notes]
+        for caption, text in r.blocks:
+            lines += ["", f"{caption}:", "", "```text", text.rstrip(), "```"]
+    for name, trace in failures.items():
+        lines += ["", f"## {name}: crashed", "", "```text", trace.rstrip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    available, broken = discover()
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes; RESULTS.md is left alone")
+    parser.add_argument("--out", type=Path, help="where to write the report (default: see above)")
+    everything = [*available, *broken]
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"some of: {', '.join(everything)}")
+    args = parser.parse_args(argv)
+    unknown = set(args.names) - set(everything)
+    if unknown:
+        parser.error(f"no such benchmark: {', '.join(sorted(unknown))} (have: {', '.join(everything)})")
+    chosen = {n: m for n, m in available.items() if not args.names or n in args.names}
+    command = shlex.join([".venv/bin/python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])])
+    say(f"# {command}\n# {machine()}")
+
+    results: list[Result] = []
+    failures = {
+        f"bench_{n} (import)": trace for n, trace in broken.items() if not args.names or n in args.names
+    }
+    for name, trace in failures.items():
+        say(f"[{name}] CRASHED:\n{trace}")
+    for name, module in chosen.items():
+        say(f"\n== {module.TITLE} ({'smoke' if args.smoke else 'full size'}) ==")
+        started = time.perf_counter()
+        try:
+            results.append(module.run(args.smoke))
+        except Exception:
+            failures[module.TITLE] = traceback.format_exc()
+            say(f"[{name}] CRASHED:\n{failures[module.TITLE]}")
+        say(f"[{name}] took {time.perf_counter() - started:.1f} s")
+
+    out = args.out
+    if out is None:
+        partial = args.smoke or len(chosen) < len(everything)
+        out = Path(tempfile.mkstemp(prefix="bench-", suffix=".md")[1]) if partial else RESULTS
+    out.write_text(render(results, failures, command, args.smoke))
+    say(f"\nreport written to {out}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

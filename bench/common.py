@@ -1,0 +1,213 @@
+"""What every benchmark shares: its Result, the machine description and small measuring helpers.
+
+A benchmark module is ``bench/bench_<name>.py`` with ``TITLE`` (the issue's numbered heading),
+optionally ``ORDER`` (where it sits in RESULTS.md) and ``run(smoke: bool) -> Result``. It prints
+each figure as it is measured, beside a bound measured in the same run, and records each of the
+issue's targets as met or missed: text only, never an assertion (a slow shared machine must not
+fail a build; the figures are for people to read).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sqlite3
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    label: str
+    value: str  # already formatted: "2,345 jobs/s", "61.2 MB"
+    bound: str = ""  # the same run's reference for it, formatted likewise
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    text: str  # the issue's target, e.g. ">= 2,000 jobs/s"
+    measured: str
+    met: bool
+
+    @property
+    def verdict(self) -> str:
+        return "met" if self.met else "MISSED"
+
+
+@dataclass(slots=True)
+class Result:
+    """What one benchmark measured. Adding to it prints at once, so a long run shows progress."""
+
+    key: str
+    title: str
+    figures: list[Figure] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    blocks: list[tuple[str, str]] = field(default_factory=list)  # (caption, preformatted text)
+
+    def figure(self, label: str, value: str, bound: str = "") -> None:
+        self.figures.append(Figure(label, value, bound))
+        beside = f"   (bound: {bound})" if bound else ""
+        say(f"[{self.key}] {label}: {value}{beside}")
+
+    def target(self, text: str, measured: str, met: bool) -> None:
+        t = Target(text, measured, met)
+        self.targets.append(t)
+        say(f"[{self.key}] target {text}: {measured} -> {t.verdict}")
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def block(self, caption: str, text: str) -> None:
+        self.blocks.append((caption, text))
+        say(f"[{self.key}] {caption}:\n{text}")
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+# --- formatting --------------------------------------------------------------------------------
+
+
+def rate(value: float, unit: str) -> str:
+    return f"{value:,.0f} {unit}" if value >= 100 else f"{value:,.1f} {unit}"
+
+
+def pct(value: float) -> str:
+    return f"{value * 100:.0f}%"
+
+
+def mb(n_bytes: float) -> str:
+    return f"{n_bytes / 1e6:,.1f} MB"
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+# --- the machine -------------------------------------------------------------------------------
+
+
+def _proc_field(path: str, name: str) -> str | None:
+    try:
+        with open(path) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == name:
+                    return value.strip()
+    except OSError:
+        return None
+    return None
+
+
+def machine() -> str:
+    """CPU model, cores, RAM (from /proc), OS, Python and SQLite versions: one line."""
+    cpu = _proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown CPU"
+    mem_kib = _proc_field("/proc/meminfo", "MemTotal")
+    ram = f"{int(mem_kib.split()[0]) / 1024**2:.1f} GiB RAM" if mem_kib else "RAM unknown"
+    cores = os.cpu_count() or 0
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    return (
+        f"{cpu}, {cores} cores ({usable} usable), {ram}; {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}; SQLite {sqlite3.sqlite_version}; host {socket.gethostname()}"
+    )
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+def proc_status_bytes(pid: int, name: str) -> int:
+    """A ``/proc/<pid>/status`` size field (VmRSS, VmHWM) in bytes."""
+    value = _proc_field(f"/proc/{pid}/status", name)
+    if value is None:
+        raise RuntimeError(f"/proc/{pid}/status has no {name}")
+    number, unit = value.split()
+    assert unit == "kB"
+    return int(number) * 1024
+
+
+def python() -> str:
+    return sys.executable
+
+
+# --- rows written straight into a migrated database ------------------------------------------------
+
+# The jobs columns the benchmarks fill when they load rows directly (bulk history, jobs in flight):
+# spelled out here, not borrowed from the store's private lists, so a column the store adds later
+# (with its default) does not break a benchmark's row tuples.
+JOB_COLUMNS = (
+    "id, idempotency_key, api_job_id, state, source, user_id, guild_id, channel_id, interaction_id, "
+    "interaction_token, token_expires_at, image_ref, prompt, duration, aspect_ratio, motion, version, "
+    "estimated_credits, actual_credits, result_url, error, created_at, updated_at, submitted_at, "
+    "completed_at, delivered_at, status_channel_id, status_message_id, upload_limit, outcome, delivery_note"
+)
+INSERT_JOB = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * len(JOB_COLUMNS.split(',')))})"
+
+
+# --- looking inside the store's connection ----------------------------------------------------------
+
+
+class SqlRecorder:
+    """Wraps the store's aiosqlite connection: records each statement, its wait and its count,
+    and counts round trips to aiosqlite's worker thread (every ``_execute``: a statement, a
+    fetch, a cursor's close), which is where a one-row transaction's time goes."""
+
+    def __init__(self, store: Store) -> None:
+        self.conn: Any = store._conn  # the store's own connection: exactly what the bot's code runs
+        self.statements: list[tuple[str, tuple[Any, ...]]] = []
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.hops = 0
+
+    def __enter__(self) -> SqlRecorder:
+        execute, hop = self.conn.execute, self.conn._execute
+
+        def recording_execute(sql: str, parameters: Any = None) -> Any:
+            self.statements.append((sql, tuple(parameters or ())))
+            key = " ".join(sql.split())
+            self.calls[key] += 1
+            return _Timed(execute(sql, parameters), key, self.seconds)
+
+        async def counting_hop(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            self.hops += 1
+            return await hop(fn, *args, **kwargs)
+
+        self.conn.execute, self.conn._execute = recording_execute, counting_hop
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.conn.execute, self.conn._execute  # back to the class's methods
+
+
+class _Timed:
+    """aiosqlite's execute result (awaitable and async context manager), timed until it answers."""
+
+    def __init__(self, inner: Any, key: str, sink: dict[str, float]) -> None:
+        self.inner, self.key, self.sink = inner, key, sink
+
+    def __await__(self) -> Any:
+        began = time.perf_counter()
+        result = yield from self.inner.__await__()
+        self.sink[self.key] += time.perf_counter() - began
+        return result
+
+    async def __aenter__(self) -> Any:
+        began = time.perf_counter()
+        result = await self.inner.__aenter__()
+        self.sink[self.key] += time.perf_counter() - began
+        return result
+
+    async def __aexit__(self, *exc: object) -> Any:
+        return await self.inner.__aexit__(*exc)
