@@ -1,0 +1,337 @@
+"""Benchmark 4 (first half), the webhook receiver: verified deliveries per second on loopback.
+
+The server under test runs in this process: the real :class:`bot.webhooks.WebhookReceiver`
+whose report callback is the bot's own :meth:`bot.pipeline.Pipeline.report` on a real Store
+file. Every delivery is a distinct job the store holds as ``processing`` (a server's job with its
+pool reservation and a status card), so each one is verified (HMAC over the raw body), parsed,
+looked up by its API id, moved to ``completed`` with its pool settlement in one transaction, and
+queued for delivery: everything the bot does before answering 200. Two things are left out and
+said so: the pipeline's loops are not started (the delivery is queued, not sent), and the
+messenger does nothing, so the status-card edit the bot would send to Discord is skipped.
+
+The bound is a bare aiohttp server on the same settings whose handler reads the body and
+answers the same small JSON, doing no work. Both are driven by the same client: a separate
+process (so it does not share the server's event loop) with N concurrent aiohttp senders posting
+the same signed bodies. Server CPU per request (this process's CPU time over the run) is printed
+too: it does not depend on how fast the client is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bench.common import INSERT_JOB, ROOT, Result, SqlRecorder, median, pct, rate, say
+from bot import contract
+from bot.delivery import Attachment, Route
+from bot.doitong import ApiJob, DoitongClient
+from bot.jobs import Job, JobOptions, JobState
+from bot.pipeline import Pipeline, PipelineOptions
+from bot.store import Store
+from bot.webhooks import WEBHOOK_PATH, WebhookReceiver
+
+TITLE = "4. Webhook receiver"
+ORDER = 4
+
+SECRET = b"bench-webhook-secret"
+GUILD, CHANNEL = 900_001, 900_002
+OPTIONS = JobOptions(prompt="the harbour at dusk", duration=5, version="gen-3")
+TARGET_SHARE = 0.5
+
+
+def api_id(i: int) -> str:
+    return f"benchjob{i:08d}"
+
+
+def event_body(i: int) -> bytes:
+    """What the emulator posts when a job completes (its webhook_payload), for job ``i``."""
+    return json.dumps(
+        {
+            "id": api_id(i),
+            "status": contract.STATUS_COMPLETED,
+            "url": f"http://127.0.0.1:9/outputs/{api_id(i)}.mp4",
+            "service": contract.SERVICE,
+            "createdAt": "2025-01-01T00:00:00.000Z",
+            "completedAt": "2025-01-01T00:01:00.000Z",
+            "metadata": {"duration": 5, "width": 1280, "height": 720},
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def signature(body: bytes) -> str:
+    return contract.SIGNATURE_PREFIX + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
+
+
+# --- the client (a separate process) -------------------------------------------------------------
+
+
+async def _client(url: str, first: int, warmup: int, count: int, concurrency: int) -> dict[str, Any]:
+    requests = [
+        (body, {contract.SIGNATURE_HEADER: signature(body), "Content-Type": "application/json"})
+        for body in map(event_body, range(first, first + warmup + count))
+    ]
+    statuses: dict[int, int] = {}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def send(batch: list[tuple[bytes, dict[str, str]]]) -> None:
+            next_index = 0
+
+            async def sender() -> None:
+                nonlocal next_index
+                while next_index < len(batch):
+                    body, headers = batch[next_index]
+                    next_index += 1
+                    async with session.post(url, data=body, headers=headers) as response:
+                        await response.read()
+                        statuses[response.status] = statuses.get(response.status, 0) + 1
+
+            await asyncio.gather(*(sender() for _ in range(concurrency)))
+
+        await send(requests[:warmup])  # connections opened, code paths warm
+        began = time.perf_counter()
+        await send(requests[warmup:])
+        seconds = time.perf_counter() - began
+    return {"count": count, "seconds": seconds, "statuses": statuses}
+
+
+def client_main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("url")
+    p.add_argument("--first", type=int, default=0)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--concurrency", type=int, default=32)
+    a = p.parse_args(argv)
+    print(json.dumps(asyncio.run(_client(a.url, a.first, a.warmup, a.count, a.concurrency))))
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    per_second: float
+    cpu_per_request: float  # seconds of this process's CPU per request
+    statuses: dict[str, int]
+
+
+async def drive(url: str, first: int, warmup: int, count: int, concurrency: int) -> Run:
+    """Run the client process against ``url``; the server is in this process's event loop."""
+    cpu = time.process_time()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.bench_webhooks", "client", url, "--first", str(first),
+        "--warmup", str(warmup), "--count", str(count), "--concurrency", str(concurrency),
+        cwd=ROOT, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    cpu = time.process_time() - cpu
+    if proc.returncode != 0:
+        raise RuntimeError(f"the client failed ({proc.returncode})")
+    answer = json.loads(out)
+    return Run(answer["count"] / answer["seconds"], cpu / (warmup + count), answer["statuses"])
+
+
+# --- the two servers -----------------------------------------------------------------------------
+
+
+class NullMessenger:
+    """Discord left out: no route, and card edits go nowhere (the bot would await an HTTP edit)."""
+
+    def upload_limit(self, job: Job, route: Route) -> int | None:
+        return None
+
+    async def send(self, job: Job, route: Route, text: str, attachment: Attachment | None) -> None:
+        return None
+
+    async def show_status(self, job: Job, detail: str) -> None:
+        return None
+
+    async def find_sent(self, job: Job, since: float) -> bool | None:
+        return None
+
+    async def alert(self, channel_id: int | None, text: str) -> None:
+        return None
+
+
+async def accept_all(event: ApiJob) -> bool:
+    """A report callback that does nothing: isolates the receiver's own cost (verify, parse)."""
+    return True
+
+
+def seed_processing_jobs(db: Path, n: int) -> None:
+    """``n`` server jobs the API is working on, each with its pool reservation and status card."""
+    now = time.time()
+    cost = OPTIONS.estimated_credits
+    rows = [
+        (
+            f"0{i:07x}", f"wh-{i}", api_id(i), "processing", "discord", 10_000_000 + i % 1_000, GUILD,
+            CHANNEL, 3_000_000 + i, f"token-{i}", now + 900, f"https://cdn.example/{i}.png", OPTIONS.prompt,
+            OPTIONS.duration, OPTIONS.aspect_ratio, OPTIONS.motion, OPTIONS.version, cost, cost, None,
+            None, now, now, now, None, None, CHANNEL, 4_000_000 + i, 10 * 1024 * 1024, None, None,
+        )
+        for i in range(n)
+    ]  # fmt: skip
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(INSERT_JOB, rows)
+        conn.executemany(
+            "INSERT INTO ledger (guild_id, job_id, user_id, kind, amount, created_at)"
+            " VALUES (?, ?, ?, 'reserve', ?, ?)",
+            [(GUILD, r[0], r[5], -cost, now) for r in rows],
+        )
+        conn.execute("UPDATE guilds SET balance = balance - ? WHERE guild_id = ?", (cost * n, GUILD))
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+async def _bare(request: web.Request) -> web.Response:
+    await request.read()
+    return web.json_response({"ok": True})
+
+
+async def start_bare() -> tuple[web.AppRunner, str]:
+    app = web.Application(client_max_size=64 * 1024)
+    app.router.add_post(WEBHOOK_PATH, _bare)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+async def _measure(smoke: bool, result: Result) -> None:
+    count = 400 if smoke else 10_000
+    warmup = 50 if smoke else 500
+    rounds = 1 if smoke else 3
+    concurrency = 32
+    tmp = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
+    db = tmp / "jobs.db"
+    store = await Store.open(db)
+    await store.ensure_guild(GUILD)
+    await store.topup(GUILD, 10**9, actor_id=1)
+    await store.close()
+    probe = 100  # deliveries of the instrumented pass that counts round trips
+    seed_processing_jobs(db, rounds * (warmup + count) + probe)
+    store = await Store.open(db)
+    client = DoitongClient("http://127.0.0.1:9", "unused-key")  # never called: the loops are not started
+    pipeline = Pipeline(
+        store,
+        client,
+        NullMessenger(),
+        PipelineOptions(plan=contract.PLANS["pro"], webhook_url="http://127.0.0.1/webhooks/doitong"),
+    )
+    receiver = WebhookReceiver(SECRET, pipeline.report)
+    await receiver.start("127.0.0.1", 0)
+    receiver_url = f"http://127.0.0.1:{receiver.port}{WEBHOOK_PATH}"
+    plain = WebhookReceiver(SECRET, accept_all)
+    await plain.start("127.0.0.1", 0)
+    plain_url = f"http://127.0.0.1:{plain.port}{WEBHOOK_PATH}"
+    bare_runner, bare_url = await start_bare()
+    real: list[Run] = []
+    noop: list[Run] = []
+    bare: list[Run] = []
+    try:
+        first = 0
+        for _ in range(rounds):  # interleaved, so a noisy neighbour hits all three alike
+            bare.append(await drive(bare_url, first, warmup, count, concurrency))
+            noop.append(await drive(plain_url, first, warmup, count, concurrency))
+            real.append(await drive(receiver_url, first, warmup, count, concurrency))
+            first += warmup + count
+        with SqlRecorder(store) as rec:  # apart from the timed rounds: the wrapper costs a little
+            await drive(receiver_url, first, 0, probe, 1)
+        hops, statements = rec.hops / probe, len(rec.statements) / probe
+        completed = await store.count_in_states([JobState.COMPLETED])
+        queued = pipeline.delivery._queue.qsize()
+    finally:
+        await receiver.stop()
+        await plain.stop()
+        await bare_runner.cleanup()
+        await pipeline.stop()
+        await client.aclose()
+        await store.close()
+
+    r, b = median([x.per_second for x in real]), median([x.per_second for x in bare])
+    r_cpu, b_cpu = median([x.cpu_per_request for x in real]), median([x.cpu_per_request for x in bare])
+    n, n_cpu = median([x.per_second for x in noop]), median([x.cpu_per_request for x in noop])
+    result.figure(
+        "verified deliveries/s, WebhookReceiver + Pipeline.report", rate(r, "/s"), rate(b, "/s bare handler")
+    )
+    result.figure("receiver + Pipeline.report / bare", pct(r / b))
+    result.figure(
+        "verified deliveries/s, WebhookReceiver + no-op report", rate(n, "/s"), rate(b, "/s bare handler")
+    )
+    result.figure("receiver + no-op report / bare", pct(n / b))
+    result.figure(
+        "server CPU per request: + Pipeline.report / + no-op report",
+        f"{r_cpu * 1e6:,.0f} µs / {n_cpu * 1e6:,.0f} µs",
+        f"{b_cpu * 1e6:,.0f} µs bare",
+    )
+    result.figure(
+        "SQL statements / aiosqlite round trips per delivery (Pipeline.report)",
+        f"{statements:.0f} / {hops:.0f}",
+    )
+    statuses: dict[str, int] = {}
+    for x in real:
+        for k, v in x.statuses.items():
+            statuses[k] = statuses.get(k, 0) + v
+    result.figure("receiver answers", ", ".join(f"{v:,} x {k}" for k, v in sorted(statuses.items())))
+    result.figure("jobs completed in the store / deliveries queued", f"{completed:,} / {queued:,}")
+    result.target(
+        f">= {pct(TARGET_SHARE)} of the bare handler (with Pipeline.report)",
+        pct(r / b),
+        r / b >= TARGET_SHARE,
+    )
+    result.target(
+        f">= {pct(TARGET_SHARE)} of the bare handler (receiver alone, no-op report)",
+        pct(n / b),
+        n / b >= TARGET_SHARE,
+    )
+    result.note(
+        f"{concurrency} concurrent senders in one client process (aiohttp), {count:,} timed requests "
+        f"after {warmup:,} untimed, median of {rounds} round(s), bare and receiver rounds interleaved; "
+        "keep-alive connections; the server is this process's event loop."
+    )
+    result.note(
+        "The report callback is the bot's Pipeline.report on a real Store: lookup by API id, "
+        "compare-and-set to completed with the pool settlement (one transaction), delivery queued. "
+        "Not included: the delivery itself and the status-card edit (the messenger is a no-op; the "
+        "bot would await a Discord edit before answering)."
+    )
+    result.note(
+        "The no-op variant is the same WebhookReceiver (signature over the raw body, size limit, parse) "
+        "with a report callback that returns True at once: the receiver's own cost."
+    )
+    if any(k != "200" for k in statuses):
+        result.note("Some answers were not 200: see the answers figure.")
+
+
+def run(smoke: bool) -> Result:
+    result = Result("webhooks", TITLE)
+    asyncio.run(_measure(smoke, result))
+    return result
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["client"]:
+        client_main(sys.argv[2:])
+    else:
+        say("usage: python -m bench webhooks (this module's 'client' mode is its load generator)")
