@@ -81,8 +81,11 @@ class Scheduler:
         while True:
             pause = self.paused_until - time.time()
             timeout = pause if pause > 0 else self.idle_check
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that lands as
+            # the event is set (a wake during shutdown), and the stop then hangs.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self._wake.clear()
             if self.paused_until > time.time():
                 continue  # woken by new work while paused: it waits with the rest
