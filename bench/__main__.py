@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib
+import os
 import pkgutil
 import shlex
 import sys
@@ -43,7 +44,14 @@ def discover() -> tuple[dict[str, ModuleType], dict[str, str]]:
     return ordered, broken
 
 
-def render(results: list[Result], failures: dict[str, str], command: str, smoke: bool) -> str:
+def load() -> str:
+    """The 1-minute load average: the machine may be shared, and other work skews figures."""
+    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "unknown"
+
+
+def render(
+    results: list[Result], failures: dict[str, str], command: str, smoke: bool, loads: tuple[str, str]
+) -> str:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Benchmark results" + (" (smoke sizes: not the figures of record)" if smoke else ""),
@@ -51,6 +59,7 @@ def render(results: list[Result], failures: dict[str, str], command: str, smoke:
         f"- Command: `{command}`",
         f"- Date: {now}",
         f"- Machine: {machine()}",
+        f"- Load average (1 min) at the start / the end: {loads[0]} / {loads[1]}",
         "",
         "Each figure is printed beside a bound measured in the same run on the same machine; targets",
         "are the issue's and are reported, not asserted.",
@@ -93,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join([".venv/bin/python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])])
     say(f"# {command}\n# {machine()}")
 
+    load_before = load()
     results: list[Result] = []
     failures = {
         f"bench_{n} (import)": trace for n, trace in broken.items() if not args.names or n in args.names
@@ -113,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     if out is None:
         partial = args.smoke or len(chosen) < len(everything)
         out = Path(tempfile.mkstemp(prefix="bench-", suffix=".md")[1]) if partial else RESULTS
-    out.write_text(render(results, failures, command, args.smoke))
+    out.write_text(render(results, failures, command, args.smoke, (load_before, load())))
     say(f"\nreport written to {out}")
     return 1 if failures else 0
 

@@ -194,6 +194,19 @@ async def bare_rate(db: Path, pragmas: dict[str, Any], first: int, n: int) -> fl
         await conn.close()
 
 
+async def round_trip_seconds(db: Path, n: int = 2_000) -> float:
+    """One aiosqlite round trip (``SELECT 1``): the fixed price of every awaited statement, fetch
+    and cursor close, paid in the event loop and the worker thread."""
+    conn = await aiosqlite.connect(str(db), isolation_level=None)
+    try:
+        began = time.perf_counter()
+        for _ in range(n):
+            await conn.execute("SELECT 1")
+        return (time.perf_counter() - began) / n
+    finally:
+        await conn.close()
+
+
 # --- what admission runs -------------------------------------------------------------------------
 
 
@@ -298,11 +311,13 @@ async def _measure(smoke: bool, result: Result) -> None:
             counter += 50
             admitted: list[float] = []
             bare: list[float] = []
-            for _ in range(rounds):  # interleaved, so a noisy neighbour hits both alike
+            hops: list[float] = []
+            for _ in range(rounds):  # interleaved, so a noisy neighbour hits all alike
                 bare.append(await bare_rate(db, pragmas, counter, n))
                 admitted.append(await admission_rate(store, counter, n))
+                hops.append(await round_trip_seconds(db, 1_000))
                 counter += n
-            a, b = median(admitted), median(bare)
+            a, b, hop = median(admitted), median(bare), median(hops)
             by_size[size], bare_by_size[size] = a, b
             result.figure(
                 f"admit() with {size:,} rows", rate(a, "jobs/s"), rate(b, "rows/s bare insert loop")
@@ -313,6 +328,12 @@ async def _measure(smoke: bool, result: Result) -> None:
             if size == sizes[0]:
                 result.figure("SQL statements per admission", f"{costs.statements:.0f}", "3 bare")
                 result.figure("aiosqlite round trips per admission", f"{costs.hops:.0f}", "3 bare")
+                result.figure("one aiosqlite round trip (SELECT 1)", f"{hop * 1e6:.0f} µs")
+                result.figure(
+                    "ceiling from round trips alone: 1 / (round trips x one round trip)",
+                    rate(1 / (costs.hops * hop), "jobs/s"),
+                    rate(1 / (3 * hop), "rows/s bare"),
+                )
             with SqlRecorder(store) as rec:
                 await admit(store, new_job(counter), POLICY)
                 counter += 1
