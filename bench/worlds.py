@@ -99,6 +99,20 @@ class MinimalBotProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+class ProfiledBotProcess(BotProcess):
+    """The real bot under cProfile (``BENCH_PROFILE_DIR`` set): a .prof file per start, written
+    when the bot exits on SIGTERM. For finding where a missed target's time goes."""
+
+    async def start(self) -> None:
+        self.starts += 1
+        out = Path(os.environ["BENCH_PROFILE_DIR"]) / f"bot-{os.getpid()}-{id(self)}-{self.starts}.prof"
+        with self.log_path.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "cProfile", "-o", str(out), "-m", "bot",
+                env=self.env, cwd=self.tmp, stdout=log, stderr=log,
+            )  # fmt: skip
+
+
 # --- a world -------------------------------------------------------------------------------------
 
 
@@ -181,9 +195,9 @@ async def world(
             bot = MinimalBotProcess(tmp, fake, sync_guild=guild.id if sync else None)
         else:
             env = {"POOL_WELCOME_CREDITS": "10000000", "DEFAULT_USER_PLAN": "pro"} | (extra or {})
-            bot = BotProcess(
-                tmp, fake, emulator.base_url, webhooks=webhooks, rate_window=60 * time_scale, extra=env
-            )
+            kind = ProfiledBotProcess if os.environ.get("BENCH_PROFILE_DIR") else BotProcess
+            window = 60 * time_scale
+            bot = kind(tmp, fake, emulator.base_url, webhooks=webhooks, rate_window=window, extra=env)
         w = World(fake, emulator, bot, guild, channel, users, tmp)
         try:
             if sync and isinstance(bot, BotProcess):
