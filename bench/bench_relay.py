@@ -1,0 +1,274 @@
+"""Benchmark 4 (second half), the webhook relay: events per second end to end.
+
+End to end: N signed completion events are posted to the relay's ``POST
+/webhooks/doitong/{channel}`` (``python -m bot relay`` in a subprocess, as an operator runs it:
+SQLite with ``synchronous=FULL``, each post answered after its group commit), the relay streams
+them as Server-Sent Events to a subscriber, and the subscriber (the bot's own
+:class:`bot.relay_client.RelaySubscriber`, in this process) verifies each signature, parses the
+event, hands it to its report callback and acknowledges it (cumulative, batched ``POST
+/events/ack``). The clock runs from the poster's first timed post to the moment the subscriber's
+acknowledgement of the last event was answered; the figure is N over that time.
+
+The bound is the same N events from the same poster to the bot's in-process webhook receiver
+(:class:`bot.webhooks.WebhookReceiver`, in this process), whose report callback is the same
+trivial one: the path a bot with a public address uses, with no relay in between.
+
+The report callback only counts (it returns True, "known job"): the bot's completion path (a
+SQLite transaction per event, measured by benchmark 4's first half) is left out of both, so the
+figure is the relay's and the stream's cost. The poster is a separate process with 32 concurrent
+aiohttp senders and keep-alive connections; the relay runs with its per-channel rate limit raised
+out of the way (the default, 600 a minute, would refuse a burst of thousands: that limit protects
+a live relay and is not what is measured). Three processes (poster, relay, this one) share the
+machine's cores end to end, two in the bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.common import ROOT, Result, pct, rate, say
+from bot import contract
+from bot.doitong import ApiJob
+from bot.relay_client import RelaySubscriber
+from bot.webhooks import WEBHOOK_PATH, WebhookReceiver
+from tests.bot_harness import free_port
+from tests.relay.conftest import RelayProcess
+
+TITLE = "4. Webhook relay"
+ORDER = 4.5  # after the receiver's half of benchmark 4
+
+SECRET = b"bench-relay-webhook-secret"
+TOKEN = "bench-relay-subscriber-token-0123"
+CHANNEL = "bench"
+CONCURRENCY = 32
+
+
+def event_body(i: int) -> bytes:
+    """What the API posts when job ``i`` completes (compact JSON, as the emulator sends it)."""
+    return json.dumps(
+        {
+            "id": f"relayjob{i:08d}",
+            "status": contract.STATUS_COMPLETED,
+            "url": f"http://127.0.0.1:9/outputs/relayjob{i:08d}.mp4",
+            "service": contract.SERVICE,
+            "createdAt": "2025-01-01T00:00:00.000Z",
+            "completedAt": "2025-01-01T00:01:00.000Z",
+            "metadata": {"duration": 5, "width": 1280, "height": 720},
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def signature(body: bytes) -> str:
+    return contract.SIGNATURE_PREFIX + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
+
+
+# --- the poster (a separate process) -------------------------------------------------------------
+
+
+async def _post(url: str, first: int, warmup: int, count: int, concurrency: int) -> dict[str, Any]:
+    requests = [
+        (body, {contract.SIGNATURE_HEADER: signature(body), "Content-Type": "application/json"})
+        for body in map(event_body, range(first, first + warmup + count))
+    ]
+    statuses: dict[int, int] = {}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
+        async def send(batch: list[tuple[bytes, dict[str, str]]]) -> None:
+            next_index = 0
+
+            async def sender() -> None:
+                nonlocal next_index
+                while next_index < len(batch):
+                    body, headers = batch[next_index]
+                    next_index += 1
+                    async with session.post(url, data=body, headers=headers) as response:
+                        await response.read()
+                        statuses[response.status] = statuses.get(response.status, 0) + 1
+
+            await asyncio.gather(*(sender() for _ in range(concurrency)))
+
+        await send(requests[:warmup])
+        began = time.time()  # wall clock: the subscriber's side is timed in another process
+        await send(requests[warmup:])
+        ended = time.time()
+    return {"began": began, "ended": ended, "statuses": statuses}
+
+
+def post_main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("url")
+    p.add_argument("--first", type=int, default=0)
+    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--concurrency", type=int, default=CONCURRENCY)
+    a = p.parse_args(argv)
+    print(json.dumps(asyncio.run(_post(a.url, a.first, a.warmup, a.count, a.concurrency))))
+
+
+async def post(url: str, first: int, warmup: int, count: int) -> dict[str, Any]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.bench_relay", "post", url, "--first", str(first),
+        "--warmup", str(warmup), "--count", str(count), cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the poster failed ({proc.returncode})")
+    answer: dict[str, Any] = json.loads(out)
+    return answer
+
+
+# --- the receiving side --------------------------------------------------------------------------
+
+
+class Recorder:
+    """The trivial report callback: count, remember when, say "known"."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last_at = 0.0
+
+    async def report(self, api_job: ApiJob) -> bool:
+        self.count += 1
+        self.last_at = time.time()
+        return True
+
+    async def wait_for(self, n: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.count < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {self.count} of {n} events arrived")
+            await asyncio.sleep(0.005)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    per_second: float  # end to end
+    posted_per_second: float  # what the poster saw: the relay's (or receiver's) answers
+    lag: float  # last post answered -> last event acknowledged (relay) / reported (bound)
+    statuses: dict[str, int]
+
+
+async def through_relay(tmp: Path, first: int, warmup: int, count: int) -> Run:
+    tmp.mkdir(parents=True, exist_ok=True)
+    relay = RelayProcess(
+        tmp, free_port(), "--rate-per-minute", str(10**9), "--max-held", str(10**7), tokens={TOKEN: CHANNEL}
+    )
+    await relay.start()
+    recorder = Recorder()
+    subscriber = RelaySubscriber(relay.base_url, TOKEN, SECRET, recorder.report)
+    await subscriber.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not subscriber.connected:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the subscriber never connected:\n{relay.log()[-2000:]}")
+            await asyncio.sleep(0.01)
+        answer = await post(f"{relay.base_url}{WEBHOOK_PATH}/{CHANNEL}", first, warmup, count)
+        await recorder.wait_for(warmup + count, timeout=120)
+        last = subscriber.last_id
+        while subscriber.acked_id != last:  # the acknowledgement of the last event was answered
+            await asyncio.sleep(0.002)
+        acked_at = time.time()
+        if subscriber.rejected or subscriber.given_up:
+            say(f"[relay] subscriber rejected {subscriber.rejected}, gave up {subscriber.given_up}")
+    finally:
+        await subscriber.stop()
+        await relay.stop()
+    return Run(
+        count / (acked_at - answer["began"]),
+        count / (answer["ended"] - answer["began"]),
+        acked_at - answer["ended"],
+        answer["statuses"],
+    )
+
+
+async def direct(first: int, warmup: int, count: int) -> Run:
+    recorder = Recorder()
+    receiver = WebhookReceiver(SECRET, recorder.report)
+    await receiver.start("127.0.0.1", 0)
+    try:
+        answer = await post(f"http://127.0.0.1:{receiver.port}{WEBHOOK_PATH}", first, warmup, count)
+        await recorder.wait_for(warmup + count, timeout=60)
+    finally:
+        await receiver.stop()
+    return Run(
+        count / (recorder.last_at - answer["began"]),
+        count / (answer["ended"] - answer["began"]),
+        recorder.last_at - answer["ended"],
+        answer["statuses"],
+    )
+
+
+async def _measure(smoke: bool, result: Result) -> None:
+    count = 100 if smoke else 5_000
+    warmup = 20 if smoke else 200
+    rounds = 1 if smoke else 3
+    tmp = Path(tempfile.mkdtemp(prefix="bench-relay-"))
+    relayed: list[Run] = []
+    bound: list[Run] = []
+    first = 0
+    for n in range(rounds):  # interleaved, so a noisy neighbour hits both alike
+        bound.append(await direct(first, warmup, count))
+        relayed.append(await through_relay(tmp / f"round-{n}", first, warmup, count))
+        first += warmup + count
+
+    def mid(runs: list[Run]) -> Run:
+        return sorted(runs, key=lambda r: r.per_second)[len(runs) // 2]
+
+    r, b = mid(relayed), mid(bound)
+    result.figure(
+        "events/s end to end through the relay (post -> stream -> verified, reported, acknowledged)",
+        rate(r.per_second, "/s"),
+        rate(b.per_second, "/s posted straight to the in-process WebhookReceiver"),
+    )
+    result.figure("relay / direct", pct(r.per_second / b.per_second))
+    result.figure(
+        "posts answered per second (stored and committed by the relay)",
+        rate(r.posted_per_second, "/s"),
+        rate(b.posted_per_second, "/s by the receiver"),
+    )
+    result.figure(
+        "last post answered -> last event acknowledged by the subscriber",
+        f"{r.lag * 1000:,.0f} ms",
+        f"{max(0.0, b.lag) * 1000:,.0f} ms to the receiver's report (it reports before it answers)",
+    )
+    statuses: dict[str, int] = {}
+    for x in relayed:
+        for k, v in x.statuses.items():
+            statuses[k] = statuses.get(k, 0) + v
+    answers = ", ".join(f"{v:,} x {k}" for k, v in sorted(statuses.items()))
+    result.figure("relay answers to the posts", answers)
+    result.note(
+        f"{count:,} timed events after {warmup:,} untimed, median of {rounds} round(s), direct and relayed "
+        f"rounds interleaved; a fresh relay (database, process) per round; {CONCURRENCY} concurrent "
+        "senders in one poster process. The report callback only counts: the bot's completion "
+        "transaction is benchmark 4's first half."
+    )
+    if any(k != "200" for k in statuses):
+        result.note("Some relay answers were not 200: see the answers figure.")
+
+
+def run(smoke: bool) -> Result:
+    result = Result("relay", TITLE)
+    asyncio.run(_measure(smoke, result))
+    return result
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["post"]:
+        post_main(sys.argv[2:])
+    else:
+        say("usage: python -m bench relay (this module's 'post' mode is its load generator)")
