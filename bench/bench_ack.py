@@ -20,8 +20,9 @@ intents and the same /animate options, a handler that only defers. Same bursts, 
 
 Left out: Discord's own network (everything is loopback), and the time the fake takes to write
 a frame (the clock starts once it is written). The fake, the emulator and the measuring all run
-in this process; the fake's event-loop lag during the bursts is printed so that its share of a
-latency can be read off. Each size runs in a fresh world at full size; rounds within a size wait
+in this process; the fake's event-loop lag while a burst's acks are outstanding is printed, and the
+CPU each side spent per interaction meanwhile, so that the fake's share of a latency can be read
+off. Each size runs in a fresh world at full size; rounds within a size wait
 until the previous burst was answered (card shown) before the next.
 """
 
@@ -99,9 +100,9 @@ async def burst(w: World, level: Level, first: int) -> None:
     """``level.size`` /animate at once; wait for every ack (and, for the real bot, its card)."""
     real = isinstance(w.bot, BotProcess)
     users = [w.members[(first + i) % len(w.members)] for i in range(level.size)]
+    interactions = await asyncio.gather(*(w.animate(u) for u in users))
+    bot_cpu, fake_cpu = process_cpu(w.bot_pid), time.process_time()  # every frame is written
     async with lag_monitor(level.lag):
-        interactions = await asyncio.gather(*(w.animate(u) for u in users))
-        bot_cpu, fake_cpu = process_cpu(w.bot_pid), time.process_time()  # every frame is written
         for it in interactions:
             await it.wait_acknowledged(timeout=5)
         level.bot_cpu += process_cpu(w.bot_pid) - bot_cpu
