@@ -17,11 +17,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from bot import contract
 from bot.jobs import Job
 from bot.plans import PlanChoice, resolve
-from bot.store import Guild, NewJob, Store
+from bot.store import Guild, MemberRule, NewJob, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +105,20 @@ class Admitted:
     low_balance: Guild | None = None  # set when this job took the pool below its alert line
 
 
+_UNREAD: Any = object()  # "not read yet" (None means "read, and there is none")
+
+
 async def resolve_plan(
-    store: Store, policy: Policy, guild_id: int | None, user_id: int, roles: Sequence[int]
-) -> PlanChoice:
+    store: Store, policy: Policy, guild_id: int | None, user_id: int, roles: Sequence[int],
+    *, guild: Guild | None = _UNREAD, rule: MemberRule | None = _UNREAD,
+) -> PlanChoice:  # fmt: skip
+    """The member's plan; ``guild`` and ``rule`` skip their reads when the caller has them."""
     if guild_id is None:
         return resolve(bot_default=policy.default_plan, plans=policy.plans)
-    guild = await store.get_guild(guild_id)
-    rule = await store.member_rule(guild_id, user_id)
+    if guild is _UNREAD:
+        guild = await store.get_guild(guild_id)
+    if rule is _UNREAD:
+        rule = await store.member_rule(guild_id, user_id)
     return resolve(
         bot_default=policy.default_plan,
         server_default=guild.default_plan if guild else None,
@@ -129,8 +137,6 @@ async def admit(
         return Admitted(await store.insert_job(new, now=now), resolve(bot_default=policy.default_plan))
     now = time.time() if now is None else now
     user_id, guild_id = new.user_id, new.guild_id
-    if guild_id is not None:
-        await store.ensure_guild(guild_id, policy.welcome_credits)
     async with store.transaction():
         rule = await store.member_rule(guild_id, user_id) if guild_id is not None else None
         if rule is not None and rule.blocked:
@@ -139,12 +145,13 @@ async def admit(
             rules = await store.channel_rules(guild_id)
             if rules.get(new.channel_id) is False or (any(rules.values()) and not rules.get(new.channel_id)):
                 raise ChannelClosed
-        choice = await resolve_plan(store, policy, guild_id, user_id, roles)
+        # A server's first job creates its pool (a refusal rolls that back with the rest).
+        guild = await store.ensure_guild(guild_id, policy.welcome_credits) if guild_id is not None else None
+        choice = await resolve_plan(store, policy, guild_id, user_id, roles, guild=guild, rule=rule)
         await _check_windows(
             store, user_id, choice.plan, policy.windows, now, rule.reset_at if rule else None
         )
         cost = new.options.estimated_credits
-        guild = await store.get_guild(guild_id) if guild_id is not None else None
         if guild is not None:
             if guild.balance < cost:
                 raise PoolShort(cost, guild.balance)

@@ -288,6 +288,15 @@ class Store:
             cursor = await self._conn.execute(sql, params)
             return cursor.rowcount
 
+    # Reads take ONE trip to aiosqlite's thread (execute_fetchall), not three (execute, fetch,
+    # close): each trip is a thread hand-off, and admission makes several reads per job.
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        return list(await self._conn.execute_fetchall(sql, params))
+
+    async def _first(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+        rows = await self._rows(sql, params)
+        return rows[0] if rows else None
+
     @classmethod
     async def open(cls, path: Path | str) -> Store:
         if str(path) != ":memory:":
@@ -335,8 +344,7 @@ class Store:
             log.info("database migrated to schema version %d", version)
 
     async def schema_version(self) -> int:
-        async with self._conn.execute("SELECT MAX(version) FROM schema_migrations") as cur:
-            row = await cur.fetchone()
+        row = await self._first("SELECT MAX(version) FROM schema_migrations")
         return int(row[0]) if row and row[0] is not None else 0
 
     # --- jobs --------------------------------------------------------------------------------
@@ -346,12 +354,12 @@ class Store:
         now = time.time() if now is None else now
         opts = new.options
         for _ in range(5):  # an id collision is astronomically rare; retry rather than fail
-            job_id = new_job_id()
+            job_id, key = new_job_id(), str(uuid.uuid4())
             try:
                 await self._write(
                     f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 31)})",
                     (
-                        job_id, str(uuid.uuid4()), None, JobState.QUEUED.value, new.source,
+                        job_id, key, None, JobState.QUEUED.value, new.source,
                         new.user_id, new.guild_id, new.channel_id, new.interaction_id,
                         new.interaction_token, new.token_expires_at, new.image_ref, opts.prompt,
                         opts.duration, opts.aspect_ratio, opts.motion, opts.version,
@@ -361,9 +369,15 @@ class Store:
                 )  # fmt: skip
             except aiosqlite.IntegrityError:
                 continue
-            job = await self.get_job(job_id)
-            assert job is not None
-            return job
+            # Built from what was written, not read back: one trip less per admission.
+            return Job(
+                id=job_id, idempotency_key=key, state=JobState.QUEUED, source=new.source,
+                image_ref=new.image_ref, options=opts, estimated_credits=opts.estimated_credits,
+                created_at=now, updated_at=now, user_id=new.user_id, guild_id=new.guild_id,
+                channel_id=new.channel_id, interaction_id=new.interaction_id,
+                interaction_token=new.interaction_token, token_expires_at=new.token_expires_at,
+                upload_limit=new.upload_limit,
+            )  # fmt: skip
         raise RuntimeError("could not allocate a unique job id")
 
     async def get_job(self, job_id: str) -> Job | None:
@@ -479,8 +493,7 @@ class Store:
         await self._write("UPDATE guilds SET balance = balance + ? WHERE guild_id = ?", (amount, guild_id))
 
     async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        async with self._conn.execute(sql, params) as cur:
-            row = await cur.fetchone()
+        row = await self._first(sql, params)
         return row[0] if row else None
 
     # --- servers: pools, plans, rules, audit --------------------------------------------------
@@ -503,21 +516,22 @@ class Store:
 
     async def guilds_waiting(self) -> list[Guild]:
         """Servers with queued jobs (to tell them the queue is paused)."""
-        async with self._conn.execute(
-            "SELECT DISTINCT guild_id FROM jobs WHERE state = ? AND guild_id IS NOT NULL",
-            (JobState.QUEUED.value,),
-        ) as cur:
-            ids = [int(r[0]) for r in await cur.fetchall()]
+        ids = [
+            int(r[0])
+            for r in await self._rows(
+                "SELECT DISTINCT guild_id FROM jobs WHERE state = ? AND guild_id IS NOT NULL",
+                (JobState.QUEUED.value,),
+            )
+        ]
         return [g for g in [await self.get_guild(i) for i in ids] if g is not None]
 
     async def get_guild(self, guild_id: int) -> Guild | None:
-        async with self._conn.execute(
+        row = await self._first(
             "SELECT guild_id, default_plan, balance, daily_allowance, low_balance_threshold,"
             " alert_channel_id,"
             " alert_armed FROM guilds WHERE guild_id = ?",
             (guild_id,),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         if row is None:
             return None
         return Guild(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]))
@@ -577,20 +591,18 @@ class Store:
         )
 
     async def ledger_rows(self, guild_id: int, limit: int = 10) -> list[LedgerRow]:
-        async with self._conn.execute(
+        rows = await self._rows(
             "SELECT kind, amount, job_id, user_id, note, created_at FROM ledger WHERE guild_id = ?"
             " ORDER BY id DESC LIMIT ?",
             (guild_id, limit),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         return [LedgerRow(*row) for row in rows]
 
     async def member_rule(self, guild_id: int, user_id: int) -> MemberRule | None:
-        async with self._conn.execute(
+        row = await self._first(
             "SELECT plan, blocked, reason, reset_at FROM member_rules WHERE guild_id = ? AND user_id = ?",
             (guild_id, user_id),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return MemberRule(row[0], bool(row[1]), row[2], row[3]) if row else None
 
     async def set_member_rule(self, guild_id: int, user_id: int, **fields: Any) -> None:
@@ -613,10 +625,10 @@ class Store:
                 )
 
     async def role_plans(self, guild_id: int) -> dict[int, str]:
-        async with self._conn.execute(
-            "SELECT role_id, plan FROM role_plans WHERE guild_id = ?", (guild_id,)
-        ) as cur:
-            return {int(r[0]): str(r[1]) for r in await cur.fetchall()}
+        return {
+            int(r[0]): str(r[1])
+            for r in await self._rows("SELECT role_id, plan FROM role_plans WHERE guild_id = ?", (guild_id,))
+        }
 
     async def set_role_plan(self, guild_id: int, role_id: int, plan: str | None) -> None:
         async with self.transaction():
@@ -630,10 +642,12 @@ class Store:
                 )
 
     async def channel_rules(self, guild_id: int) -> dict[int, bool]:
-        async with self._conn.execute(
-            "SELECT channel_id, allowed FROM channel_rules WHERE guild_id = ?", (guild_id,)
-        ) as cur:
-            return {int(r[0]): bool(r[1]) for r in await cur.fetchall()}
+        return {
+            int(r[0]): bool(r[1])
+            for r in await self._rows(
+                "SELECT channel_id, allowed FROM channel_rules WHERE guild_id = ?", (guild_id,)
+            )
+        }
 
     async def set_channel_rule(self, guild_id: int, channel_id: int, allowed: bool) -> None:
         async with self.transaction():
@@ -655,12 +669,14 @@ class Store:
         )
 
     async def audit_rows(self, guild_id: int, limit: int = 15) -> list[AuditRow]:
-        async with self._conn.execute(
-            "SELECT actor_id, action, target, detail, created_at FROM audit WHERE guild_id = ?"
-            " ORDER BY id DESC LIMIT ?",
-            (guild_id, limit),
-        ) as cur:
-            return [AuditRow(*row) for row in await cur.fetchall()]
+        return [
+            AuditRow(*row)
+            for row in await self._rows(
+                "SELECT actor_id, action, target, detail, created_at FROM audit WHERE guild_id = ?"
+                " ORDER BY id DESC LIMIT ?",
+                (guild_id, limit),
+            )
+        ]
 
     async def mark_delivery_started(self, job_id: str, at: float) -> None:
         """Note (once: the first attempt counts) that the result is about to be sent."""
@@ -683,11 +699,10 @@ class Store:
 
     async def queue_position(self, job: Job) -> int:
         """1 + the queued jobs accepted before this one (account-wide)."""
-        async with self._conn.execute(
+        row = await self._first(
             "SELECT COUNT(*) FROM jobs WHERE state = ? AND created_at < ?",
             (JobState.QUEUED.value, job.created_at),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return 1 + (int(row[0]) if row else 0)
 
     async def cancelled_at_api(self, since: float) -> list[Job]:
@@ -719,8 +734,7 @@ class Store:
         if source is not None:
             sql += " AND source = ?"
             wanted.append(source)
-        async with self._conn.execute(sql, wanted) as cur:
-            row = await cur.fetchone()
+        row = await self._first(sql, wanted)
         return int(row[0]) if row else 0
 
     # --- quotas ------------------------------------------------------------------------------
@@ -733,42 +747,37 @@ class Store:
     async def usage(self, user_id: int, minute_since: float, day_since: float) -> Usage:
         in_flight = [s.value for s in IN_FLIGHT]
         marks = ", ".join("?" * len(in_flight))
+        # One statement (one trip): the day window from the (user_id, created_at) index, plus
+        # jobs in flight since before the day window, which still hold a slot.
         sql = (
             f"SELECT SUM(CASE WHEN state IN ({marks}) THEN 1 ELSE 0 END), "
-            "SUM(CASE WHEN created_at > ? THEN 1 ELSE 0 END), COUNT(*) "
+            "SUM(CASE WHEN created_at > ? THEN 1 ELSE 0 END), COUNT(*), "
+            f"(SELECT COUNT(*) FROM jobs WHERE user_id = ? AND created_at <= ? AND state IN ({marks})) "
             f"FROM jobs WHERE user_id = ? AND created_at > ? AND {self._COUNTED}"
         )
-        async with self._conn.execute(sql, (*in_flight, minute_since, user_id, day_since)) as cur:
-            row = await cur.fetchone()
-        active, minute, day = (int(v or 0) for v in row) if row else (0, 0, 0)
-        # Jobs in flight since before the day window still hold a slot.
-        async with self._conn.execute(
-            f"SELECT COUNT(*) FROM jobs WHERE user_id = ? AND created_at <= ? AND state IN ({marks})",
-            (user_id, day_since, *in_flight),
-        ) as cur:
-            old = await cur.fetchone()
-        return Usage(active=active + (int(old[0]) if old else 0), in_minute=minute, in_day=day)
+        row = await self._first(
+            sql, (*in_flight, minute_since, user_id, day_since, *in_flight, user_id, day_since)
+        )
+        active, minute, day, older = (int(v or 0) for v in row) if row else (0, 0, 0, 0)
+        return Usage(active=active + older, in_minute=minute, in_day=day)
 
     async def nth_counted_since(self, user_id: int, since: float, n: int) -> float | None:
         """created_at of the n-th (0-based) oldest counted job after ``since``: when a slot frees."""
-        async with self._conn.execute(
+        row = await self._first(
             f"SELECT created_at FROM jobs WHERE user_id = ? AND created_at > ? AND {self._COUNTED} "
             "ORDER BY created_at LIMIT 1 OFFSET ?",
             (user_id, since, n),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return float(row[0]) if row else None
 
     # --- helpers -----------------------------------------------------------------------------
 
     async def _one(self, sql: str, params: Sequence[Any]) -> Job | None:
-        async with self._conn.execute(sql, params) as cur:
-            row = await cur.fetchone()
+        row = await self._first(sql, params)
         return _job_from_row(row) if row is not None else None
 
     async def _many(self, sql: str, params: Sequence[Any]) -> list[Job]:
-        async with self._conn.execute(sql, params) as cur:
-            rows = await cur.fetchall()
+        rows = await self._rows(sql, params)
         return [_job_from_row(row) for row in rows]
 
 
