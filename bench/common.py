@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import socket
 import sqlite3
 import statistics
@@ -160,35 +161,56 @@ INSERT_JOB = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * len(JOB
 
 
 class SqlRecorder:
-    """Wraps the store's aiosqlite connection: records each statement, its wait and its count,
-    and counts round trips to aiosqlite's worker thread (every ``_execute``: a statement, a
-    fetch, a cursor's close), which is where a one-row transaction's time goes."""
+    """What the store's connection runs, however the store calls it (``async with``).
+
+    SQLite's own trace callback (on aiosqlite's worker thread) sees every statement with its
+    values filled in, whichever aiosqlite method or thread hand-off ran it; ``executed`` keeps
+    them. Wrapping ``execute``/``execute_fetchall`` adds the wait per statement as the event
+    loop sees it, and wrapping ``_execute`` counts round trips to the worker thread (a
+    statement, a fetch, a cursor's close: each is a thread hand-off, which is where a one-row
+    transaction's time goes).
+    """
 
     def __init__(self, store: Store) -> None:
         self.conn: Any = store._conn  # the store's own connection: exactly what the bot's code runs
-        self.statements: list[tuple[str, tuple[Any, ...]]] = []
-        self.seconds: dict[str, float] = defaultdict(float)
+        self.executed: list[str] = []  # every statement, values filled in (SQLite's expanded SQL)
+        self.seconds: dict[str, float] = defaultdict(float)  # by SQL text as the store wrote it
         self.calls: dict[str, int] = defaultdict(int)
         self.hops = 0
 
-    def __enter__(self) -> SqlRecorder:
-        execute, hop = self.conn.execute, self.conn._execute
+    async def __aenter__(self) -> SqlRecorder:
+        conn = self.conn
+        execute, fetchall, hop = conn.execute, conn.execute_fetchall, conn._execute
 
-        def recording_execute(sql: str, parameters: Any = None) -> Any:
-            self.statements.append((sql, tuple(parameters or ())))
-            key = " ".join(sql.split())
-            self.calls[key] += 1
-            return _Timed(execute(sql, parameters), key, self.seconds)
+        def timed(method: Any) -> Any:
+            def call(sql: str, parameters: Any = None) -> Any:
+                key = " ".join(sql.split())
+                self.calls[key] += 1
+                return _Timed(method(sql, parameters), key, self.seconds)
+
+            return call
 
         async def counting_hop(fn: Any, *args: Any, **kwargs: Any) -> Any:
             self.hops += 1
             return await hop(fn, *args, **kwargs)
 
-        self.conn.execute, self.conn._execute = recording_execute, counting_hop
+        await hop(conn._conn.set_trace_callback, self.executed.append)  # on the worker thread
+        conn.execute, conn.execute_fetchall, conn._execute = timed(execute), timed(fetchall), counting_hop
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        del self.conn.execute, self.conn._execute  # back to the class's methods
+    async def __aexit__(self, *exc: object) -> None:
+        del self.conn.execute, self.conn.execute_fetchall, self.conn._execute  # the class's methods again
+        await self.conn._execute(self.conn._conn.set_trace_callback, None)
+
+    @property
+    def statements(self) -> int:
+        return len(self.executed)
+
+
+def sql_shape(sql: str) -> str:
+    """A statement with its values taken out, so runs with different values compare."""
+    sql = re.sub(r"'(?:[^']|'')*'", "?", " ".join(sql.split()))
+    return re.sub(r"(?<![\w.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", "?", sql)
 
 
 class _Timed:
