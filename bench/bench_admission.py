@@ -380,12 +380,21 @@ async def _measure(smoke: bool, result: Result) -> None:
     # What the figures say about why, in words (only what this run measured).
     ceiling = 1 / (first_costs.hops * first_hop)
     if ceiling < TARGET_RATE:
+        why = []
+        if first_costs.hops > first_costs.statements + 0.5:
+            why.append("some reads take more than one (execute, fetch, cursor close)")
+        repeated = [
+            sql for _, calls, sql in first_costs.top if calls > 1.5 and sql.upper().startswith("SELECT")
+        ]
+        if repeated:
+            why.append(f"{len(repeated)} read(s) run more than once per job")
         result.note(
             f"Cause of the rate: admit() makes {first_costs.hops:.0f} round trips to aiosqlite's worker "
-            f"thread for {first_costs.statements:.0f} statements (a read is three: execute, fetchone, "
-            f"cursor close; the same guild and member rows are read more than once); at "
-            f"{first_hop * 1e6:.0f} µs each they alone cap admission at {ceiling:,.0f} jobs/s, below "
-            f"{TARGET_RATE:,.0f}. The bare loop makes 3. Fewer round trips is the fix, not faster SQL."
+            f"thread for {first_costs.statements:.0f} SQL statements"
+            + (f" ({'; '.join(why)})" if why else "")
+            + f"; at {first_hop * 1e6:.0f} µs each they alone cap admission at {ceiling:,.0f} jobs/s, below "
+            f"{TARGET_RATE:,.0f}. The bare loop makes 3. Fewer round trips is the fix, not faster SQL: "
+            "running the statements of one admission on the SQLite thread in one hand-off."
         )
     small, large = steps_by_size[sizes[0]], steps_by_size[sizes[-1]]
     growth = {sql: large[sql] / max(1, small.get(sql, 1)) for sql in large}

@@ -290,6 +290,10 @@ async def _measure(smoke: bool, result: Result) -> None:
         "SQL statements / aiosqlite round trips per delivery (Pipeline.report)",
         f"{statements:.0f} / {hops:.0f}",
     )
+    result.figure(
+        "bare CPU / server CPU per request: + Pipeline.report, + no-op report",
+        f"{pct(b_cpu / r_cpu)}, {pct(b_cpu / n_cpu)}",
+    )
     statuses: dict[str, int] = {}
     for x in real:
         for k, v in x.statuses.items():
@@ -308,8 +312,10 @@ async def _measure(smoke: bool, result: Result) -> None:
     )
     result.note(
         f"{concurrency} concurrent senders in one client process (aiohttp), {count:,} timed requests "
-        f"after {warmup:,} untimed, median of {rounds} round(s), bare and receiver rounds interleaved; "
-        "keep-alive connections; the server is this process's event loop."
+        f"after {warmup:,} untimed, median of {rounds} round(s); the three servers' rounds interleaved "
+        "in rotating order after one untimed run; keep-alive connections; the servers run in this "
+        "process's event loop, the client in its own process. On two cores the client is the limit "
+        "for the fast servers, so server CPU per request is the steadier comparison."
     )
     result.note(
         "The report callback is the bot's Pipeline.report on a real Store: lookup by API id, "
