@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -299,6 +300,8 @@ class Store:
 
     @classmethod
     async def open(cls, path: Path | str) -> Store:
+        if sqlite3.sqlite_version_info < (3, 35):  # UPDATE ... RETURNING
+            raise RuntimeError(f"SQLite {sqlite3.sqlite_version} is too old: 3.35 or newer is needed")
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         conn = await aiosqlite.connect(str(path), isolation_level=None)  # explicit transactions
@@ -429,14 +432,18 @@ class Store:
         if target in _OUTCOME_OF:
             fields["outcome"] = _OUTCOME_OF[target]
         assignments = "".join(f", {name} = ?" for name in fields)
-        sql = f"UPDATE jobs SET state = ?, updated_at = ?{assignments} WHERE id = ? AND state = ?"
+        # RETURNING (SQLite 3.35+, PostgreSQL): the updated row in the same trip as the update.
+        sql = (
+            f"UPDATE jobs SET state = ?, updated_at = ?{assignments} WHERE id = ? AND state = ?"
+            f" RETURNING {_READ_COLUMNS}"
+        )
         params = [target.value, time.time(), *fields.values(), job_id, current.value]
-        if await self._write(sql, params) != 1:
+        async with self._turn():
+            rows = await self._rows(sql, params)
+        if not rows:
             now = await self.get_job(job_id)
             raise IllegalTransition(job_id, now.state if now else None, target)
-        job = await self.get_job(job_id)
-        assert job is not None
-        return job
+        return _job_from_row(rows[0])
 
     async def mark_undeliverable(self, job: Job, note: str) -> Job:
         """Close a job no route could reach. A completed job's charge goes back to its pool:
