@@ -22,8 +22,9 @@ Left out: Discord's own network (everything is loopback), and the time the fake 
 a frame (the clock starts once it is written). The fake, the emulator and the measuring all run
 in this process; the fake's event-loop lag while a burst's acks are outstanding is printed, and the
 CPU each side spent per interaction meanwhile, so that the fake's share of a latency can be read
-off. Each size runs in a fresh world at full size; rounds within a size wait
-until the previous burst was answered (card shown) before the next.
+off. At full size each burst size gets a fresh pair of worlds (one per bot, both open at once)
+and the two bots' bursts alternate, so a noisy neighbour on the machine hits both alike; a real
+bot's burst is followed by a wait until every /animate of it was answered (card shown).
 """
 
 from __future__ import annotations
