@@ -15,6 +15,7 @@ import importlib
 import os
 import pkgutil
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 
 import bench
-from bench.common import Result, machine, say
+from bench.common import ROOT, Result, machine, say
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -44,13 +45,32 @@ def discover() -> tuple[dict[str, ModuleType], dict[str, str]]:
     return ordered, broken
 
 
+def revision() -> str:
+    """The commit measured, and whether the shipped code differed from it (a shared work tree)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "bot", "cogs"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return head + (" with uncommitted changes in bot/ or cogs/" if dirty else "")
+
+
 def load() -> str:
     """The 1-minute load average: the machine may be shared, and other work skews figures."""
     return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "unknown"
 
 
 def render(
-    results: list[Result], failures: dict[str, str], command: str, smoke: bool, loads: tuple[str, str]
+    results: list[Result],
+    failures: dict[str, str],
+    command: str,
+    smoke: bool,
+    loads: tuple[str, str],
+    code: str,
 ) -> str:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -58,6 +78,7 @@ def render(
         "",
         f"- Command: `{command}`",
         f"- Date: {now}",
+        f"- Code: {code}",
         f"- Machine: {machine()}",
         f"- Load average (1 min) at the start / the end: {loads[0]} / {loads[1]}",
         "",
@@ -102,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join([".venv/bin/python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])])
     say(f"# {command}\n# {machine()}")
 
-    load_before = load()
+    load_before, code = load(), revision()
     results: list[Result] = []
     failures = {
         f"bench_{n} (import)": trace for n, trace in broken.items() if not args.names or n in args.names
@@ -123,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if out is None:
         partial = args.smoke or len(chosen) < len(everything)
         out = Path(tempfile.mkstemp(prefix="bench-", suffix=".md")[1]) if partial else RESULTS
-    out.write_text(render(results, failures, command, args.smoke, (load_before, load())))
+    out.write_text(render(results, failures, command, args.smoke, (load_before, load()), code))
     say(f"\nreport written to {out}")
     return 1 if failures else 0
 
