@@ -403,7 +403,7 @@ async def _measure(smoke: bool, result: Result) -> None:
         f"work growth of the costliest read, {sizes[0]:,} -> {sizes[-1]:,} rows",
         f"{growth[grower]:.1f}x VM steps ({small.get(grower, 0):,} -> {large[grower]:,})",
     )
-    if growth[grower] > TARGET_SPREAD:
+    if growth[grower] > 4:  # over a thousandfold more rows; a day window's own growth stays well below
         result.note(
             f"Cause of the growth: `{grower}` does {growth[grower]:.0f}x the work at {sizes[-1]:,} rows "
             f"than at {sizes[0]:,}: its plan is an index SEARCH, but the range it walks is the member's "
