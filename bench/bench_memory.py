@@ -64,7 +64,7 @@ def seed(db: Path, n: int, guild_id: int, channel_id: int, members: list[int]) -
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("INSERT INTO guilds (guild_id, balance, created_at) VALUES (?, 0, ?)", (guild_id, now))
         conn.executemany(INSERT_JOB, rows)
-        ledger = [(guild_id, None, None, "grant", cost * n, "bench", now)]
+        ledger: list[tuple[Any, ...]] = [(guild_id, None, None, "grant", cost * n, "bench", now)]
         ledger += [(guild_id, r[0], r[5], "reserve", -cost, None, now) for r in rows]
         conn.executemany(
             "INSERT INTO ledger (guild_id, job_id, user_id, kind, amount, note, created_at)"

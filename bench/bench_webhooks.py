@@ -296,8 +296,8 @@ async def _measure(smoke: bool, result: Result) -> None:
     )
     statuses: dict[str, int] = {}
     for x in real:
-        for k, v in x.statuses.items():
-            statuses[k] = statuses.get(k, 0) + v
+        for code, times in x.statuses.items():
+            statuses[code] = statuses.get(code, 0) + times
     result.figure("receiver answers", ", ".join(f"{v:,} x {k}" for k, v in sorted(statuses.items())))
     result.figure("jobs completed in the store / deliveries queued", f"{completed:,} / {queued:,}")
     result.target(
