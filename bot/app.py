@@ -35,6 +35,10 @@ from cogs.cards import JobButton, job_buttons, status_embed
 
 log = logging.getLogger(__name__)
 
+# Measured (bench/bench_budget.py, 500 at once): 8 keeps the API's slots busy from the first
+# second; unbounded, the first seconds went to 500 image fetches and a queue on the write lock.
+ADMISSIONS_AT_ONCE = 8
+
 EXTENSIONS = ("cogs.animate", "cogs.jobs", "cogs.moderation")
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # Discord's default per-file limit since 2025
 TOKEN_LIFETIME = 15 * 60.0  # an interaction token's life
@@ -68,6 +72,8 @@ class AnimateBot(commands.Bot):
             welcome_credits=settings.pool_welcome_credits,
             plans=settings.plans,
         )
+        # /animate commands past their defer, validated and admitted this many at a time.
+        self.admission_slots = asyncio.Semaphore(ADMISSIONS_AT_ONCE)
         self.receiver: WebhookReceiver | None = None
         self.relay: RelaySubscriber | None = None
         self._resources = contextlib.AsyncExitStack()

@@ -59,6 +59,15 @@ async def start_animation(
     bot: AnimateBot, interaction: discord.Interaction, source: ImageSource, options: dict[str, Any]
 ) -> None:
     """Everything after the defer: validate, admit, show the card, hand to the pipeline."""
+    # A few at a time: a burst of hundreds would otherwise crowd the image fetches and the
+    # store's write lock all at once, starving the defers of later commands and the scheduler.
+    async with bot.admission_slots:
+        await _start_animation(bot, interaction, source, options)
+
+
+async def _start_animation(
+    bot: AnimateBot, interaction: discord.Interaction, source: ImageSource, options: dict[str, Any]
+) -> None:
     try:
         job_options = JobOptions(**options)
         await read_source(source, bot.pipeline.http)
