@@ -126,6 +126,7 @@ class Pipeline:
                 await self.store.mark_api_ended(job.id)
                 self.scheduler.wake()
             return True
+        self.poller.observe(job, api_job)
         ended = await apply_api_job(self.store, job, api_job)
         if ended is not None:
             self.poller.forget(job.id)

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from bot import contract
 from bot.completion import apply_api_job
@@ -57,6 +58,8 @@ class Poller:
         self._wake = asyncio.Event()
         self._next_read: dict[str, float] = {}
         self._interval: dict[str, float] = {}
+        self._expected_end: dict[str, float] = {}  # job -> Unix time the API should finish it
+        self.seconds_per_5s: float | None = None  # the API's recent job time per 5 s of video
         self.reads = 0
 
     def wake(self) -> None:
@@ -80,6 +83,7 @@ class Poller:
     def forget(self, job_id: str) -> None:
         self._next_read.pop(job_id, None)
         self._interval.pop(job_id, None)
+        self._expected_end.pop(job_id, None)
 
     async def run(self) -> None:
         while True:
@@ -103,10 +107,15 @@ class Poller:
                 due.append(job)  # read it first: it may have finished while we were away
                 continue
             if job.id not in self._next_read:
-                # A new job (or every job after a restart): first read after the usual gap,
-                # or, with webhooks, only once the webhook had time to arrive.
+                # A new job (or every job after a restart): with webhooks, first read only once
+                # the webhook had time to arrive; polling, around when jobs like it have been
+                # finishing (reading earlier only spends the budget), else after the usual gap.
                 self._interval[job.id] = self.max_interval if self.webhooks else self.min_interval
-                self._next_read[job.id] = now + self._interval[job.id]
+                first = now + self._interval[job.id]
+                end = self._expect_end(job)
+                if end is not None and not self.webhooks:
+                    first = max(first, now + end - time.time() - self.min_interval / 2)
+                self._next_read[job.id] = first
             if self._next_read[job.id] <= now:
                 due.append(job)
         for start in range(0, len(due), self.batch):
@@ -139,6 +148,8 @@ class Poller:
                 continue
             if report is None:
                 log.warning("job=%s api_job=%s unknown to the API", job.id, job.api_job_id)
+            if report is not None:
+                self.observe(job, report)
             ended = await apply_api_job(self.store, job, report) if report is not None else None
             if ended is not None:
                 self.forget(job.id)
@@ -159,9 +170,35 @@ class Poller:
     def _overdue(self, job: Job) -> bool:
         return job.submitted_at is not None and time.time() - job.submitted_at > self.job_timeout
 
+    def observe(self, job: Job, report: ApiJob) -> None:
+        """Learn how long the API takes from a finished report (a moving average)."""
+        if report.status != contract.STATUS_COMPLETED or not report.created_at or not report.completed_at:
+            return
+        try:
+            took = (_instant(report.completed_at) - _instant(report.created_at)).total_seconds()
+        except ValueError:
+            return
+        per_5s = took / max(1.0, job.options.duration / 5)
+        if per_5s > 0:
+            last = self.seconds_per_5s
+            self.seconds_per_5s = per_5s if last is None else 0.8 * last + 0.2 * per_5s
+
+    def _expect_end(self, job: Job) -> float | None:
+        if self.seconds_per_5s is None or job.submitted_at is None:
+            return None
+        end = job.submitted_at + self.seconds_per_5s * max(1.0, job.options.duration / 5)
+        self._expected_end[job.id] = end
+        return end
+
     def _push_back(self, job_id: str) -> None:
-        """The next read of a job still running comes later each time, up to max_interval."""
+        """The next read of a job still running comes later each time, up to max_interval;
+        but once it is past its expected end, every min_interval (its slot may be idle)."""
         interval = min(self.max_interval, self._interval.get(job_id, self.min_interval) * 1.5)
+        end = self._expected_end.get(job_id)
+        if end is not None and not self.webhooks:
+            until_end = end - time.time()
+            soon = max(until_end, self.min_interval)
+            interval = self.min_interval if until_end <= 0 else min(interval, soon)
         self._interval[job_id] = interval
         self._next_read[job_id] = time.monotonic() + interval
 
@@ -180,3 +217,8 @@ class Poller:
         self.forget(job.id)
         log.warning("job=%s expired after %.0fs", job.id, self.job_timeout)
         await self.on_ended(ended)
+
+
+def _instant(text: str) -> datetime:
+    """An ISO 8601 time from the API ("2025-01-01T12:00:00Z")."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

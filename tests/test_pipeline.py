@@ -417,3 +417,21 @@ async def test_a_job_cancelled_while_running_keeps_its_api_slot_until_the_api_en
 async def _all_in(store: Store, ids: list[str], state: JobState) -> bool:
     jobs = [await store.get_job(i) for i in ids]
     return all(j is not None and j.state is state for j in jobs)
+
+
+async def test_polling_reads_a_job_about_when_jobs_like_it_have_been_finishing(
+    store: Store, emu: Emulator
+) -> None:
+    emu.config.processing_seconds = 100
+    took = (emu.config.queue_seconds + emu.config.processing_seconds) * emu.config.time_scale
+    async with Harness(store, emu, False, RecordingMessenger()) as h:
+        assert h.pipeline is not None
+        first = await h.add(user=1)  # the poller learns how long a job takes from this one
+        await wait_for(lambda: h.delivered(first))
+        learned = emu.stats()["accounts"]["pro"]["status_reads"]
+        assert h.pipeline.poller.seconds_per_5s == pytest.approx(took, rel=0.2)
+        later = [await h.add(user=u) for u in range(2, 7)]
+        for job_id in later:
+            await wait_for(lambda job_id=job_id: h.delivered(job_id))  # type: ignore[misc]
+    reads = emu.stats()["accounts"]["pro"]["status_reads"] - learned
+    assert reads / len(later) <= 3, reads  # backing off from the first second read each ~10 times
