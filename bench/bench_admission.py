@@ -16,7 +16,9 @@ from indexes over the member's recent rows, never by reading their whole history
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -28,7 +30,7 @@ from typing import Any
 
 import aiosqlite
 
-from bench.common import INSERT_JOB, Result, SqlRecorder, median, pct, rate, sql_shape
+from bench.common import INSERT_JOB, Result, SqlRecorder, median, pct, rate, say, sql_shape
 from bot.admission import Policy, admit
 from bot.jobs import JobOptions
 from bot.store import NewJob, Store
@@ -283,11 +285,10 @@ async def statement_costs(store: Store, first: int, n: int) -> Costs:
 # --- the run -------------------------------------------------------------------------------------
 
 
-async def _measure(smoke: bool, result: Result) -> None:
+async def _measure(smoke: bool, result: Result, tmp: Path) -> None:
     sizes = [1_000] if smoke else [1_000, 100_000, 1_000_000]
     n = 300 if smoke else 3_000  # admissions per round
     rounds = 1 if smoke else 3
-    tmp = Path(tempfile.mkdtemp(prefix="bench-admission-"))
     db = tmp / "jobs.db"
     store = await Store.open(db)
     await store.ensure_guild(GUILD)
@@ -422,10 +423,16 @@ async def _measure(smoke: bool, result: Result) -> None:
         "inserting the same 31-column job row with BEGIN IMMEDIATE / INSERT / COMMIT per row; its rows "
         "are deleted after each round."
     )
-    result.note(f"Database file under {tmp} (left for inspection; delete it when done).")
 
 
 def run(smoke: bool) -> Result:
     result = Result("admission", TITLE)
-    asyncio.run(_measure(smoke, result))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-admission-"))
+    try:
+        asyncio.run(_measure(smoke, result, tmp))
+    finally:
+        if os.environ.get("BENCH_KEEP"):
+            say(f"[admission] database kept under {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)  # about 800 MB at full size
     return result

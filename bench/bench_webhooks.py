@@ -23,6 +23,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -218,12 +219,11 @@ async def start_bare() -> tuple[web.AppRunner, str]:
 # --- the run -------------------------------------------------------------------------------------
 
 
-async def _measure(smoke: bool, result: Result) -> None:
+async def _measure(smoke: bool, result: Result, tmp: Path) -> None:
     count = 1_000 if smoke else 10_000
     warmup = 100 if smoke else 500
     rounds = 1 if smoke else 3
     concurrency = 32
-    tmp = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
     db = tmp / "jobs.db"
     store = await Store.open(db)
     await store.ensure_guild(GUILD)
@@ -342,7 +342,11 @@ async def _measure(smoke: bool, result: Result) -> None:
 
 def run(smoke: bool) -> Result:
     result = Result("webhooks", TITLE)
-    asyncio.run(_measure(smoke, result))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
+    try:
+        asyncio.run(_measure(smoke, result, tmp))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return result
 
 
