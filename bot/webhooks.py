@@ -39,7 +39,14 @@ Report = Callable[[ApiJob], Awaitable[bool]]  # False: unknown job, ask the send
 
 def parse_event(body: bytes) -> ApiJob:
     """The job an event reports; ValueError when it is not one."""
-    event = json.loads(body)
+    try:
+        event = json.loads(body)
+        # Text that cannot be stored (a lone surrogate such as "\ud800") is not an event either.
+        json.dumps(event, ensure_ascii=False).encode()
+    except RecursionError:  # deeply nested JSON: not a ValueError by itself
+        raise ValueError("nested too deeply") from None
+    except UnicodeEncodeError as exc:
+        raise ValueError("text that is not valid Unicode") from exc
     if (
         not isinstance(event, dict)
         or not isinstance(event.get("id"), str)

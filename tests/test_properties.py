@@ -10,8 +10,8 @@ another body's, right). Never a 500; input that is not a verified job event neve
 every format Pillow writes with bytes flipped or cut, and any declared content type: it returns
 an ImageInfo or raises InvalidImage, and nothing else.
 
-Two inputs that do give a 500 today are kept out of (a)'s strategies and pinned by the strict
-xfail tests at the end (both need the webhook secret to sign, so no outsider can send them).
+Two signed inputs these properties found giving a 500 (deep nesting, a lone surrogate) are
+pinned by the tests at the end.
 """
 
 from __future__ import annotations
@@ -362,20 +362,16 @@ def test_validator_raises_only_invalid_image(data: bytes, declared: str | None) 
     assert info.mime in contract.IMAGE_FORMATS.values()
 
 
-# --- found by these properties, pinned until bot/webhooks.py handles them -------------------------
+# --- found by these properties, fixed in bot/webhooks.parse_event ---------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="json.loads raises RecursionError (not a ValueError) on deep nesting")
 def test_deeply_nested_signed_body_is_a_400(receiver: Receiver) -> None:
     body = b"[" * 30_000 + b"]" * 30_000  # under the size limit, past the parser's recursion limit
     status = receiver.run(receiver.post(body, {contract.SIGNATURE_HEADER: sign(body)}, False))
-    receiver.logged_errors.clear()  # aiohttp logged the 500; the other tests start clean
-    assert status == 400
+    assert status == 400 and not receiver.logged_errors
 
 
-@pytest.mark.xfail(strict=True, reason="a lone surrogate in the id reaches SQLite: UnicodeEncodeError")
 def test_signed_event_with_an_unencodable_id_is_a_400(receiver: Receiver) -> None:
     body = b'{"id": "\\ud800", "status": "completed"}'
     status = receiver.run(receiver.post(body, {contract.SIGNATURE_HEADER: sign(body)}, False))
-    receiver.logged_errors.clear()
-    assert status == 400
+    assert status == 400 and not receiver.logged_errors
