@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 
 import discord
 
 from bot.app import AnimateBot, point_discord_at
 from bot.config import Settings
+from bot.signals import stop_requested
 
 log = logging.getLogger(__name__)
 
@@ -20,13 +20,9 @@ async def run_bot(settings: Settings) -> int:
     assert settings.discord_token is not None
     point_discord_at(settings)
     bot = AnimateBot(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     async with bot:
         runner = asyncio.create_task(bot.start(settings.discord_token.reveal()), name="discord")
-        stopper = asyncio.create_task(stop.wait(), name="signals")
+        stopper = asyncio.create_task(stop_requested(), name="signals")
         done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if runner in done:
             stopper.cancel()

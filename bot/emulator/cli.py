@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from bot import contract
 from bot.emulator.config import AccountConfig, EmulatorConfig
 from bot.emulator.faults import FAULT_NAMES
 from bot.emulator.server import Emulator
+from bot.signals import stop_requested
 
 log = logging.getLogger(__name__)
 
@@ -201,18 +200,9 @@ async def _serve(config: EmulatorConfig) -> int:
         )
         return 1
     print(emulator.banner, flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
     try:
-        await stop.wait()
+        await stop_requested()
     finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
         await emulator.stop()
     return 0
 

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from bot.relay.config import DEFAULT_RETENTION_SECONDS, RelayConfig
 from bot.relay.server import POST_PATH, RelayServer
+from bot.signals import stop_requested
 
 DEFAULT_DB = "data/relay.db"
 
@@ -132,18 +131,9 @@ async def serve(config: RelayConfig) -> int:
     print(f"relay listening on {relay.base_url} (subscribers: GET /events with their token)", flush=True)
     for channel in config.channels:
         print(f"  webhookUrl for {channel}: {base}{POST_PATH}/{channel}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
     try:
-        await stop.wait()
+        await stop_requested()
     finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
         await relay.stop()
     return 0
 
