@@ -67,6 +67,17 @@ def parse_event(body: bytes) -> ApiJob:
     )
 
 
+async def read_capped(request: web.Request, limit: int) -> bytes | None:
+    """The raw body, or None when it is over ``limit`` (declared or actual): answer 413."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:  # no Content-Length: the app's client_max_size caught it
+        return None
+    return body if len(body) <= limit else None
+
+
 class WebhookReceiver:
     """aiohttp server for ``POST /webhooks/doitong`` and ``GET /healthz``.
 
@@ -106,11 +117,8 @@ class WebhookReceiver:
             self._runner = None
 
     async def _webhook(self, request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            return self._refuse(413, "body too large")
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
+        body = await read_capped(request, MAX_BODY_BYTES)
+        if body is None:
             return self._refuse(413, "body too large")
         # Without a configured secret nothing can be verified, so nothing is accepted (an empty
         # HMAC key would let anyone sign).

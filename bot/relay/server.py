@@ -35,7 +35,7 @@ from aiohttp import web
 from bot import contract
 from bot.relay.config import RelayConfig
 from bot.relay.store import EventStore, StoredEvent
-from bot.webhooks import verify_signature
+from bot.webhooks import read_capped, verify_signature
 
 log = logging.getLogger(__name__)
 
@@ -189,11 +189,8 @@ class RelayServer:
         if channel is None or channel not in self._channels:
             # Channel names are not secrets (they are in the webhookUrl); tokens are.
             return self._refuse(404, "no such channel")
-        if request.content_length is not None and request.content_length > self.config.max_body:
-            return self._refuse(413, "body too large")
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
+        body = await read_capped(request, self.config.max_body)
+        if body is None:
             return self._refuse(413, "body too large")
         signature = request.headers.get(contract.SIGNATURE_HEADER)
         if not signature or not signature.startswith(contract.SIGNATURE_PREFIX):
