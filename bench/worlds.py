@@ -14,7 +14,6 @@ import contextlib
 import gc
 import math
 import os
-import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -24,7 +23,7 @@ from typing import Any
 
 from bench.common import ROOT
 from bot.emulator.server import Emulator
-from tests.bot_harness import BotProcess
+from tests.bot_harness import BotProcess, ChildProcess
 from tests.conftest import emulator_config
 from tests.fake_discord import FakeChannel, FakeConfig, FakeDiscord, FakeGuild, FakeInteraction, FakeUser
 from tests.images import picture
@@ -60,11 +59,13 @@ def ms(seconds: float) -> str:
 # --- the minimal bot (the bound of the acknowledgement benchmark) --------------------------------
 
 
-class MinimalBotProcess:
+class MinimalBotProcess(ChildProcess):
     """``python -m bench.minimal_bot``: a discord.py bot whose /animate only defers.
 
     Started like BotProcess (same environment names), so it logs in to the same fake the same way.
     """
+
+    stop_timeout = 10.0
 
     def __init__(self, tmp: Path, fake: FakeDiscord, *, sync_guild: int | None = None) -> None:
         self.tmp = tmp
@@ -85,19 +86,6 @@ class MinimalBotProcess:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bench.minimal_bot", env=self.env, cwd=self.tmp, stdout=log, stderr=log
             )
-
-    async def stop(self) -> int:
-        if self.proc is None or self.proc.returncode is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return await asyncio.wait_for(self.proc.wait(), timeout=10)
-        except TimeoutError:
-            self.proc.kill()
-            return await self.proc.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 class ProfiledBotProcess(BotProcess):

@@ -25,7 +25,35 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class BotProcess:
+class ChildProcess:
+    """A subprocess this test run started, its output kept in ``log_path`` for failure reports:
+    SIGTERM with a deadline, or kill -9."""
+
+    stop_timeout = 15.0  # seconds after SIGTERM before it is killed
+    proc: asyncio.subprocess.Process | None = None
+    log_path: Path
+
+    async def kill(self) -> None:
+        """kill -9: no cleanup at all."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+
+    async def stop(self) -> int:
+        if self.proc is None or self.proc.returncode is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(self.proc.wait(), timeout=self.stop_timeout)
+        except TimeoutError:
+            self.proc.kill()
+            return await self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class BotProcess(ChildProcess):
     """`python -m bot` in a subprocess, its stderr kept in a log file for failure reports."""
 
     def __init__(
@@ -88,25 +116,6 @@ class BotProcess:
             sys.executable, "-m", "bot", env=self.env, cwd=self.tmp, stdout=log, stderr=log
         )
         log.close()
-
-    async def kill(self) -> None:
-        """kill -9: no cleanup at all."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        await self.proc.wait()
-
-    async def stop(self) -> int:
-        if self.proc is None or self.proc.returncode is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return await asyncio.wait_for(self.proc.wait(), timeout=15)
-        except TimeoutError:
-            self.proc.kill()
-            return await self.proc.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     async def jobs(self) -> list[Job]:
         if not self.db.exists():

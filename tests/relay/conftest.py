@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import os
-import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 from bot.relay.config import RelayConfig
 from bot.relay.server import RelayServer
-from tests.bot_harness import ROOT
+from tests.bot_harness import ROOT, ChildProcess
 from tests.conftest import WEBHOOK_SECRET
 
 ALPHA_TOKEN = "alpha-token-0123456789"
@@ -97,8 +96,10 @@ async def eventually(check: Callable[[], bool], timeout: float = 20.0, what: str
         await asyncio.sleep(0.02)
 
 
-class RelayProcess:
+class RelayProcess(ChildProcess):
     """``python -m bot relay`` in a subprocess, as an operator runs it; its output kept in a file."""
+
+    stop_timeout = 10.0
 
     def __init__(self, tmp: Path, port: int, *args: str, tokens: dict[str, str] | None = None) -> None:
         self.tmp = tmp
@@ -131,22 +132,3 @@ class RelayProcess:
                     pass
                 await asyncio.sleep(0.05)
         raise AssertionError(f"relay never answered:\n{self.log()}")
-
-    async def kill(self) -> None:
-        """kill -9: no cleanup at all."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        await self.proc.wait()
-
-    async def stop(self) -> int:
-        if self.proc is None or self.proc.returncode is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return await asyncio.wait_for(self.proc.wait(), timeout=10)
-        except TimeoutError:
-            self.proc.kill()
-            return await self.proc.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
