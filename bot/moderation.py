@@ -119,8 +119,8 @@ async def member_summary(
     usage = await store.usage(
         user_id, max(now - policy.windows.minute, reset), max(now - policy.windows.day, reset)
     )
-    choice = await resolve_plan(store, policy, guild_id, user_id, roles)
     guild = await store.ensure_guild(guild_id, policy.welcome_credits) if guild_id is not None else None
+    choice = await resolve_plan(store, policy, guild_id, user_id, roles, guild=guild, rule=rule)
     left = None
     if guild is not None and guild.daily_allowance is not None:
         spent = await store.member_spent(guild.guild_id, user_id, now - policy.windows.day)
