@@ -247,9 +247,7 @@ class DiscordMessenger(Messenger):
                 assert job.channel_id is not None
                 await self.bot.get_partial_messageable(job.channel_id).send(content=text, files=files)
             else:
-                assert job.user_id is not None
-                user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
-                await user.send(content=text, files=files)
+                await (await self._requester(job)).send(content=text, files=files)
         except discord.HTTPException as exc:
             if exc.status == 413 or exc.code == 40005:
                 raise UploadTooLarge from None
@@ -270,10 +268,9 @@ class DiscordMessenger(Messenger):
         places: list[discord.abc.Messageable] = []
         if job.channel_id is not None:
             places.append(self.bot.get_partial_messageable(job.channel_id))
-        unknown = False
         try:
             if job.user_id is not None:
-                user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
+                user = await self._requester(job)
                 places.append(user.dm_channel or await user.create_dm())
             for place in places:
                 # Bounded: the send was seconds before the crash; 300 messages is a busy minute.
@@ -282,8 +279,12 @@ class DiscordMessenger(Messenger):
                         return True
         except discord.HTTPException as exc:  # no history access here: cannot tell
             log.info("job=%s history not readable (%s %s)", job.id, exc.status, exc.code)
-            unknown = True
-        return None if unknown else False
+            return None
+        return False
+
+    async def _requester(self, job: Job) -> discord.User:
+        assert job.user_id is not None
+        return self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
 
     async def show_status(self, job: Job, detail: str) -> None:
         if job.status_message_id is None:
