@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.store import Store
+from bot.store import Store, Tx
+
+_TX_STATEMENTS = ("rows", "first", "write")  # every statement Tx runs goes through one of these
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -166,9 +168,9 @@ class SqlRecorder:
     SQLite's own trace callback (on aiosqlite's worker thread) sees every statement with its
     values filled in, whichever aiosqlite method or thread hand-off ran it; ``executed`` keeps
     them. Wrapping ``execute``/``execute_fetchall`` adds the wait per statement as the event
-    loop sees it, and wrapping ``_execute`` counts round trips to the worker thread (a
-    statement, a fetch, a cursor's close: each is a thread hand-off, which is where a one-row
-    transaction's time goes).
+    loop sees it; wrapping :class:`bot.store.Tx`'s statement methods adds the time of those the
+    store runs on the worker thread in one hand-off (:meth:`Store.atomic`); wrapping
+    ``_execute`` counts round trips to the worker thread (each is a thread hand-off).
     """
 
     def __init__(self, store: Store) -> None:
@@ -177,6 +179,7 @@ class SqlRecorder:
         self.seconds: dict[str, float] = defaultdict(float)  # by SQL text as the store wrote it
         self.calls: dict[str, int] = defaultdict(int)
         self.hops = 0
+        self._originals: dict[str, Any] = {}
 
     async def __aenter__(self) -> SqlRecorder:
         conn = self.conn
@@ -194,12 +197,29 @@ class SqlRecorder:
             self.hops += 1
             return await hop(fn, *args, **kwargs)
 
+        def on_thread(method: Any) -> Any:
+            def call(tx: Tx, sql: str, parameters: Any = ()) -> Any:
+                key = " ".join(sql.split())
+                self.calls[key] += 1
+                began = time.perf_counter()
+                try:
+                    return method(tx, sql, parameters)
+                finally:
+                    self.seconds[key] += time.perf_counter() - began
+
+            return call
+
         await hop(conn._conn.set_trace_callback, self.executed.append)  # on the worker thread
         conn.execute, conn.execute_fetchall, conn._execute = timed(execute), timed(fetchall), counting_hop
+        for name in _TX_STATEMENTS:
+            self._originals[name] = getattr(Tx, name)
+            setattr(Tx, name, on_thread(self._originals[name]))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         del self.conn.execute, self.conn.execute_fetchall, self.conn._execute  # the class's methods again
+        for name, method in self._originals.items():
+            setattr(Tx, name, method)
         await self.conn._execute(self.conn._conn.set_trace_callback, None)
 
     @property

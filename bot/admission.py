@@ -14,6 +14,7 @@ rolling 24 h. Jobs that ended unserved (failed, cancelled, expired) are given ba
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import Any
 from bot import contract
 from bot.jobs import Job
 from bot.plans import PlanChoice, resolve
-from bot.store import Guild, MemberRule, NewJob, Store
+from bot.store import Guild, MemberRule, NewJob, Store, Tx
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,15 +115,22 @@ async def resolve_plan(
 ) -> PlanChoice:  # fmt: skip
     """The member's plan; ``guild`` and ``rule`` skip their reads when the caller has them."""
     if guild_id is None:
-        return resolve(bot_default=policy.default_plan, plans=policy.plans)
+        return _choose(policy, None, None, {}, roles)
     if guild is _UNREAD:
         guild = await store.get_guild(guild_id)
     if rule is _UNREAD:
         rule = await store.member_rule(guild_id, user_id)
+    return _choose(policy, guild, rule, await store.role_plans(guild_id), roles)
+
+
+def _choose(
+    policy: Policy, guild: Guild | None, rule: MemberRule | None, role_plans: Mapping[int, str],
+    roles: Sequence[int],
+) -> PlanChoice:  # fmt: skip
     return resolve(
         bot_default=policy.default_plan,
         server_default=guild.default_plan if guild else None,
-        role_plans=await store.role_plans(guild_id),
+        role_plans=role_plans,
         member_roles=roles,
         override=rule.plan if rule else None,
         plans=policy.plans,
@@ -132,56 +140,59 @@ async def resolve_plan(
 async def admit(
     store: Store, new: NewJob, policy: Policy, *, roles: Sequence[int] = (), now: float | None = None
 ) -> Admitted:
-    """Record ``new`` if every check passes; raise a :class:`Refused` (writing nothing) otherwise."""
+    """Record ``new`` if every check passes; raise a :class:`Refused` (writing nothing) otherwise.
+
+    The checks and the writes are one synchronous function run inside one transaction on the
+    database thread (:meth:`Store.atomic`): a dozen statements, one hand-off.
+    """
+    at = time.time() if now is None else now
     if new.user_id is None:  # the CLI: the operator's own account, no per-person quota
-        return Admitted(await store.insert_job(new, now=now), resolve(bot_default=policy.default_plan))
-    now = time.time() if now is None else now
-    user_id, guild_id = new.user_id, new.guild_id
-    async with store.transaction():
-        rule = await store.member_rule(guild_id, user_id) if guild_id is not None else None
-        if rule is not None and rule.blocked:
-            raise Blocked(rule.reason)
-        if guild_id is not None and new.channel_id is not None:
-            rules = await store.channel_rules(guild_id)
-            if rules.get(new.channel_id) is False or (any(rules.values()) and not rules.get(new.channel_id)):
-                raise ChannelClosed
-        # A server's first job creates its pool (a refusal rolls that back with the rest).
-        guild = await store.ensure_guild(guild_id, policy.welcome_credits) if guild_id is not None else None
-        choice = await resolve_plan(store, policy, guild_id, user_id, roles, guild=guild, rule=rule)
-        await _check_windows(
-            store, user_id, choice.plan, policy.windows, now, rule.reset_at if rule else None
-        )
-        cost = new.options.estimated_credits
-        if guild is not None:
-            if guild.balance < cost:
-                raise PoolShort(cost, guild.balance)
-            if guild.daily_allowance is not None:
-                spent = await store.member_spent(guild.guild_id, user_id, now - policy.windows.day)
-                left = max(0, guild.daily_allowance - spent)
-                if cost > left:
-                    raise AllowanceShort(cost, left, guild.daily_allowance)
-        job = await store.insert_job(new, now=now)
-        crossed = await store.reserve(job, cost) if guild is not None else False
-    low = await store.get_guild(guild_id) if crossed and guild_id is not None else None
-    return Admitted(job, choice, low)
+        return Admitted(await store.insert_job(new, now=at), _choose(policy, None, None, {}, ()))
+    return await store.atomic(functools.partial(_admit, new, policy, tuple(roles), at, new.user_id))
 
 
-async def _check_windows(
-    store: Store, user_id: int, plan: contract.Plan, windows: QuotaWindows, now: float, reset_at: float | None
+def _admit(new: NewJob, policy: Policy, roles: Sequence[int], now: float, user_id: int, tx: Tx) -> Admitted:
+    guild_id = new.guild_id
+    rule = tx.member_rule(guild_id, user_id) if guild_id is not None else None
+    if rule is not None and rule.blocked:
+        raise Blocked(rule.reason)
+    if guild_id is not None and new.channel_id is not None:
+        rules = tx.channel_rules(guild_id)
+        if rules.get(new.channel_id) is False or (any(rules.values()) and not rules.get(new.channel_id)):
+            raise ChannelClosed
+    # A server's first job creates its pool (a refusal rolls that back with the rest).
+    guild = tx.ensure_guild(guild_id, policy.welcome_credits) if guild_id is not None else None
+    choice = _choose(policy, guild, rule, tx.role_plans(guild_id) if guild_id is not None else {}, roles)
+    _check_windows(tx, user_id, choice.plan, policy.windows, now, rule.reset_at if rule else None)
+    cost = new.options.estimated_credits
+    if guild is not None:
+        if guild.balance < cost:
+            raise PoolShort(cost, guild.balance)
+        if guild.daily_allowance is not None:
+            spent = tx.member_spent(guild.guild_id, user_id, now - policy.windows.day)
+            left = max(0, guild.daily_allowance - spent)
+            if cost > left:
+                raise AllowanceShort(cost, left, guild.daily_allowance)
+    job = tx.insert_job(new, now)
+    if guild is None or not tx.reserve(job, cost):
+        return Admitted(job, choice)
+    return Admitted(job, choice, low_balance=tx.get_guild(guild.guild_id))
+
+
+def _check_windows(
+    tx: Tx, user_id: int, plan: contract.Plan, windows: QuotaWindows, now: float, reset_at: float | None
 ) -> None:
     # A moderator's /quota reset starts the person's windows afresh (running jobs still count).
     minute_since = max(now - windows.minute, reset_at or 0.0)
     day_since = max(now - windows.day, reset_at or 0.0)
-    usage = await store.usage(user_id, minute_since, day_since)
+    usage = tx.usage(user_id, minute_since, day_since)
     if usage.active >= plan.concurrent_jobs:
         raise QuotaExceeded("concurrent", plan.concurrent_jobs, plan.name, None)
     if usage.in_minute >= plan.requests_per_minute:
-        oldest = await store.nth_counted_since(
-            user_id, minute_since, usage.in_minute - plan.requests_per_minute
-        )
+        oldest = tx.nth_counted_since(user_id, minute_since, usage.in_minute - plan.requests_per_minute)
         frees = oldest + windows.minute if oldest is not None else None
         raise QuotaExceeded("per_minute", plan.requests_per_minute, plan.name, frees)
     if plan.jobs_per_day is not None and usage.in_day >= plan.jobs_per_day:
-        oldest = await store.nth_counted_since(user_id, day_since, usage.in_day - plan.jobs_per_day)
+        oldest = tx.nth_counted_since(user_id, day_since, usage.in_day - plan.jobs_per_day)
         frees = oldest + windows.day if oldest is not None else None
         raise QuotaExceeded("per_day", plan.jobs_per_day, plan.name, frees)

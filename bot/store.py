@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
 
 import aiosqlite
 
@@ -155,6 +156,11 @@ MIGRATIONS: Final[list[list[str]]] = [
         # benchmark: 5.8x slower at 10^6 rows; 1.06x with this index).
         "CREATE INDEX jobs_by_user_state ON jobs (user_id, state, created_at)",
     ],
+    [
+        # The UNIQUE constraint on api_job_id already indexes it; the copy only cost every
+        # insert and every submit one more page write.
+        "DROP INDEX jobs_by_api_id",
+    ],
 ]
 
 _JOB_COLUMNS: Final = (
@@ -251,6 +257,265 @@ class Usage:
     in_day: int
 
 
+T = TypeVar("T")
+
+
+class Tx:
+    """The statements admission and completion need, run synchronously on the database thread.
+
+    A hop to aiosqlite's thread (a thread hand-off and a future) costs more than a statement, and
+    admitting a job takes a dozen statements. :meth:`Store.atomic` runs a function of a ``Tx``
+    inside one IMMEDIATE transaction in ONE hop; :class:`Store`'s async methods that share these
+    statements call them the same way, one hop each, so each statement is written once.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return self._conn.execute(sql, params).fetchall()
+
+    def first(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        return self._conn.execute(sql, params).fetchone()  # type: ignore[no-any-return]
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.first(sql, params)
+        return row[0] if row else None
+
+    def write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._conn.execute(sql, params).rowcount
+
+    # --- jobs --------------------------------------------------------------------------------
+
+    def get_job(self, job_id: str) -> Job | None:
+        row = self.first(f"SELECT {_READ_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        return _job_from_row(row) if row is not None else None
+
+    def get_job_by_api_id(self, api_job_id: str) -> Job | None:
+        row = self.first(f"SELECT {_READ_COLUMNS} FROM jobs WHERE api_job_id = ?", (api_job_id,))
+        return _job_from_row(row) if row is not None else None
+
+    def insert_job(self, new: NewJob, now: float) -> Job:
+        opts = new.options
+        for _ in range(5):  # an id collision is astronomically rare; retry rather than fail
+            job_id, key = new_job_id(), str(uuid.uuid4())
+            try:
+                self.write(
+                    f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 31)})",
+                    (
+                        job_id, key, None, JobState.QUEUED.value, new.source,
+                        new.user_id, new.guild_id, new.channel_id, new.interaction_id,
+                        new.interaction_token, new.token_expires_at, new.image_ref, opts.prompt,
+                        opts.duration, opts.aspect_ratio, opts.motion, opts.version,
+                        opts.estimated_credits, None, None, None, now, now, None, None, None,
+                        None, None, new.upload_limit, None, None,
+                    ),
+                )  # fmt: skip
+            except sqlite3.IntegrityError:
+                continue
+            # Built from what was written, not read back.
+            return Job(
+                id=job_id, idempotency_key=key, state=JobState.QUEUED, source=new.source,
+                image_ref=new.image_ref, options=opts, estimated_credits=opts.estimated_credits,
+                created_at=now, updated_at=now, user_id=new.user_id, guild_id=new.guild_id,
+                channel_id=new.channel_id, interaction_id=new.interaction_id,
+                interaction_token=new.interaction_token, token_expires_at=new.token_expires_at,
+                upload_limit=new.upload_limit,
+            )  # fmt: skip
+        raise RuntimeError("could not allocate a unique job id")
+
+    def transition(
+        self, job_id: str, target: JobState, expected: JobState | None, fields: dict[str, Any]
+    ) -> Job:
+        """The compare-and-set move (see :meth:`Store.transition`); an end also settles the pool,
+        so call it for an end inside a transaction."""
+        unknown = set(fields) - _TRANSITION_FIELDS
+        if unknown:
+            raise ValueError(f"not a transition field: {', '.join(sorted(unknown))}")
+        current = expected
+        if current is None:
+            job = self.get_job(job_id)
+            if job is None:
+                raise KeyError(job_id)
+            current = job.state
+        if not can_transition(current, target):
+            raise IllegalTransition(job_id, current, target)
+        if target in _OUTCOME_OF:
+            fields = {**fields, "outcome": _OUTCOME_OF[target]}
+        assignments = "".join(f", {name} = ?" for name in fields)
+        # RETURNING (SQLite 3.35+, PostgreSQL): the updated row in the same statement.
+        row = self.first(
+            f"UPDATE jobs SET state = ?, updated_at = ?{assignments} WHERE id = ? AND state = ?"
+            f" RETURNING {_READ_COLUMNS}",
+            [target.value, time.time(), *fields.values(), job_id, current.value],
+        )
+        if row is None:
+            now = self.get_job(job_id)
+            raise IllegalTransition(job_id, now.state if now else None, target)
+        moved = _job_from_row(row)
+        if target in _OUTCOME_OF:
+            self._settle(moved)
+        return moved
+
+    def mark_undeliverable(self, job: Job, note: str) -> Job:
+        done = self.transition(
+            job.id, JobState.DELIVERED, job.state, {"delivered_at": time.time(), "delivery_note": note}
+        )
+        if job.outcome == "completed" and job.guild_id is not None:
+            taken = self.scalar(
+                "SELECT -SUM(amount) FROM ledger WHERE job_id = ? AND kind IN ('reserve', 'settle')",
+                (job.id,),
+            )
+            if taken:
+                self.ledger(
+                    job.guild_id, "undelivered", taken, job_id=job.id, user_id=job.user_id,
+                    note="refunded: the result could not be delivered",
+                )  # fmt: skip
+        return done
+
+    def mark_api_ended(self, job_id: str) -> None:
+        self.write(
+            "UPDATE jobs SET api_ended_at = ? WHERE id = ? AND api_ended_at IS NULL", (time.time(), job_id)
+        )
+
+    def _settle(self, job: Job) -> None:
+        """Settle a pool-paid job once: refund it in full unless it completed, in which case
+        the difference between the reservation and the API's reported cost goes back (or, if
+        it cost more, is charged as far as the pool can pay; a pool never goes negative)."""
+        reserved = self.scalar("SELECT -amount FROM ledger WHERE job_id = ? AND kind = 'reserve'", (job.id,))
+        if reserved is None or job.guild_id is None:
+            return  # a DM or CLI job: no pool involved
+        if job.outcome == "completed":
+            cost = job.actual_credits if job.actual_credits is not None else reserved
+            back = reserved - cost
+            if back < 0:
+                balance = self.scalar("SELECT balance FROM guilds WHERE guild_id = ?", (job.guild_id,)) or 0
+                back = -min(-back, balance)
+            note = f"settled at {cost} credits"
+        else:
+            back = reserved
+            note = f"refunded: {job.outcome}"
+        self.ledger(job.guild_id, "settle", back, job_id=job.id, user_id=job.user_id, note=note)
+
+    def ledger(
+        self, guild_id: int, kind: str, amount: int, *, job_id: str | None = None,
+        user_id: int | None = None, note: str | None = None,
+    ) -> None:  # fmt: skip
+        """One ledger row and the balance it moves, together (inside the caller's transaction)."""
+        self.write(
+            "INSERT INTO ledger (guild_id, job_id, user_id, kind, amount, note, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (guild_id, job_id, user_id, kind, amount, note, time.time()),
+        )
+        self.write("UPDATE guilds SET balance = balance + ? WHERE guild_id = ?", (amount, guild_id))
+
+    # --- servers -----------------------------------------------------------------------------
+
+    def get_guild(self, guild_id: int) -> Guild | None:
+        row = self.first(
+            "SELECT guild_id, default_plan, balance, daily_allowance, low_balance_threshold,"
+            " alert_channel_id, alert_armed FROM guilds WHERE guild_id = ?",
+            (guild_id,),
+        )
+        if row is None:
+            return None
+        return Guild(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]))
+
+    def ensure_guild(self, guild_id: int, welcome_credits: int) -> Guild:
+        """The server's row, created on first use with its welcome grant (inside a transaction)."""
+        guild = self.get_guild(guild_id)
+        if guild is not None:
+            return guild
+        self.write("INSERT INTO guilds (guild_id, created_at) VALUES (?, ?)", (guild_id, time.time()))
+        if welcome_credits > 0:
+            self.ledger(guild_id, "grant", welcome_credits, note="welcome credits")
+        guild = self.get_guild(guild_id)
+        assert guild is not None
+        return guild
+
+    def reserve(self, job: Job, amount: int) -> bool:
+        """Take a new job's estimate from its server's pool (inside admission's transaction).
+
+        Returns True when this reservation took the balance below the alert threshold while
+        the alert was armed: the caller alerts once, and the alert stays quiet until a top-up.
+        """
+        assert job.guild_id is not None
+        self.ledger(job.guild_id, "reserve", -amount, job_id=job.id, user_id=job.user_id)
+        crossed = self.write(
+            "UPDATE guilds SET alert_armed = 0 WHERE guild_id = ? AND alert_armed = 1"
+            " AND low_balance_threshold IS NOT NULL AND balance < low_balance_threshold",
+            (job.guild_id,),
+        )
+        return crossed == 1
+
+    def member_spent(self, guild_id: int, user_id: int, since: float) -> int:
+        """Credits a member's jobs took from the pool since ``since``, net of settlements."""
+        spent = self.scalar(
+            "SELECT COALESCE(SUM(l.amount), 0) FROM ledger l JOIN jobs j ON j.id = l.job_id"
+            " WHERE l.guild_id = ? AND l.user_id = ? AND j.created_at > ?"
+            " AND l.kind IN ('reserve', 'settle')",
+            (guild_id, user_id, since),
+        )
+        return -int(spent or 0)
+
+    def member_rule(self, guild_id: int, user_id: int) -> MemberRule | None:
+        row = self.first(
+            "SELECT plan, blocked, reason, reset_at FROM member_rules WHERE guild_id = ? AND user_id = ?",
+            (guild_id, user_id),
+        )
+        return MemberRule(row[0], bool(row[1]), row[2], row[3]) if row else None
+
+    def role_plans(self, guild_id: int) -> dict[int, str]:
+        rows = self.rows("SELECT role_id, plan FROM role_plans WHERE guild_id = ?", (guild_id,))
+        return {int(r[0]): str(r[1]) for r in rows}
+
+    def channel_rules(self, guild_id: int) -> dict[int, bool]:
+        rows = self.rows("SELECT channel_id, allowed FROM channel_rules WHERE guild_id = ?", (guild_id,))
+        return {int(r[0]): bool(r[1]) for r in rows}
+
+    # --- quotas ------------------------------------------------------------------------------
+    # A job counts toward a person's windows unless it ended without being served (failed,
+    # cancelled or expired): those are "given back". Run these in the same transaction as
+    # insert_job so two commands at once cannot both pass a limit.
+
+    _COUNTED: Final = "(outcome IS NULL OR outcome = 'completed')"
+
+    def usage(self, user_id: int, minute_since: float, day_since: float) -> Usage:
+        in_flight = [s.value for s in IN_FLIGHT]
+        marks = ", ".join("?" * len(in_flight))
+        # One statement: the day window from the (user_id, created_at) index, plus jobs in
+        # flight since before the day window, which still hold a slot.
+        row = self.first(
+            f"SELECT SUM(CASE WHEN state IN ({marks}) THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN created_at > ? THEN 1 ELSE 0 END), COUNT(*), "
+            f"(SELECT COUNT(*) FROM jobs WHERE user_id = ? AND created_at <= ? AND state IN ({marks})) "
+            f"FROM jobs WHERE user_id = ? AND created_at > ? AND {self._COUNTED}",
+            (*in_flight, minute_since, user_id, day_since, *in_flight, user_id, day_since),
+        )
+        active, minute, day, older = (int(v or 0) for v in row) if row else (0, 0, 0, 0)
+        return Usage(active=active + older, in_minute=minute, in_day=day)
+
+    def nth_counted_since(self, user_id: int, since: float, n: int) -> float | None:
+        """created_at of the n-th (0-based) oldest counted job after ``since``: when a slot frees."""
+        created = self.scalar(
+            f"SELECT created_at FROM jobs WHERE user_id = ? AND created_at > ? AND {self._COUNTED} "
+            "ORDER BY created_at LIMIT 1 OFFSET ?",
+            (user_id, since, n),
+        )
+        return float(created) if created is not None else None
+
+
+def _in_transaction(fn: Callable[[Tx], T], tx: Tx) -> T:
+    tx.write("BEGIN IMMEDIATE")
+    try:
+        result = fn(tx)
+    except BaseException:
+        tx.write("ROLLBACK")
+        raise
+    tx.write("COMMIT")
+    return result
+
+
 class Store:
     """The database, opened once per process and shared."""
 
@@ -294,6 +559,30 @@ class Store:
         async with self._turn():
             cursor = await self._conn.execute(sql, params)
             return cursor.rowcount
+
+    async def _hop(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn`` on aiosqlite's database thread: one hand-off, however many statements.
+
+        aiosqlite's own methods queue work with ``_execute``, and it offers no public twin that
+        takes a function (pyproject pins the versions this was read against).
+        """
+        tx = Tx(self._conn._conn)
+        return cast(T, await self._conn._execute(fn, tx))  # type: ignore[no-untyped-call]
+
+    async def _change(self, fn: Callable[[Tx], T]) -> T:
+        """A write outside anyone else's open transaction (inside the caller's own, if any)."""
+        async with self._turn():
+            return await self._hop(fn)
+
+    async def atomic(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn`` inside one IMMEDIATE transaction, in one hop to the database thread.
+
+        ``fn`` is synchronous, so no other task's statement can land between its checks and its
+        writes; an exception it raises rolls everything back and reaches the caller. Inside an
+        open :meth:`transaction` it simply joins it.
+        """
+        async with self._turn() as outermost:
+            return await self._hop(functools.partial(_in_transaction, fn) if outermost else fn)
 
     # Reads take ONE trip to aiosqlite's thread (execute_fetchall), not three (execute, fetch,
     # close): each trip is a thread hand-off, and admission makes several reads per job.
@@ -360,40 +649,14 @@ class Store:
 
     async def insert_job(self, new: NewJob, *, now: float | None = None) -> Job:
         """Record an accepted job, its idempotency key generated here, before any API call."""
-        now = time.time() if now is None else now
-        opts = new.options
-        for _ in range(5):  # an id collision is astronomically rare; retry rather than fail
-            job_id, key = new_job_id(), str(uuid.uuid4())
-            try:
-                await self._write(
-                    f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 31)})",
-                    (
-                        job_id, key, None, JobState.QUEUED.value, new.source,
-                        new.user_id, new.guild_id, new.channel_id, new.interaction_id,
-                        new.interaction_token, new.token_expires_at, new.image_ref, opts.prompt,
-                        opts.duration, opts.aspect_ratio, opts.motion, opts.version,
-                        opts.estimated_credits, None, None, None, now, now, None, None, None,
-                        None, None, new.upload_limit, None, None,
-                    ),
-                )  # fmt: skip
-            except aiosqlite.IntegrityError:
-                continue
-            # Built from what was written, not read back: one trip less per admission.
-            return Job(
-                id=job_id, idempotency_key=key, state=JobState.QUEUED, source=new.source,
-                image_ref=new.image_ref, options=opts, estimated_credits=opts.estimated_credits,
-                created_at=now, updated_at=now, user_id=new.user_id, guild_id=new.guild_id,
-                channel_id=new.channel_id, interaction_id=new.interaction_id,
-                interaction_token=new.interaction_token, token_expires_at=new.token_expires_at,
-                upload_limit=new.upload_limit,
-            )  # fmt: skip
-        raise RuntimeError("could not allocate a unique job id")
+        at = time.time() if now is None else now
+        return await self._change(lambda tx: tx.insert_job(new, at))
 
     async def get_job(self, job_id: str) -> Job | None:
-        return await self._one(f"SELECT {_READ_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        return await self._hop(lambda tx: tx.get_job(job_id))
 
     async def get_job_by_api_id(self, api_job_id: str) -> Job | None:
-        return await self._one(f"SELECT {_READ_COLUMNS} FROM jobs WHERE api_job_id = ?", (api_job_id,))
+        return await self._hop(lambda tx: tx.get_job_by_api_id(api_job_id))
 
     async def jobs_in_states(self, states: Iterable[JobState], *, source: str | None = None) -> list[Job]:
         """Jobs in these states, oldest first; ``source`` keeps one face's jobs only."""
@@ -411,99 +674,15 @@ class Store:
 
         ``expected`` pins the state the caller saw; without it the current state is read. Either
         way the write only happens if the row is still in that state, so of two racing callers
-        exactly one wins and the other gets IllegalTransition.
+        exactly one wins and the other gets IllegalTransition. An end settles the job's pool in
+        the same transaction.
         """
-        unknown = set(fields) - _TRANSITION_FIELDS
-        if unknown:
-            raise ValueError(f"not a transition field: {', '.join(sorted(unknown))}")
-        if target in _OUTCOME_OF:  # an end: the state and the pool's settlement move together
-            async with self.transaction():
-                job = await self._transition(job_id, target, expected, fields)
-                await self._settle(job)
-                return job
-        async with self._turn():
-            return await self._transition(job_id, target, expected, fields)
-
-    async def _transition(
-        self, job_id: str, target: JobState, expected: JobState | None, fields: dict[str, Any]
-    ) -> Job:
-        current = expected
-        if current is None:
-            job = await self.get_job(job_id)
-            if job is None:
-                raise KeyError(job_id)
-            current = job.state
-        if not can_transition(current, target):
-            raise IllegalTransition(job_id, current, target)
-        if target in _OUTCOME_OF:
-            fields["outcome"] = _OUTCOME_OF[target]
-        assignments = "".join(f", {name} = ?" for name in fields)
-        # RETURNING (SQLite 3.35+, PostgreSQL): the updated row in the same trip as the update.
-        sql = (
-            f"UPDATE jobs SET state = ?, updated_at = ?{assignments} WHERE id = ? AND state = ?"
-            f" RETURNING {_READ_COLUMNS}"
-        )
-        params = [target.value, time.time(), *fields.values(), job_id, current.value]
-        async with self._turn():
-            rows = await self._rows(sql, params)
-        if not rows:
-            now = await self.get_job(job_id)
-            raise IllegalTransition(job_id, now.state if now else None, target)
-        return _job_from_row(rows[0])
+        return await self.atomic(lambda tx: tx.transition(job_id, target, expected, fields))
 
     async def mark_undeliverable(self, job: Job, note: str) -> Job:
         """Close a job no route could reach. A completed job's charge goes back to its pool:
         the community paid for a result nobody received (the unique index keeps it once)."""
-        async with self.transaction():
-            done = await self._transition(
-                job.id, JobState.DELIVERED, job.state, {"delivered_at": time.time(), "delivery_note": note}
-            )
-            if job.outcome == "completed" and job.guild_id is not None:
-                taken = await self._scalar(
-                    "SELECT -SUM(amount) FROM ledger WHERE job_id = ? AND kind IN ('reserve', 'settle')",
-                    (job.id,),
-                )
-                if taken:
-                    await self._ledger(
-                        job.guild_id, "undelivered", taken, job_id=job.id, user_id=job.user_id,
-                        note="refunded: the result could not be delivered",
-                    )  # fmt: skip
-            return done
-
-    async def _settle(self, job: Job) -> None:
-        """Settle a pool-paid job once: refund it in full unless it completed, in which case
-        the difference between the reservation and the API's reported cost goes back (or, if
-        it cost more, is charged as far as the pool can pay; a pool never goes negative)."""
-        reserved = await self._scalar(
-            "SELECT -amount FROM ledger WHERE job_id = ? AND kind = 'reserve'", (job.id,)
-        )
-        if reserved is None or job.guild_id is None:
-            return  # a DM or CLI job: no pool involved
-        if job.outcome == "completed":
-            cost = job.actual_credits if job.actual_credits is not None else reserved
-            back = reserved - cost
-            if back < 0:
-                balance = (
-                    await self._scalar("SELECT balance FROM guilds WHERE guild_id = ?", (job.guild_id,)) or 0
-                )
-                back = -min(-back, balance)
-            note = f"settled at {cost} credits"
-        else:
-            back = reserved
-            note = f"refunded: {job.outcome}"
-        await self._ledger(job.guild_id, "settle", back, job_id=job.id, user_id=job.user_id, note=note)
-
-    async def _ledger(
-        self, guild_id: int, kind: str, amount: int, *, job_id: str | None = None,
-        user_id: int | None = None, note: str | None = None,
-    ) -> None:  # fmt: skip
-        """One ledger row and the balance it moves, together (inside the caller's transaction)."""
-        await self._write(
-            "INSERT INTO ledger (guild_id, job_id, user_id, kind, amount, note, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (guild_id, job_id, user_id, kind, amount, note, time.time()),
-        )
-        await self._write("UPDATE guilds SET balance = balance + ? WHERE guild_id = ?", (amount, guild_id))
+        return await self.atomic(lambda tx: tx.mark_undeliverable(job, note))
 
     async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         row = await self._first(sql, params)
@@ -516,16 +695,7 @@ class Store:
         guild = await self.get_guild(guild_id)
         if guild is not None:
             return guild
-        async with self.transaction():
-            if await self.get_guild(guild_id) is None:
-                await self._write(
-                    "INSERT INTO guilds (guild_id, created_at) VALUES (?, ?)", (guild_id, time.time())
-                )
-                if welcome_credits > 0:
-                    await self._ledger(guild_id, "grant", welcome_credits, note="welcome credits")
-        guild = await self.get_guild(guild_id)
-        assert guild is not None
-        return guild
+        return await self.atomic(lambda tx: tx.ensure_guild(guild_id, welcome_credits))
 
     async def guilds_waiting(self) -> list[Guild]:
         """Servers with queued jobs (to tell them the queue is paused)."""
@@ -539,15 +709,7 @@ class Store:
         return [g for g in [await self.get_guild(i) for i in ids] if g is not None]
 
     async def get_guild(self, guild_id: int) -> Guild | None:
-        row = await self._first(
-            "SELECT guild_id, default_plan, balance, daily_allowance, low_balance_threshold,"
-            " alert_channel_id,"
-            " alert_armed FROM guilds WHERE guild_id = ?",
-            (guild_id,),
-        )
-        if row is None:
-            return None
-        return Guild(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]))
+        return await self._hop(lambda tx: tx.get_guild(guild_id))
 
     _GUILD_FIELDS: Final = frozenset(
         {"default_plan", "daily_allowance", "low_balance_threshold", "alert_channel_id", "alert_armed"}
@@ -562,41 +724,26 @@ class Store:
 
     async def topup(self, guild_id: int, amount: int, actor_id: int) -> Guild:
         """Add credits; re-arms the low-balance alert once the balance is back above it."""
-        async with self.transaction():
-            await self._ledger(guild_id, "topup", amount, user_id=actor_id, note=f"top-up by {actor_id}")
-            await self._write(
+
+        def topup(tx: Tx) -> Guild:
+            tx.ledger(guild_id, "topup", amount, user_id=actor_id, note=f"top-up by {actor_id}")
+            tx.write(
                 "UPDATE guilds SET alert_armed = 1 WHERE guild_id = ?"
                 " AND (low_balance_threshold IS NULL OR balance >= low_balance_threshold)",
                 (guild_id,),
             )
-        guild = await self.get_guild(guild_id)
-        assert guild is not None
-        return guild
+            guild = tx.get_guild(guild_id)
+            assert guild is not None
+            return guild
+
+        return await self.atomic(topup)
 
     async def reserve(self, job: Job, amount: int) -> bool:
-        """Take a new job's estimate from its server's pool (inside admission's transaction).
-
-        Returns True when this reservation took the balance below the alert threshold while
-        the alert was armed: the caller alerts once, and the alert stays quiet until a top-up.
-        """
-        assert job.guild_id is not None
-        await self._ledger(job.guild_id, "reserve", -amount, job_id=job.id, user_id=job.user_id)
-        crossed = await self._write(
-            "UPDATE guilds SET alert_armed = 0 WHERE guild_id = ? AND alert_armed = 1"
-            " AND low_balance_threshold IS NOT NULL AND balance < low_balance_threshold",
-            (job.guild_id,),
-        )
-        return crossed == 1
+        """See :meth:`Tx.reserve`; inside admission's transaction."""
+        return await self._change(lambda tx: tx.reserve(job, amount))
 
     async def member_spent(self, guild_id: int, user_id: int, since: float) -> int:
-        """Credits a member's jobs took from the pool since ``since``, net of settlements."""
-        spent = await self._scalar(
-            "SELECT COALESCE(SUM(l.amount), 0) FROM ledger l JOIN jobs j ON j.id = l.job_id"
-            " WHERE l.guild_id = ? AND l.user_id = ? AND j.created_at > ?"
-            " AND l.kind IN ('reserve', 'settle')",
-            (guild_id, user_id, since),
-        )
-        return -int(spent or 0)
+        return await self._hop(lambda tx: tx.member_spent(guild_id, user_id, since))
 
     async def ledger_sum(self, guild_id: int) -> int:
         return int(
@@ -612,11 +759,7 @@ class Store:
         return [LedgerRow(*row) for row in rows]
 
     async def member_rule(self, guild_id: int, user_id: int) -> MemberRule | None:
-        row = await self._first(
-            "SELECT plan, blocked, reason, reset_at FROM member_rules WHERE guild_id = ? AND user_id = ?",
-            (guild_id, user_id),
-        )
-        return MemberRule(row[0], bool(row[1]), row[2], row[3]) if row else None
+        return await self._hop(lambda tx: tx.member_rule(guild_id, user_id))
 
     async def set_member_rule(self, guild_id: int, user_id: int, **fields: Any) -> None:
         """Upsert one member's override, block or quota reset (portable: update, then insert)."""
@@ -638,10 +781,7 @@ class Store:
                 )
 
     async def role_plans(self, guild_id: int) -> dict[int, str]:
-        return {
-            int(r[0]): str(r[1])
-            for r in await self._rows("SELECT role_id, plan FROM role_plans WHERE guild_id = ?", (guild_id,))
-        }
+        return await self._hop(lambda tx: tx.role_plans(guild_id))
 
     async def set_role_plan(self, guild_id: int, role_id: int, plan: str | None) -> None:
         async with self.transaction():
@@ -655,12 +795,7 @@ class Store:
                 )
 
     async def channel_rules(self, guild_id: int) -> dict[int, bool]:
-        return {
-            int(r[0]): bool(r[1])
-            for r in await self._rows(
-                "SELECT channel_id, allowed FROM channel_rules WHERE guild_id = ?", (guild_id,)
-            )
-        }
+        return await self._hop(lambda tx: tx.channel_rules(guild_id))
 
     async def set_channel_rule(self, guild_id: int, channel_id: int, allowed: bool) -> None:
         async with self.transaction():
@@ -737,9 +872,7 @@ class Store:
 
     async def mark_api_ended(self, job_id: str) -> None:
         """The API finished (or we gave up on) a job we had cancelled: its slot is free."""
-        await self._write(
-            "UPDATE jobs SET api_ended_at = ? WHERE id = ? AND api_ended_at IS NULL", (time.time(), job_id)
-        )
+        await self._change(lambda tx: tx.mark_api_ended(job_id))
 
     async def count_in_states(self, states: Iterable[JobState], *, source: str | None = None) -> int:
         wanted: list[Any] = [s.value for s in states]
@@ -750,44 +883,15 @@ class Store:
         row = await self._first(sql, wanted)
         return int(row[0]) if row else 0
 
-    # --- quotas ------------------------------------------------------------------------------
-    # A job counts toward a person's windows unless it ended without being served (failed,
-    # cancelled or expired): those are "given back". Run these inside transaction() together
-    # with insert_job so two commands at once cannot both pass a limit.
-
-    _COUNTED = "(outcome IS NULL OR outcome = 'completed')"
+    # --- quotas (see Tx: admission runs them in its one transaction) --------------------------
 
     async def usage(self, user_id: int, minute_since: float, day_since: float) -> Usage:
-        in_flight = [s.value for s in IN_FLIGHT]
-        marks = ", ".join("?" * len(in_flight))
-        # One statement (one trip): the day window from the (user_id, created_at) index, plus
-        # jobs in flight since before the day window, which still hold a slot.
-        sql = (
-            f"SELECT SUM(CASE WHEN state IN ({marks}) THEN 1 ELSE 0 END), "
-            "SUM(CASE WHEN created_at > ? THEN 1 ELSE 0 END), COUNT(*), "
-            f"(SELECT COUNT(*) FROM jobs WHERE user_id = ? AND created_at <= ? AND state IN ({marks})) "
-            f"FROM jobs WHERE user_id = ? AND created_at > ? AND {self._COUNTED}"
-        )
-        row = await self._first(
-            sql, (*in_flight, minute_since, user_id, day_since, *in_flight, user_id, day_since)
-        )
-        active, minute, day, older = (int(v or 0) for v in row) if row else (0, 0, 0, 0)
-        return Usage(active=active + older, in_minute=minute, in_day=day)
+        return await self._hop(lambda tx: tx.usage(user_id, minute_since, day_since))
 
     async def nth_counted_since(self, user_id: int, since: float, n: int) -> float | None:
-        """created_at of the n-th (0-based) oldest counted job after ``since``: when a slot frees."""
-        row = await self._first(
-            f"SELECT created_at FROM jobs WHERE user_id = ? AND created_at > ? AND {self._COUNTED} "
-            "ORDER BY created_at LIMIT 1 OFFSET ?",
-            (user_id, since, n),
-        )
-        return float(row[0]) if row else None
+        return await self._hop(lambda tx: tx.nth_counted_since(user_id, since, n))
 
     # --- helpers -----------------------------------------------------------------------------
-
-    async def _one(self, sql: str, params: Sequence[Any]) -> Job | None:
-        row = await self._first(sql, params)
-        return _job_from_row(row) if row is not None else None
 
     async def _many(self, sql: str, params: Sequence[Any]) -> list[Job]:
         rows = await self._rows(sql, params)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from bot.jobs import TRANSITIONS, IllegalTransition, InvalidOptions, JobOptions, JobState
-from bot.store import MIGRATIONS, NewJob, Store
+from bot.store import MIGRATIONS, NewJob, Store, Tx
 
 
 def new(prompt: str = "waves roll in") -> NewJob:
@@ -98,6 +98,33 @@ async def test_unknown_field_is_refused(store: Store) -> None:
     job = await store.insert_job(new())
     with pytest.raises(ValueError, match="not a transition field"):
         await store.transition(job.id, JobState.SUBMITTING, state="delivered")
+
+
+async def test_an_error_inside_atomic_undoes_every_write_of_it(store: Store) -> None:
+    await store.ensure_guild(7, welcome_credits=100)
+
+    def spend_then_fail(tx: Tx) -> None:
+        job = tx.insert_job(
+            NewJob(source="discord", image_ref="x", options=JobOptions(prompt="p"), guild_id=7), 1.0
+        )
+        tx.reserve(job, 60)
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await store.atomic(spend_then_fail)
+    assert await store.count_in_states(JobState) == 0
+    guild = await store.get_guild(7)
+    assert guild is not None and guild.balance == 100 == await store.ledger_sum(7)
+    # The connection is usable afterwards: the transaction was closed, not left open.
+    assert (await store.insert_job(new())).state is JobState.QUEUED
+
+
+async def test_atomic_inside_an_open_transaction_joins_it(store: Store) -> None:
+    with pytest.raises(RuntimeError):
+        async with store.transaction():
+            await store.atomic(lambda tx: tx.insert_job(new(), 1.0))
+            raise RuntimeError("the outer transaction fails")
+    assert await store.count_in_states(JobState) == 0
 
 
 async def test_in_flight_listing(store: Store) -> None:
