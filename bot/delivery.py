@@ -123,6 +123,8 @@ class Delivery:
             return False
         if job.delivery_started_at is not None and await self._sent_before_a_crash(job):
             return True
+        if job.id not in self._attempts:  # the first attempt: "Done, sending…" while it downloads
+            await self._show(job, f"{int(time.time() - job.created_at)}s elapsed")
         text, attachment_source = await self._content(job)
         await self.store.mark_delivery_started(job.id, time.time())
         for route, limit in routes:
@@ -214,9 +216,15 @@ class Delivery:
             return
         self._attempts.pop(job.id, None)
         log.info("job=%s delivered by %s", job.id, note)
-        await self.messenger.show_status(done, note)
+        await self._show(done, note)
         if self.on_delivered is not None:
             self.on_delivered(done)
+
+    async def _show(self, job: Job, detail: str) -> None:
+        try:
+            await self.messenger.show_status(job, detail)
+        except Exception:  # a status card is cosmetic: it never stops a delivery
+            log.exception("job=%s status card update failed", job.id)
 
     async def _retry_later(self, job: Job) -> None:
         """Try again later; after the last delay, record the job as undeliverable."""

@@ -19,7 +19,7 @@ import httpx
 
 from bot import contract
 from bot.budget import RequestBudget
-from bot.completion import apply_api_job
+from bot.completion import Applied, ReportWriter
 from bot.delivery import Delivery, Messenger
 from bot.doitong import ApiJob, DoitongClient
 from bot.jobs import IN_FLIGHT, IllegalTransition, Job, JobState
@@ -79,6 +79,7 @@ class Pipeline:
             on_slot_freed=self.scheduler.wake,
         )
         self.delivery = Delivery(store, messenger, self.http, source=options.source)
+        self.reports = ReportWriter(store, self._after_report)
         self._tasks: list[asyncio.Task[None]] = []
         self._shown: dict[str, tuple[str, int, float]] = {}  # job -> state, position, when shown
 
@@ -115,23 +116,28 @@ class Pipeline:
         """An end reported by a webhook (or the relay): applied once, then delivered.
 
         False when no job has this API id (yet: the webhook can outrun the create's answer),
-        so the sender is asked to come back.
+        so the sender is asked to come back. Reports that arrive together share a transaction
+        (:class:`ReportWriter`); the answer waits for the commit, not for Discord.
         """
-        job = await self.store.get_job_by_api_id(api_job.id)
-        if job is None:
+        applied = await self.reports.apply(api_job)
+        if applied.job is None:
             log.info("webhook for unknown api job %s: asking the sender to retry", api_job.id)
             return False
+        return True
+
+    def _after_report(self, api_job: ApiJob, applied: Applied) -> None:
+        """What a committed report sets moving (in the writer: the sender may have hung up)."""
+        job = applied.job
+        if job is None:
+            return
         if job.state is JobState.CANCELLED:  # cancelled here, now ended there: its slot is free
             if api_job.finished:
-                await self.store.mark_api_ended(job.id)
                 self.scheduler.wake()
-            return True
+            return
         self.poller.observe(job, api_job)
-        ended = await apply_api_job(self.store, job, api_job)
-        if ended is not None:
+        if applied.ended is not None:
             self.poller.forget(job.id)
-            await self.ended(ended)
-        return True
+            self._hand_on(applied.ended)
 
     async def abandon_in_flight(self, reason: str) -> None:
         """Fail every job the API was working on (the built-in emulator forgets them on restart)."""
@@ -178,9 +184,13 @@ class Pipeline:
         await self._show(job)
 
     async def ended(self, job: Job) -> None:
-        self.scheduler.wake()  # a slot is free
+        self._hand_on(job)
+
+    def _hand_on(self, job: Job) -> None:
+        """A job ended: its API slot is free and its result (or failure) goes to delivery, which
+        owns the status card from here on (it alone moves the job on, so no card goes stale)."""
+        self.scheduler.wake()
         self.delivery.enqueue(job)
-        await self._show(job)
 
     async def _progress_loop(self) -> None:
         while True:

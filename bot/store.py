@@ -898,43 +898,51 @@ class Store:
         return [_job_from_row(row) for row in rows]
 
 
-def _job_from_row(row: aiosqlite.Row) -> Job:
+# Column name -> position in a row read with _READ_COLUMNS. sqlite3.Row looks a name up by a
+# case-insensitive scan of all 32 columns; by position, building a Job costs a third as much
+# (it is built twice per webhook report).
+_AT: Final = {name.strip(): i for i, name in enumerate(_READ_COLUMNS.split(","))}
+
+
+def _job_from_row(row: Sequence[Any]) -> Job:
+    """A Job from a row of _READ_COLUMNS."""
+    at = _AT
     return Job(
-        id=row["id"],
-        idempotency_key=row["idempotency_key"],
-        state=JobState(row["state"]),
-        source=row["source"],
-        image_ref=row["image_ref"],
+        id=row[at["id"]],
+        idempotency_key=row[at["idempotency_key"]],
+        state=JobState(row[at["state"]]),
+        source=row[at["source"]],
+        image_ref=row[at["image_ref"]],
         # Rows were validated on the way in; re-validating on read would make an old row with a
         # since-retired option unreadable, so build the options without the checks.
         options=_options_unchecked(row),
-        estimated_credits=row["estimated_credits"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        user_id=row["user_id"],
-        guild_id=row["guild_id"],
-        channel_id=row["channel_id"],
-        interaction_id=row["interaction_id"],
-        interaction_token=row["interaction_token"],
-        token_expires_at=row["token_expires_at"],
-        api_job_id=row["api_job_id"],
-        actual_credits=row["actual_credits"],
-        result_url=row["result_url"],
-        error=row["error"],
-        submitted_at=row["submitted_at"],
-        completed_at=row["completed_at"],
-        delivered_at=row["delivered_at"],
-        status_channel_id=row["status_channel_id"],
-        status_message_id=row["status_message_id"],
-        upload_limit=row["upload_limit"],
-        outcome=row["outcome"],
-        delivery_note=row["delivery_note"],
-        delivery_started_at=row["delivery_started_at"],
+        estimated_credits=row[at["estimated_credits"]],
+        created_at=row[at["created_at"]],
+        updated_at=row[at["updated_at"]],
+        user_id=row[at["user_id"]],
+        guild_id=row[at["guild_id"]],
+        channel_id=row[at["channel_id"]],
+        interaction_id=row[at["interaction_id"]],
+        interaction_token=row[at["interaction_token"]],
+        token_expires_at=row[at["token_expires_at"]],
+        api_job_id=row[at["api_job_id"]],
+        actual_credits=row[at["actual_credits"]],
+        result_url=row[at["result_url"]],
+        error=row[at["error"]],
+        submitted_at=row[at["submitted_at"]],
+        completed_at=row[at["completed_at"]],
+        delivered_at=row[at["delivered_at"]],
+        status_channel_id=row[at["status_channel_id"]],
+        status_message_id=row[at["status_message_id"]],
+        upload_limit=row[at["upload_limit"]],
+        outcome=row[at["outcome"]],
+        delivery_note=row[at["delivery_note"]],
+        delivery_started_at=row[at["delivery_started_at"]],
     )
 
 
-def _options_unchecked(row: aiosqlite.Row) -> JobOptions:
+def _options_unchecked(row: Sequence[Any]) -> JobOptions:
     options = object.__new__(JobOptions)
     for name in ("prompt", "duration", "aspect_ratio", "motion", "version"):
-        object.__setattr__(options, name, row[name])
+        object.__setattr__(options, name, row[_AT[name]])
     return options

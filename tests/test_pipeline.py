@@ -118,6 +118,12 @@ async def test_job_is_delivered_once_with_the_video(store: Store, emu: Emulator,
         assert reads == 0  # the webhook came first; no status poll was needed
     job = await store.get_job(job_id)
     assert job is not None and job.outcome == "completed" and job.actual_credits == 10
+    # The card says "Done, sending…" while the result goes out, then that it was delivered (the
+    # progress loop may repaint "completed" if it reads the job in between; never after).
+    ends = [
+        state for jid, state, _ in messenger.statuses if jid == job_id and state in ("completed", "delivered")
+    ]
+    assert ends[0] == "completed" and ends[-1] == "delivered" and ends.count("delivered") == 1
 
 
 async def test_failed_job_gets_its_reason(store: Store, emu: Emulator) -> None:
