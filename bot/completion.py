@@ -82,19 +82,28 @@ class Applied:
 
 
 def apply_reports(reports: Sequence[ApiJob], tx: Tx) -> list[Applied]:
-    """Apply reports in order, inside one transaction. A report of a job cancelled here only
-    notes that the API has ended it (its slot at the API is free)."""
-    applied = []
+    """Apply reports inside one transaction, set-based: one read for the group's jobs, then
+    their ends and pool settlements together (:meth:`Tx.end_jobs`). A report of a job cancelled
+    here only notes that the API has ended it (its slot at the API is free)."""
+    jobs = tx.jobs_by_api_ids({report.id for report in reports})
+    applied: list[Applied] = []
+    moves: list[tuple[Job, JobState, dict[str, Any]]] = []
+    movers: list[int] = []  # where in ``applied`` each move's result goes
+    moving: set[str] = set()  # a second report of the same end in the group changes nothing
     for api_job in reports:
-        job = tx.get_job_by_api_id(api_job.id)
-        if job is None:
-            applied.append(Applied(None))
-        elif job.state is JobState.CANCELLED:
-            if api_job.finished:
-                tx.mark_api_ended(job.id)
-            applied.append(Applied(job))
-        else:
-            applied.append(Applied(job, record_end(tx, job, api_job)))
+        job = jobs.get(api_job.id)
+        move = end_of(job, api_job) if job is not None and job.id not in moving else None
+        if job is not None and job.state is JobState.CANCELLED and api_job.finished:
+            tx.mark_api_ended(job.id)
+        if job is not None and move is not None:
+            moving.add(job.id)
+            moves.append((job, *move))
+            movers.append(len(applied))
+        applied.append(Applied(job))
+    for at, ended in zip(movers, tx.end_jobs(moves), strict=True):
+        applied[at] = Applied(applied[at].job, ended)
+        if ended is not None:
+            log.info("job %s %s at the API", ended.id, ended.state)
     return applied
 
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import secrets
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar, cast
@@ -295,6 +296,13 @@ class Tx:
         row = self.first(f"SELECT {_READ_COLUMNS} FROM jobs WHERE api_job_id = ?", (api_job_id,))
         return _job_from_row(row) if row is not None else None
 
+    def jobs_by_api_ids(self, api_job_ids: Collection[str]) -> dict[str, Job]:
+        if not api_job_ids:
+            return {}
+        marks = ", ".join("?" * len(api_job_ids))
+        rows = self.rows(f"SELECT {_READ_COLUMNS} FROM jobs WHERE api_job_id IN ({marks})", list(api_job_ids))
+        return {job.api_job_id: job for job in map(_job_from_row, rows) if job.api_job_id is not None}
+
     def insert_job(self, new: NewJob, now: float) -> Job:
         opts = new.options
         for _ in range(5):  # an id collision is astronomically rare; retry rather than fail
@@ -354,8 +362,37 @@ class Tx:
             raise IllegalTransition(job_id, now.state if now else None, target)
         moved = _job_from_row(row)
         if target in _OUTCOME_OF:
-            self._settle(moved)
+            self._settle_all([moved])
         return moved
+
+    def end_jobs(self, moves: Sequence[tuple[Job, JobState, dict[str, Any]]]) -> list[Job | None]:
+        """Move jobs read in THIS transaction to their ends and settle their pools together.
+
+        The set-based twin of :meth:`transition` for a group of webhook reports: the rows are
+        known (read in this transaction), so the updated jobs are built, not read back, and the
+        pools are settled with one read and one write per server. None where a job's state had
+        already moved (compare-and-set, as ever).
+        """
+        now = time.time()
+        ended: list[Job | None] = []
+        for job, target, fields in moves:
+            if target not in _OUTCOME_OF or not can_transition(job.state, target):
+                raise IllegalTransition(job.id, job.state, target)
+            if set(fields) - _TRANSITION_FIELDS:
+                raise ValueError(
+                    f"not a transition field: {', '.join(sorted(set(fields) - _TRANSITION_FIELDS))}"
+                )
+            values = {**fields, "outcome": _OUTCOME_OF[target]}
+            changed = self.write(
+                f"UPDATE jobs SET state = ?, updated_at = ?{''.join(f', {name} = ?' for name in values)}"
+                " WHERE id = ? AND state = ?",
+                [target.value, now, *values.values(), job.id, job.state.value],
+            )
+            ended.append(
+                dataclasses.replace(job, state=target, updated_at=now, **values) if changed else None
+            )
+        self._settle_all([job for job in ended if job is not None])
+        return ended
 
     def mark_undeliverable(self, job: Job, note: str) -> Job:
         done = self.transition(
@@ -378,36 +415,63 @@ class Tx:
             "UPDATE jobs SET api_ended_at = ? WHERE id = ? AND api_ended_at IS NULL", (time.time(), job_id)
         )
 
-    def _settle(self, job: Job) -> None:
-        """Settle a pool-paid job once: refund it in full unless it completed, in which case
-        the difference between the reservation and the API's reported cost goes back (or, if
-        it cost more, is charged as far as the pool can pay; a pool never goes negative)."""
-        reserved = self.scalar("SELECT -amount FROM ledger WHERE job_id = ? AND kind = 'reserve'", (job.id,))
-        if reserved is None or job.guild_id is None:
-            return  # a DM or CLI job: no pool involved
-        if job.outcome == "completed":
-            cost = job.actual_credits if job.actual_credits is not None else reserved
-            back = reserved - cost
-            if back < 0:
-                balance = self.scalar("SELECT balance FROM guilds WHERE guild_id = ?", (job.guild_id,)) or 0
-                back = -min(-back, balance)
-            note = f"settled at {cost} credits"
-        else:
-            back = reserved
-            note = f"refunded: {job.outcome}"
-        self.ledger(job.guild_id, "settle", back, job_id=job.id, user_id=job.user_id, note=note)
+    def _settle_all(self, jobs: Sequence[Job]) -> None:
+        """Settle ended pool-paid jobs once each: refund a job in full unless it completed, in
+        which case the difference between the reservation and the API's reported cost goes back
+        (or, if it cost more, is charged as far as the pool can pay; a pool never goes negative)."""
+        pooled = {job.id: job for job in jobs if job.guild_id is not None}
+        if not pooled:
+            return  # DM or CLI jobs: no pool involved
+        marks = ", ".join("?" * len(pooled))
+        reserved = {
+            str(r[0]): int(r[1])
+            for r in self.rows(
+                f"SELECT job_id, -amount FROM ledger WHERE kind = 'reserve' AND job_id IN ({marks})",
+                list(pooled),
+            )
+        }
+        moved: dict[int, int] = {}  # server -> credits back to its pool in this call
+        rows = []
+        for job in pooled.values():
+            if job.id not in reserved or job.guild_id is None:
+                continue
+            taken = reserved[job.id]
+            if job.outcome == "completed":
+                cost = job.actual_credits if job.actual_credits is not None else taken
+                back = taken - cost
+                if back < 0:
+                    balance = int(
+                        self.scalar("SELECT balance FROM guilds WHERE guild_id = ?", (job.guild_id,)) or 0
+                    )
+                    back = -min(-back, balance + moved.get(job.guild_id, 0))
+                note = f"settled at {cost} credits"
+            else:
+                back = taken
+                note = f"refunded: {job.outcome}"
+            moved[job.guild_id] = moved.get(job.guild_id, 0) + back
+            rows.append((job.guild_id, job.id, job.user_id, "settle", back, note))
+        self._ledger_rows(rows, moved)
 
     def ledger(
         self, guild_id: int, kind: str, amount: int, *, job_id: str | None = None,
         user_id: int | None = None, note: str | None = None,
     ) -> None:  # fmt: skip
         """One ledger row and the balance it moves, together (inside the caller's transaction)."""
-        self.write(
+        self._ledger_rows([(guild_id, job_id, user_id, kind, amount, note)], {guild_id: amount})
+
+    def _ledger_rows(
+        self, rows: Sequence[tuple[int, str | None, int | None, str, int, str | None]], moved: dict[int, int]
+    ) -> None:
+        """Ledger rows (server, job, member, kind, amount, note) and, per server, the sum they
+        move its balance by: the balance and the ledger change together."""
+        now = time.time()
+        self._conn.executemany(
             "INSERT INTO ledger (guild_id, job_id, user_id, kind, amount, note, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (guild_id, job_id, user_id, kind, amount, note, time.time()),
+            [(*row, now) for row in rows],
         )
-        self.write("UPDATE guilds SET balance = balance + ? WHERE guild_id = ?", (amount, guild_id))
+        for guild_id, amount in moved.items():
+            self.write("UPDATE guilds SET balance = balance + ? WHERE guild_id = ?", (amount, guild_id))
 
     # --- servers -----------------------------------------------------------------------------
 

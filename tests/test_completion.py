@@ -96,3 +96,21 @@ async def test_a_sender_that_hangs_up_still_gets_its_end_recorded_and_handed_on(
     assert [a.ended.id for a in followed if a.ended] == [job.id]
     now = await store.get_job(job.id)
     assert now is not None and now.state is JobState.COMPLETED
+
+
+async def test_a_group_that_costs_more_than_reserved_charges_only_what_the_pool_has(store: Store) -> None:
+    jobs = await running_jobs(store, 6)
+    guild = await store.get_guild(GUILD)
+    assert guild is not None
+    await store.atomic(lambda tx: tx.ledger(GUILD, "topup", 15 - guild.balance, note="drain to 15"))
+    writer = ReportWriter(store, lambda report, applied: None)
+    failed = [ApiJob(id=f"api-{i}", status=contract.STATUS_FAILED, error="nsfw") for i in (0, 1)]
+    pricier = [done(i, cost=COST + 10) for i in (2, 3, 4, 5)]  # 40 more than reserved in all
+
+    await asyncio.gather(*(writer.apply(r) for r in failed + pricier))
+
+    # 2 failures give back 2 x COST; the 4 overruns then take what the pool has, never more.
+    guild = await store.get_guild(GUILD)
+    assert guild is not None and guild.balance == max(0, 15 + 2 * COST - 40) == await store.ledger_sum(GUILD)
+    states = {j.id: j.state for j in await store.jobs_in_states(JobState)}
+    assert [states[j.id] for j in jobs] == [JobState.FAILED] * 2 + [JobState.COMPLETED] * 4
