@@ -337,26 +337,15 @@ class Tx:
     ) -> Job:
         """The compare-and-set move (see :meth:`Store.transition`); an end also settles the pool,
         so call it for an end inside a transaction."""
-        unknown = set(fields) - _TRANSITION_FIELDS
-        if unknown:
-            raise ValueError(f"not a transition field: {', '.join(sorted(unknown))}")
         current = expected
         if current is None:
             job = self.get_job(job_id)
             if job is None:
                 raise KeyError(job_id)
             current = job.state
-        if not can_transition(current, target):
-            raise IllegalTransition(job_id, current, target)
-        if target in _OUTCOME_OF:
-            fields = {**fields, "outcome": _OUTCOME_OF[target]}
-        assignments = "".join(f", {name} = ?" for name in fields)
+        sql, params, _ = _move(job_id, current, target, fields, time.time())
         # RETURNING (SQLite 3.35+, PostgreSQL): the updated row in the same statement.
-        row = self.first(
-            f"UPDATE jobs SET state = ?, updated_at = ?{assignments} WHERE id = ? AND state = ?"
-            f" RETURNING {_READ_COLUMNS}",
-            [target.value, time.time(), *fields.values(), job_id, current.value],
-        )
+        row = self.first(f"{sql} RETURNING {_READ_COLUMNS}", params)
         if row is None:
             now = self.get_job(job_id)
             raise IllegalTransition(job_id, now.state if now else None, target)
@@ -376,18 +365,10 @@ class Tx:
         now = time.time()
         ended: list[Job | None] = []
         for job, target, fields in moves:
-            if target not in _OUTCOME_OF or not can_transition(job.state, target):
+            if target not in _OUTCOME_OF:
                 raise IllegalTransition(job.id, job.state, target)
-            if set(fields) - _TRANSITION_FIELDS:
-                raise ValueError(
-                    f"not a transition field: {', '.join(sorted(set(fields) - _TRANSITION_FIELDS))}"
-                )
-            values = {**fields, "outcome": _OUTCOME_OF[target]}
-            changed = self.write(
-                f"UPDATE jobs SET state = ?, updated_at = ?{''.join(f', {name} = ?' for name in values)}"
-                " WHERE id = ? AND state = ?",
-                [target.value, now, *values.values(), job.id, job.state.value],
-            )
+            sql, params, values = _move(job.id, job.state, target, fields, now)
+            changed = self.write(sql, params)
             ended.append(
                 dataclasses.replace(job, state=target, updated_at=now, **values) if changed else None
             )
@@ -567,6 +548,23 @@ class Tx:
             (user_id, since, n),
         )
         return float(created) if created is not None else None
+
+
+def _move(
+    job_id: str, current: JobState, target: JobState, fields: dict[str, Any], now: float
+) -> tuple[str, list[Any], dict[str, Any]]:
+    """The compare-and-set UPDATE moving a job from ``current`` to ``target`` (statement,
+    parameters, and the columns it sets besides state and updated_at); raises before any write
+    if the move is illegal or a field is not one a transition may set."""
+    unknown = set(fields) - _TRANSITION_FIELDS
+    if unknown:
+        raise ValueError(f"not a transition field: {', '.join(sorted(unknown))}")
+    if not can_transition(current, target):
+        raise IllegalTransition(job_id, current, target)
+    values = {**fields, "outcome": _OUTCOME_OF[target]} if target in _OUTCOME_OF else dict(fields)
+    assignments = "".join(f", {name} = ?" for name in values)
+    sql = f"UPDATE jobs SET state = ?, updated_at = ?{assignments} WHERE id = ? AND state = ?"
+    return sql, [target.value, now, *values.values(), job_id, current.value], values
 
 
 def _in_transaction(fn: Callable[[Tx], T], tx: Tx) -> T:
@@ -802,10 +800,6 @@ class Store:
 
         return await self.atomic(topup)
 
-    async def reserve(self, job: Job, amount: int) -> bool:
-        """See :meth:`Tx.reserve`; inside admission's transaction."""
-        return await self._change(lambda tx: tx.reserve(job, amount))
-
     async def member_spent(self, guild_id: int, user_id: int, since: float) -> int:
         return await self._hop(lambda tx: tx.member_spent(guild_id, user_id, since))
 
@@ -857,9 +851,6 @@ class Store:
                     "INSERT INTO role_plans (guild_id, role_id, plan) VALUES (?, ?, ?)",
                     (guild_id, role_id, plan),
                 )
-
-    async def channel_rules(self, guild_id: int) -> dict[int, bool]:
-        return await self._hop(lambda tx: tx.channel_rules(guild_id))
 
     async def set_channel_rule(self, guild_id: int, channel_id: int, allowed: bool) -> None:
         async with self.transaction():
@@ -951,9 +942,6 @@ class Store:
 
     async def usage(self, user_id: int, minute_since: float, day_since: float) -> Usage:
         return await self._hop(lambda tx: tx.usage(user_id, minute_since, day_since))
-
-    async def nth_counted_since(self, user_id: int, since: float, n: int) -> float | None:
-        return await self._hop(lambda tx: tx.nth_counted_since(user_id, since, n))
 
     # --- helpers -----------------------------------------------------------------------------
 
