@@ -24,22 +24,15 @@ machine's cores end to end, two in the bound.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import hashlib
-import hmac
-import json
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from bench.common import ROOT, Result, pct, rate, say
-from bot import contract
+from bench import poster
+from bench.common import Result, pct, rate, say
 from bot.doitong import ApiJob
 from bot.relay_client import RelaySubscriber
 from bot.webhooks import WEBHOOK_PATH, WebhookReceiver
@@ -55,79 +48,10 @@ CHANNEL = "bench"
 CONCURRENCY = 32
 
 
-def event_body(i: int) -> bytes:
-    """What the API posts when job ``i`` completes (compact JSON, as the emulator sends it)."""
-    return json.dumps(
-        {
-            "id": f"relayjob{i:08d}",
-            "status": contract.STATUS_COMPLETED,
-            "url": f"http://127.0.0.1:9/outputs/relayjob{i:08d}.mp4",
-            "service": contract.SERVICE,
-            "createdAt": "2025-01-01T00:00:00.000Z",
-            "completedAt": "2025-01-01T00:01:00.000Z",
-            "metadata": {"duration": 5, "width": 1280, "height": 720},
-        },
-        separators=(",", ":"),
-    ).encode()
-
-
-def signature(body: bytes) -> str:
-    return contract.SIGNATURE_PREFIX + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
-
-
-# --- the poster (a separate process) -------------------------------------------------------------
-
-
-async def _post(url: str, first: int, warmup: int, count: int, concurrency: int) -> dict[str, Any]:
-    requests = [
-        (body, {contract.SIGNATURE_HEADER: signature(body), "Content-Type": "application/json"})
-        for body in map(event_body, range(first, first + warmup + count))
-    ]
-    statuses: dict[int, int] = {}
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-
-        async def send(batch: list[tuple[bytes, dict[str, str]]]) -> None:
-            next_index = 0
-
-            async def sender() -> None:
-                nonlocal next_index
-                while next_index < len(batch):
-                    body, headers = batch[next_index]
-                    next_index += 1
-                    async with session.post(url, data=body, headers=headers) as response:
-                        await response.read()
-                        statuses[response.status] = statuses.get(response.status, 0) + 1
-
-            await asyncio.gather(*(sender() for _ in range(concurrency)))
-
-        await send(requests[:warmup])
-        began = time.time()  # wall clock: the subscriber's side is timed in another process
-        await send(requests[warmup:])
-        ended = time.time()
-    return {"began": began, "ended": ended, "statuses": statuses}
-
-
-def post_main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("url")
-    p.add_argument("--first", type=int, default=0)
-    p.add_argument("--warmup", type=int, default=50)
-    p.add_argument("--count", type=int, required=True)
-    p.add_argument("--concurrency", type=int, default=CONCURRENCY)
-    a = p.parse_args(argv)
-    print(json.dumps(asyncio.run(_post(a.url, a.first, a.warmup, a.count, a.concurrency))))
-
-
 async def post(url: str, first: int, warmup: int, count: int) -> dict[str, Any]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.bench_relay", "post", url, "--first", str(first),
-        "--warmup", str(warmup), "--count", str(count), cwd=ROOT, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, _ = await proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError(f"the poster failed ({proc.returncode})")
-    answer: dict[str, Any] = json.loads(out)
-    return answer
+    return await poster.post(
+        url, SECRET, "relayjob", first=first, warmup=warmup, count=count, concurrency=CONCURRENCY
+    )
 
 
 # --- the receiving side --------------------------------------------------------------------------
@@ -265,10 +189,3 @@ def run(smoke: bool) -> Result:
     result = Result("relay", TITLE)
     asyncio.run(_measure(smoke, result))
     return result
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["post"]:
-        post_main(sys.argv[2:])
-    else:
-        say("usage: python -m bench relay (this module's 'post' mode is its load generator)")

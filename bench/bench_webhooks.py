@@ -18,25 +18,19 @@ too: it does not depend on how fast the client is.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import hashlib
-import hmac
-import json
 import shutil
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
-from bench.common import INSERT_JOB, ROOT, Result, SqlRecorder, median, pct, rate, say
+from bench import poster
+from bench.common import INSERT_JOB, Result, SqlRecorder, median, pct, rate
 from bot import completion, contract
 from bot.delivery import Attachment, Route
 from bot.doitong import ApiJob, DoitongClient
@@ -54,72 +48,11 @@ OPTIONS = JobOptions(prompt="the harbour at dusk", duration=5, version="gen-3")
 TARGET_SHARE = 0.5
 
 
+API_PREFIX = "benchjob"
+
+
 def api_id(i: int) -> str:
-    return f"benchjob{i:08d}"
-
-
-def event_body(i: int) -> bytes:
-    """What the emulator posts when a job completes (its webhook_payload), for job ``i``."""
-    return json.dumps(
-        {
-            "id": api_id(i),
-            "status": contract.STATUS_COMPLETED,
-            "url": f"http://127.0.0.1:9/outputs/{api_id(i)}.mp4",
-            "service": contract.SERVICE,
-            "createdAt": "2025-01-01T00:00:00.000Z",
-            "completedAt": "2025-01-01T00:01:00.000Z",
-            "metadata": {"duration": 5, "width": 1280, "height": 720},
-        },
-        separators=(",", ":"),
-    ).encode()
-
-
-def signature(body: bytes) -> str:
-    return contract.SIGNATURE_PREFIX + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
-
-
-# --- the client (a separate process) -------------------------------------------------------------
-
-
-async def _client(url: str, first: int, warmup: int, count: int, concurrency: int) -> dict[str, Any]:
-    requests = [
-        (body, {contract.SIGNATURE_HEADER: signature(body), "Content-Type": "application/json"})
-        for body in map(event_body, range(first, first + warmup + count))
-    ]
-    statuses: dict[int, int] = {}
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def send(batch: list[tuple[bytes, dict[str, str]]]) -> None:
-            next_index = 0
-
-            async def sender() -> None:
-                nonlocal next_index
-                while next_index < len(batch):
-                    body, headers = batch[next_index]
-                    next_index += 1
-                    async with session.post(url, data=body, headers=headers) as response:
-                        await response.read()
-                        statuses[response.status] = statuses.get(response.status, 0) + 1
-
-            await asyncio.gather(*(sender() for _ in range(concurrency)))
-
-        await send(requests[:warmup])  # connections opened, code paths warm
-        began = time.perf_counter()
-        await send(requests[warmup:])
-        seconds = time.perf_counter() - began
-    return {"count": count, "seconds": seconds, "statuses": statuses}
-
-
-def client_main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("url")
-    p.add_argument("--first", type=int, default=0)
-    p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--count", type=int, required=True)
-    p.add_argument("--concurrency", type=int, default=32)
-    a = p.parse_args(argv)
-    print(json.dumps(asyncio.run(_client(a.url, a.first, a.warmup, a.count, a.concurrency))))
+    return poster.api_id(API_PREFIX, i)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,18 +63,12 @@ class Run:
 
 
 async def drive(url: str, first: int, warmup: int, count: int, concurrency: int) -> Run:
-    """Run the client process against ``url``; the server is in this process's event loop."""
+    """Run the poster process against ``url``; the server is in this process's event loop."""
     cpu = time.process_time()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.bench_webhooks", "client", url, "--first", str(first),
-        "--warmup", str(warmup), "--count", str(count), "--concurrency", str(concurrency),
-        cwd=ROOT, stdout=subprocess.PIPE,
-    )  # fmt: skip
-    out, _ = await proc.communicate()
+    answer = await poster.post(
+        url, SECRET, API_PREFIX, first=first, warmup=warmup, count=count, concurrency=concurrency
+    )
     cpu = time.process_time() - cpu
-    if proc.returncode != 0:
-        raise RuntimeError(f"the client failed ({proc.returncode})")
-    answer = json.loads(out)
     return Run(answer["count"] / answer["seconds"], cpu / (warmup + count), answer["statuses"])
 
 
@@ -382,10 +309,3 @@ def run(smoke: bool) -> Result:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return result
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["client"]:
-        client_main(sys.argv[2:])
-    else:
-        say("usage: python -m bench webhooks (this module's 'client' mode is its load generator)")
