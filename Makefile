@@ -24,7 +24,7 @@ lint:
 	$(BIN)/ruff check .
 
 typecheck:
-	$(BIN)/mypy --strict bot cogs
+	$(BIN)/mypy --strict bot cogs shared emulator relay
 
 pytest:
 	$(BIN)/pytest -q

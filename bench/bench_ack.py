@@ -40,7 +40,7 @@ from pathlib import Path
 
 from bench.common import Result, say
 from bench.worlds import World, ms, percentile, world
-from tests.bot_harness import BotProcess
+from testkit.harness import BotProcess
 
 TITLE = "1. Acknowledgement latency"
 ORDER = 1

@@ -1,6 +1,6 @@
 """Benchmark 2, admission throughput: the bot's ONE admission transaction, in jobs/s.
 
-Through the real :func:`bot.admission.admit` (block and channel rules, plan resolution, the
+Through the real :func:`bot.community.admission.admit` (block and channel rules, plan resolution, the
 member's windows, the server's pool, the job row and its reservation, in one IMMEDIATE
 transaction) on a real :class:`bot.store.Store` file, beside a bare aiosqlite loop with the same
 pragmas inserting the same job row one row per transaction (BEGIN IMMEDIATE / INSERT / COMMIT):
@@ -31,7 +31,7 @@ from typing import Any
 import aiosqlite
 
 from bench.common import INSERT_JOB, Result, SqlRecorder, median, pct, rate, say, sql_shape
-from bot.admission import Policy, admit
+from bot.community.admission import Policy, admit
 from bot.jobs import JobOptions
 from bot.store import NewJob, Store
 

@@ -49,7 +49,7 @@ from typing import Any
 
 from bench.common import Result, pct, rate, say
 from bench.worlds import World, jain, world
-from tests.conftest import PRO_KEY
+from testkit.accounts import PRO_KEY
 
 TITLE = "3. API budget use"
 ORDER = 3

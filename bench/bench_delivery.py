@@ -48,9 +48,9 @@ from aiohttp import web
 
 from bench.common import Result, say
 from bench.worlds import PNG, TOKEN, World, ms, percentile, world
-from bot.doitong import CreateRequest, DoitongClient
-from tests.conftest import PRO_KEY
-from tests.fake_discord import MessageEvent, RequestRecord
+from bot.api.client import CreateRequest, DoitongClient
+from testkit.accounts import PRO_KEY
+from testkit.fake_discord import MessageEvent, RequestRecord
 
 TITLE = "6. Delivery overhead"
 ORDER = 6

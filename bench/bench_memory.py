@@ -23,15 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import INSERT_JOB, Result, mb, proc_status_bytes
-from bot import contract
-from bot.emulator.jobs import CreateRequest, now_utc
-from bot.emulator.jobs import Job as EmulatorJob
-from bot.emulator.server import Emulator
 from bot.jobs import JobOptions, JobState
 from bot.store import Store
-from tests.bot_harness import BotProcess
-from tests.conftest import emulator_config
-from tests.fake_discord import FakeConfig, FakeDiscord
+from emulator.jobs import CreateRequest, now_utc
+from emulator.jobs import Job as EmulatorJob
+from emulator.server import Emulator
+from shared import contract
+from testkit.accounts import emulator_config
+from testkit.fake_discord import FakeConfig, FakeDiscord
+from testkit.harness import BotProcess
 
 TITLE = "5. Memory"
 ORDER = 5

@@ -4,13 +4,13 @@ End to end: N signed completion events are posted to the relay's ``POST
 /webhooks/doitong/{channel}`` (``python -m bot relay`` in a subprocess, as an operator runs it:
 SQLite with ``synchronous=FULL``, each post answered after its group commit), the relay streams
 them as Server-Sent Events to a subscriber, and the subscriber (the bot's own
-:class:`bot.relay_client.RelaySubscriber`, in this process) verifies each signature, parses the
+:class:`bot.inbound.relay_subscriber.RelaySubscriber`, in this process) verifies each signature, parses the
 event, hands it to its report callback and acknowledges it (cumulative, batched ``POST
 /events/ack``). The clock runs from the poster's first timed post to the moment the subscriber's
 acknowledgement of the last event was answered; the figure is N over that time.
 
 The bound is the same N events from the same poster to the bot's in-process webhook receiver
-(:class:`bot.webhooks.WebhookReceiver`, in this process), whose report callback is the same
+(:class:`bot.inbound.receiver.WebhookReceiver`, in this process), whose report callback is the same
 trivial one: the path a bot with a public address uses, with no relay in between.
 
 The report callback only counts (it returns True, "known job"): the bot's completion path (a
@@ -33,11 +33,12 @@ from typing import Any
 
 from bench import poster
 from bench.common import Result, pct, rate, say
-from bot.doitong import ApiJob
-from bot.relay_client import RelaySubscriber
-from bot.webhooks import WEBHOOK_PATH, WebhookReceiver
-from tests.bot_harness import free_port
-from tests.relay.conftest import RelayProcess
+from bot.api.client import ApiJob
+from bot.inbound.receiver import WebhookReceiver
+from bot.inbound.relay_subscriber import RelaySubscriber
+from shared.webhooks import WEBHOOK_PATH
+from testkit.harness import free_port
+from testkit.relay import RelayProcess
 
 TITLE = "4. Webhook relay"
 ORDER = 4.5  # after the receiver's half of benchmark 4

@@ -1,7 +1,7 @@
 """Benchmark 4 (first half), the webhook receiver: verified deliveries per second on loopback.
 
-The server under test runs in this process: the real :class:`bot.webhooks.WebhookReceiver`
-whose report callback is the bot's own :meth:`bot.pipeline.Pipeline.report` on a real Store
+The server under test runs in this process: the real :class:`bot.inbound.receiver.WebhookReceiver`
+whose report callback is the bot's own :meth:`bot.pipeline.pipeline.Pipeline.report` on a real Store
 file. Every delivery is a distinct job the store holds as ``processing`` (a server's job with its
 pool reservation and a status card), so each one is verified (HMAC over the raw body), parsed,
 looked up by its API id, moved to ``completed`` with its pool settlement in one transaction, and
@@ -31,13 +31,15 @@ from aiohttp import web
 
 from bench import poster
 from bench.common import INSERT_JOB, Result, SqlRecorder, median, pct, rate
-from bot import completion, contract
-from bot.delivery import Attachment, Route
-from bot.doitong import ApiJob, DoitongClient
+from bot.api.client import ApiJob, DoitongClient
+from bot.inbound import completion
+from bot.inbound.receiver import WebhookReceiver
 from bot.jobs import Job, JobOptions, JobState
-from bot.pipeline import Pipeline, PipelineOptions
+from bot.pipeline.delivery import Attachment, Route
+from bot.pipeline.pipeline import Pipeline, PipelineOptions
 from bot.store import Store
-from bot.webhooks import WEBHOOK_PATH, WebhookReceiver
+from shared import contract
+from shared.webhooks import WEBHOOK_PATH
 
 TITLE = "4. Webhook receiver"
 ORDER = 4

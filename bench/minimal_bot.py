@@ -2,7 +2,8 @@
 
 Run as ``python -m bench.minimal_bot`` with ``DISCORD_TOKEN``, ``DISCORD_API_BASE`` and
 ``DISCORD_GATEWAY_URL`` (the same settings the real bot reads), pointed at the Discord fake the
-same way ``bot.app.point_discord_at`` does it. Its /animate has the real command's options and
+same way ``bot.discord_adapter.client.point_discord_at`` does it.
+Its /animate has the real command's options and
 does nothing but ``interaction.response.defer(thinking=True)``: no logging, no database, no
 follow-up. With ``BENCH_SYNC_GUILD`` it publishes that one command to the server first (the real
 bot's is published by ``python -m bot sync --guild``), so the fake sends both the same payload.

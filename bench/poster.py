@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from bench.common import ROOT
-from bot import contract
+from shared import contract
 
 
 def event_body(api_id: str) -> bytes:

@@ -2,7 +2,7 @@
 
 A world is the API emulator and the Discord fake on loopback in this process, one server with
 one channel and as many members as asked, and a bot process logged in to the fake: the real
-bot (``python -m bot``, started as ``tests.bot_harness.BotProcess`` starts it) or the minimal
+bot (``python -m bot``, started as ``testkit.harness.BotProcess`` starts it) or the minimal
 bot of ``bench/minimal_bot.py``. Also small statistics helpers (percentiles, Jain's index) and
 the clock conversion the delivery benchmark needs.
 """
@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT
-from bot.emulator.server import Emulator
-from tests.bot_harness import BotProcess, ChildProcess
-from tests.conftest import emulator_config
-from tests.fake_discord import FakeChannel, FakeConfig, FakeDiscord, FakeGuild, FakeInteraction, FakeUser
-from tests.images import picture
+from emulator.server import Emulator
+from testkit.accounts import emulator_config
+from testkit.fake_discord import FakeChannel, FakeConfig, FakeDiscord, FakeGuild, FakeInteraction, FakeUser
+from testkit.harness import BotProcess, ChildProcess
+from testkit.images import picture
 
 PNG = picture(320, 180)
 TOKEN = "bench-bot-token"

@@ -2,8 +2,11 @@
 
 python -m bot animate IMAGE --prompt TEXT [...]   animate one image without Discord
 python -m bot check                               validate settings and reach the API
-python -m bot emulator [...]                      run the local Doitong API emulator
-python -m bot relay [--host H --port P ...]       run the webhook relay for bots without a public address
+python -m bot emulator [...]                      shortcut for ``animate-emulator`` (the stand-in API)
+python -m bot relay [...]                         shortcut for ``animate-relay`` (the webhook relay)
+
+The emulator and the relay are programs of their own; only their shortcuts are here, and nothing
+of them is imported until one is asked for, so ``--help`` and the bot's start stay light.
 """
 
 from __future__ import annotations
@@ -11,12 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from bot import cli
 from bot.config import ConfigError, Settings, load_settings, read_environment
+from shared import contract
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,19 +30,22 @@ def build_parser() -> argparse.ArgumentParser:
     sync = commands.add_parser("sync", help="publish the slash commands to Discord")
     sync.add_argument("--guild", type=int, help="a server id: publish there only (instant, for testing)")
     animate = commands.add_parser("animate", help="animate one image from the command line")
-    cli.add_animate_arguments(animate)
+    add_animate_arguments(animate)
     commands.add_parser("check", help="validate the configuration and reach the API")
-    emulator = commands.add_parser(
-        "emulator", help="run the local Doitong API emulator (a stand-in, not a model)"
-    )
-    from bot.emulator.cli import configure_parser
-
-    configure_parser(emulator)
-    relay = commands.add_parser("relay", help="run the webhook relay (bots subscribe to it with a token)")
-    from bot.relay.cli import configure_parser as configure_relay
-
-    configure_relay(relay)
+    # Listed for --help only: main() hands their arguments to the programs themselves.
+    commands.add_parser("emulator", help="run the local Doitong API emulator (animate-emulator --help)")
+    commands.add_parser("relay", help="run the webhook relay (animate-relay --help)")
     return parser
+
+
+def add_animate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", type=Path, help="a JPEG, PNG or WebP file")
+    p.add_argument("--prompt", required=True, help="what should happen in the video")
+    p.add_argument("--duration", type=int, choices=contract.DURATIONS, default=contract.DEFAULT_DURATION)
+    p.add_argument("--aspect-ratio", choices=contract.ASPECT_RATIOS, default=contract.DEFAULT_ASPECT_RATIO)
+    p.add_argument("--motion", choices=contract.MOTIONS, default=contract.DEFAULT_MOTION)
+    p.add_argument("--version", choices=contract.VERSIONS, default=contract.DEFAULT_VERSION)
+    p.add_argument("--out", type=Path, help="where to write the MP4 (default: IMAGE's name with .mp4)")
 
 
 def configure_logging(level: str) -> None:
@@ -64,29 +70,30 @@ def load_or_exit(*, require_discord: bool = False) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["emulator"]:
+        from emulator.cli import run as run_emulator
+
+        return run_emulator(arguments[1:], prog="python -m bot emulator")
+    if arguments[:1] == ["relay"]:  # its own settings: no Discord or API ones
+        from relay.cli import run as run_relay
+
+        return run_relay(arguments[1:], prog="python -m bot relay")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     if args.command is None:
         args.command = "run"
-    if args.command == "emulator":
-        from bot.emulator.cli import main as emulator_main
-
-        configure_logging("INFO")
-        return emulator_main(args)
-    if args.command == "relay":  # its own settings: no Discord or API ones
-        from bot.relay.cli import main as relay_main
-
-        configure_logging(os.environ.get("LOG_LEVEL", "INFO").strip().upper() or "INFO")
-        return relay_main(args)
 
     if args.command in ("run", "sync"):
-        from bot import runner  # imports discord.py: only the bot's own commands pay for it
+        from bot.discord_adapter import runner  # discord.py: only the bot's own commands pay for it
 
         settings = load_or_exit(require_discord=True)
         configure_logging(settings.log_level)
         if args.command == "sync":
             return asyncio.run(runner.sync_commands(settings, args.guild))
         return asyncio.run(runner.run_bot(settings))
+
+    from bot import cli  # the job stack (store, API client, media): only animate and check pay for it
 
     settings = load_or_exit()
     # The CLI's own progress goes to stderr; keep library chatter down unless asked.

@@ -17,11 +17,7 @@ from typing import TextIO
 
 import httpx
 
-from bot import contract
-from bot.api import open_api
-from bot.completion import apply_api_job
-from bot.config import Settings
-from bot.doitong import (
+from bot.api.client import (
     APIError,
     APIUnreachableError,
     AuthenticationError,
@@ -30,11 +26,15 @@ from bot.doitong import (
     InsufficientCreditsError,
     RateLimitedError,
 )
-from bot.fetch import FetchError, fetch_bytes
+from bot.config import Settings
+from bot.inbound.completion import apply_api_job
 from bot.jobs import InvalidOptions, Job, JobOptions, JobState
-from bot.media import InvalidImage, check_image_size, validate_image
+from bot.media.fetch import FetchError, fetch_bytes
+from bot.media.image import InvalidImage, check_image_size, validate_image
+from bot.pipeline.submission import submit
+from bot.services import open_api
 from bot.store import NewJob, Store
-from bot.submission import submit
+from shared import contract
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +52,6 @@ class CommandError(Exception):
 
 
 # --- wiring ----------------------------------------------------------------------------------
-
-
-def add_animate_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("image", type=Path, help="a JPEG, PNG or WebP file")
-    p.add_argument("--prompt", required=True, help="what should happen in the video")
-    p.add_argument("--duration", type=int, choices=contract.DURATIONS, default=contract.DEFAULT_DURATION)
-    p.add_argument("--aspect-ratio", choices=contract.ASPECT_RATIOS, default=contract.DEFAULT_ASPECT_RATIO)
-    p.add_argument("--motion", choices=contract.MOTIONS, default=contract.DEFAULT_MOTION)
-    p.add_argument("--version", choices=contract.VERSIONS, default=contract.DEFAULT_VERSION)
-    p.add_argument("--out", type=Path, help="where to write the MP4 (default: IMAGE's name with .mp4)")
 
 
 # --- animate ---------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from bot import contract
+from shared import contract
 
 DEFAULT_DISCORD_API_BASE: Final = "https://discord.com/api/v10"
 DEFAULT_DISCORD_GATEWAY_URL: Final = "wss://gateway.discord.gg/"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from bot import contract
+from shared import contract
 
 
 class JobState(StrEnum):

@@ -12,15 +12,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import contract
-from bot.admission import QuotaExceeded, Refused, admit
-from bot.app import TOKEN_LIFETIME, AnimateBot
-from bot.fetch import FetchError, fetch_bytes
+from bot.community.admission import QuotaExceeded, Refused, admit
+from bot.discord_adapter.client import TOKEN_LIFETIME, AnimateBot
 from bot.jobs import InvalidOptions, Job, JobOptions, may_cancel
-from bot.media import InvalidImage, check_image_size, validate_image
-from bot.pipeline import JobBusy
+from bot.media.fetch import FetchError, fetch_bytes
+from bot.media.image import InvalidImage, check_image_size, validate_image
+from bot.pipeline.pipeline import JobBusy
 from bot.store import NewJob
 from cogs.cards import job_buttons, status_embed
+from shared import contract
 
 if TYPE_CHECKING:
     import httpx

@@ -7,8 +7,8 @@ from typing import Any
 
 import discord
 
-from bot.delivery import describe
 from bot.jobs import IN_FLIGHT, Job, JobState
+from bot.pipeline.delivery import describe
 
 STATE_LABELS = {
     JobState.QUEUED: "⏳ Queued",

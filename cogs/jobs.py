@@ -8,7 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import AnimateBot
+from bot.discord_adapter.client import AnimateBot
 from bot.jobs import Job
 from cogs.animate import cancel_job
 

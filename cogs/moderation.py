@@ -8,9 +8,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import moderation
-from bot.app import AnimateBot
-from bot.moderation import MemberSummary, ModerationError
+from bot.community import moderation
+from bot.community.moderation import MemberSummary, ModerationError
+from bot.discord_adapter.client import AnimateBot
 
 PlanOption = Literal["free", "starter", "pro", "enterprise"]
 PlanOrNone = Literal["free", "starter", "pro", "enterprise", "none"]

@@ -2,40 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bot.emulator.config import AccountConfig, EmulatorConfig
-from bot.emulator.server import Emulator
 from bot.store import Store
+from emulator.server import Emulator
+from relay.server import RelayServer
+from testkit.accounts import emulator_config
+from testkit.relay import relay_config
 
-PRO_KEY = "test-pro-key-0123456789"
-FREE_KEY = "test-free-key-0123456789"
-WEBHOOK_SECRET = "test-webhook-secret"
-
-
-def emulator_config(**overrides: object) -> EmulatorConfig:
-    """A fast emulator: scaled time, tiny videos. Tests override what they exercise."""
-    values: dict[str, object] = {
-        "host": "127.0.0.1",
-        "port": 0,
-        "accounts": [
-            AccountConfig(
-                key=PRO_KEY, plan="pro", credits=100_000, webhook_secret=WEBHOOK_SECRET, label="pro"
-            ),
-            AccountConfig(
-                key=FREE_KEY, plan="free", credits=1_000, webhook_secret=WEBHOOK_SECRET, label="free"
-            ),
-        ],
-        "time_scale": 0.01,
-        "fps": 8,
-        "video_height": 96,
-    }
-    values.update(overrides)
-    return EmulatorConfig(**values)  # type: ignore[arg-type]
-
+MakeRelay = Callable[..., Awaitable[RelayServer]]
 
 @pytest.fixture
 async def emulator() -> AsyncIterator[Emulator]:
@@ -48,3 +27,24 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     s = await Store.open(tmp_path / "jobs.db")
     yield s
     await s.close()
+
+
+@pytest.fixture
+async def make_relay(tmp_path: Path) -> AsyncIterator[MakeRelay]:
+    """Start relays (stopped at the end); later ones may reuse the port and the database."""
+    started: list[RelayServer] = []
+
+    async def make(**overrides: Any) -> RelayServer:
+        relay = RelayServer(relay_config(tmp_path, **overrides))
+        await relay.start()
+        started.append(relay)
+        return relay
+
+    yield make
+    for relay in started:
+        await relay.stop()
+
+
+@pytest.fixture
+async def relay(make_relay: MakeRelay) -> RelayServer:
+    return await make_relay()

@@ -18,7 +18,7 @@ import pytest
 
 from bot.jobs import JobState
 from bot.store import Store
-from tests.images import picture
+from testkit.images import picture
 
 ROOT = Path(__file__).resolve().parent.parent
 

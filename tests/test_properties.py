@@ -38,14 +38,15 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from bot import contract
-from bot.doitong import ApiJob, DoitongClient
-from bot.media import ImageInfo, InvalidImage, validate_image
-from bot.pipeline import Pipeline, PipelineOptions
+from bot.api.client import ApiJob, DoitongClient
+from bot.inbound.receiver import MAX_BODY_BYTES, WebhookReceiver
+from bot.media.image import ImageInfo, InvalidImage, validate_image
+from bot.pipeline.pipeline import Pipeline, PipelineOptions
 from bot.store import Store
-from bot.webhooks import MAX_BODY_BYTES, WEBHOOK_PATH, WebhookReceiver
-from tests.images import picture
-from tests.recording_messenger import RecordingMessenger
+from shared import contract
+from shared.webhooks import WEBHOOK_PATH
+from testkit.images import picture
+from testkit.recording_messenger import RecordingMessenger
 
 SECRET = b"property-webhook-secret"
 KNOWN_API_IDS = [f"propjob{i:04d}" for i in range(40)]

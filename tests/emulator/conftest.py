@@ -17,9 +17,9 @@ import pytest
 from aiohttp import web
 from PIL import Image, ImageDraw
 
-from bot import contract
-from bot.emulator.config import AccountConfig, EmulatorConfig
-from bot.emulator.server import Emulator
+from emulator.config import AccountConfig, EmulatorConfig
+from emulator.server import Emulator
+from shared import contract
 
 KEY = "emu-test-key-AAAA1111"
 OTHER_KEY = "emu-test-key-BBBB2222"

@@ -10,9 +10,9 @@ import time
 import httpx
 import pytest
 
-from bot import contract
-from bot.emulator.config import AccountConfig
-from bot.emulator.server import Emulator
+from emulator.config import AccountConfig
+from emulator.server import Emulator
+from shared import contract
 
 from .conftest import (
     FREE_KEY,

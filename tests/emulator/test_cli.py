@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot import contract
-from bot.emulator.cli import config_from_args, configure_parser, main
+from emulator.cli import config_from_args, configure_parser, main
+from shared import contract
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -89,7 +89,7 @@ def test_bad_keys_file_entry(tmp_path: Path) -> None:
 async def test_process_prints_banner_serves_and_stops_on_sigint() -> None:
     env = dict(os.environ, NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.emulator", "--port", "0", "--api-key", "cli-secret-key-123",
+        sys.executable, "-m", "emulator", "--port", "0", "--api-key", "cli-secret-key-123",
         "--webhook-secret", "cli-webhook-secret-456", "--time-scale", "0.01",
         "--video-height", "96", "--fps", "8",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,

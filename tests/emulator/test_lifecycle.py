@@ -12,8 +12,8 @@ import av
 import httpx
 import pytest
 
-from bot import contract
-from bot.emulator.server import Emulator
+from emulator.server import Emulator
+from shared import contract
 
 from .conftest import (
     KEY,

@@ -9,7 +9,7 @@ import av
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from bot.emulator.render import cover_crop, output_size, render_video
+from emulator.render import cover_crop, output_size, render_video
 
 from .conftest import picture
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.emulator.server import Emulator
+from emulator.server import Emulator
 
 from .conftest import KEY
 

@@ -13,11 +13,11 @@ import aiohttp
 import httpx
 import pytest
 
-from bot.doitong import ApiJob
-from bot.relay_client import RelaySubscriber
-from tests.bot_harness import ROOT, free_port
-from tests.conftest import WEBHOOK_SECRET
-from tests.relay.conftest import ALPHA_TOKEN, RelayProcess, eventually, job_event, post, sign
+from bot.api.client import ApiJob
+from bot.inbound.relay_subscriber import RelaySubscriber
+from testkit.accounts import WEBHOOK_SECRET
+from testkit.harness import ROOT, free_port
+from testkit.relay import ALPHA_TOKEN, RelayProcess, eventually, job_event, post, sign
 
 pytestmark = pytest.mark.timeout(90)
 

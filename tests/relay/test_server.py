@@ -9,9 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.relay.server import RelayServer, TokenBucket
-from bot.relay_client import SseEvent, SseParser
-from tests.relay.conftest import ALPHA_TOKEN, BETA_TOKEN, MakeRelay, job_event, post, sign
+from bot.inbound.relay_subscriber import SseEvent, SseParser
+from relay.server import RelayServer, TokenBucket
+from testkit.relay import ALPHA_TOKEN, BETA_TOKEN, job_event, post, sign
+from tests.conftest import MakeRelay
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from bot.relay.store import EventStore
+from relay.store import EventStore
 
 
 async def test_ids_grow_per_channel_and_reads_come_in_order(tmp_path: Path) -> None:

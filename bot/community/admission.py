@@ -1,0 +1,198 @@
+"""Admission: every check and the job's recording in ONE transaction.
+
+In order: the member is not blocked, /animate may run in this channel, the member's plan
+(override, best role, server default, bot default) has room in its windows, and the server's
+pool and the member's daily allowance cover the estimate. Then the job row and its pool
+reservation are written together. Because the checks and the writes share an IMMEDIATE
+transaction, two commands sent at the same moment cannot both pass a limit of one, and a
+refusal writes nothing.
+
+Counting is derived from the job rows themselves, so it is exact and survives restarts.
+Windows: "per minute" is the last 60 s, "concurrent" is jobs not yet ended, "per day" is a
+rolling 24 h. Jobs that ended unserved (failed, cancelled, expired) are given back.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.community.plans import PlanChoice, resolve
+from bot.jobs import Job
+from bot.store import Guild, MemberRule, NewJob, Store, Tx
+from shared import contract
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaWindows:
+    """Window lengths in seconds; tests shrink them (QUOTA_TIME_SCALE)."""
+
+    minute: float = contract.RATE_WINDOW_SECONDS
+    day: float = contract.DAY_SECONDS
+
+    @classmethod
+    def scaled(cls, scale: float) -> QuotaWindows:
+        return cls(contract.RATE_WINDOW_SECONDS * scale, contract.DAY_SECONDS * scale)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The bot-wide side of admission."""
+
+    default_plan: str = "free"  # DMs, and servers that set none
+    windows: QuotaWindows = field(default_factory=QuotaWindows)
+    welcome_credits: int = 0  # a new server's pool starts with this grant
+    plans: Mapping[str, contract.Plan] = field(default_factory=lambda: dict(contract.PLANS))
+
+
+class Refused(Exception):
+    """A reason not to accept the job; ``str()`` is what the member reads."""
+
+
+class QuotaExceeded(Refused):
+    """A limit of the person's plan is reached; says which and when it frees."""
+
+    def __init__(self, limit: str, allowed: int, plan: str, frees_at: float | None) -> None:
+        self.limit = limit  # "concurrent", "per_minute" or "per_day"
+        self.allowed = allowed
+        self.plan = plan
+        self.frees_at = frees_at  # Unix time; None = when a running job ends
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        plan = self.plan.capitalize()
+        if self.limit == "concurrent":
+            running = "1 animation" if self.allowed == 1 else f"{self.allowed} animations"
+            return f"You already have {running} running, the most the {plan} plan allows at once."
+        if self.limit == "per_minute":
+            return f"You have started {self.allowed} animations in the last minute, the {plan} plan's limit."
+        return f"You have started {self.allowed} animations in the last 24 hours, the {plan} plan's limit."
+
+
+class Blocked(Refused):
+    def __init__(self, reason: str | None) -> None:
+        super().__init__(f"A moderator has blocked you from /animate here{f': {reason}' if reason else ''}.")
+
+
+class ChannelClosed(Refused):
+    def __init__(self) -> None:
+        super().__init__("/animate is not allowed in this channel; ask a moderator where it is.")
+
+
+class PoolShort(Refused):
+    def __init__(self, needs: int, has: int) -> None:
+        self.needs, self.has = needs, has
+        super().__init__(
+            f"The server's credit pool is too low: needs {needs}, pool has {has}. Ask an admin to top it up."
+        )
+
+
+class AllowanceShort(Refused):
+    def __init__(self, needs: int, left: int, allowance: int) -> None:
+        self.needs, self.left = needs, left
+        super().__init__(
+            f"Your daily credit allowance here is used up: needs {needs}, you have {left} of {allowance} "
+            "left in the last 24 hours."
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    job: Job
+    plan: PlanChoice
+    low_balance: Guild | None = None  # set when this job took the pool below its alert line
+
+
+_UNREAD: Any = object()  # "not read yet" (None means "read, and there is none")
+
+
+async def resolve_plan(
+    store: Store, policy: Policy, guild_id: int | None, user_id: int, roles: Sequence[int],
+    *, guild: Guild | None = _UNREAD, rule: MemberRule | None = _UNREAD,
+) -> PlanChoice:  # fmt: skip
+    """The member's plan; ``guild`` and ``rule`` skip their reads when the caller has them."""
+    if guild_id is None:
+        return _choose(policy, None, None, {}, roles)
+    if guild is _UNREAD:
+        guild = await store.get_guild(guild_id)
+    if rule is _UNREAD:
+        rule = await store.member_rule(guild_id, user_id)
+    return _choose(policy, guild, rule, await store.role_plans(guild_id), roles)
+
+
+def _choose(
+    policy: Policy, guild: Guild | None, rule: MemberRule | None, role_plans: Mapping[int, str],
+    roles: Sequence[int],
+) -> PlanChoice:  # fmt: skip
+    return resolve(
+        bot_default=policy.default_plan,
+        server_default=guild.default_plan if guild else None,
+        role_plans=role_plans,
+        member_roles=roles,
+        override=rule.plan if rule else None,
+        plans=policy.plans,
+    )
+
+
+async def admit(
+    store: Store, new: NewJob, policy: Policy, *, roles: Sequence[int] = (), now: float | None = None
+) -> Admitted:
+    """Record ``new`` if every check passes; raise a :class:`Refused` (writing nothing) otherwise.
+
+    The checks and the writes are one synchronous function run inside one transaction on the
+    database thread (:meth:`Store.atomic`): a dozen statements, one hand-off.
+    """
+    at = time.time() if now is None else now
+    if new.user_id is None:  # the CLI: the operator's own account, no per-person quota
+        return Admitted(await store.insert_job(new, now=at), _choose(policy, None, None, {}, ()))
+    return await store.atomic(functools.partial(_admit, new, policy, tuple(roles), at, new.user_id))
+
+
+def _admit(new: NewJob, policy: Policy, roles: Sequence[int], now: float, user_id: int, tx: Tx) -> Admitted:
+    guild_id = new.guild_id
+    rule = tx.member_rule(guild_id, user_id) if guild_id is not None else None
+    if rule is not None and rule.blocked:
+        raise Blocked(rule.reason)
+    if guild_id is not None and new.channel_id is not None:
+        rules = tx.channel_rules(guild_id)
+        if rules.get(new.channel_id) is False or (any(rules.values()) and not rules.get(new.channel_id)):
+            raise ChannelClosed
+    # A server's first job creates its pool (a refusal rolls that back with the rest).
+    guild = tx.ensure_guild(guild_id, policy.welcome_credits) if guild_id is not None else None
+    choice = _choose(policy, guild, rule, tx.role_plans(guild_id) if guild_id is not None else {}, roles)
+    _check_windows(tx, user_id, choice.plan, policy.windows, now, rule.reset_at if rule else None)
+    cost = new.options.estimated_credits
+    if guild is not None:
+        if guild.balance < cost:
+            raise PoolShort(cost, guild.balance)
+        if guild.daily_allowance is not None:
+            spent = tx.member_spent(guild.guild_id, user_id, now - policy.windows.day)
+            left = max(0, guild.daily_allowance - spent)
+            if cost > left:
+                raise AllowanceShort(cost, left, guild.daily_allowance)
+    job = tx.insert_job(new, now)
+    if guild is None or not tx.reserve(job, cost):
+        return Admitted(job, choice)
+    return Admitted(job, choice, low_balance=tx.get_guild(guild.guild_id))
+
+
+def _check_windows(
+    tx: Tx, user_id: int, plan: contract.Plan, windows: QuotaWindows, now: float, reset_at: float | None
+) -> None:
+    # A moderator's /quota reset starts the person's windows afresh (running jobs still count).
+    minute_since = max(now - windows.minute, reset_at or 0.0)
+    day_since = max(now - windows.day, reset_at or 0.0)
+    usage = tx.usage(user_id, minute_since, day_since)
+    if usage.active >= plan.concurrent_jobs:
+        raise QuotaExceeded("concurrent", plan.concurrent_jobs, plan.name, None)
+    if usage.in_minute >= plan.requests_per_minute:
+        oldest = tx.nth_counted_since(user_id, minute_since, usage.in_minute - plan.requests_per_minute)
+        frees = oldest + windows.minute if oldest is not None else None
+        raise QuotaExceeded("per_minute", plan.requests_per_minute, plan.name, frees)
+    if plan.jobs_per_day is not None and usage.in_day >= plan.jobs_per_day:
+        oldest = tx.nth_counted_since(user_id, day_since, usage.in_day - plan.jobs_per_day)
+        frees = oldest + windows.day if oldest is not None else None
+        raise QuotaExceeded("per_day", plan.jobs_per_day, plan.name, frees)

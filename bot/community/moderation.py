@@ -1,0 +1,137 @@
+"""What moderators change (plans, blocks, channels, the pool) and what members may read.
+
+Every change is written with its audit row, so `/quota audit` tells who did what. Permission
+checks happen in the cog (Discord knows who is a moderator); these functions trust the caller.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from bot.community.admission import Policy, resolve_plan
+from bot.community.plans import PlanChoice
+from bot.store import Guild, Store
+
+MAX_TOPUP: Final = 10_000_000  # a typo guard, not a business rule
+
+
+class ModerationError(ValueError):
+    """A request that makes no sense (a negative top-up): the message says why."""
+
+
+async def audited(
+    store: Store, guild_id: int, actor_id: int, action: str, target: str | None, detail: str
+) -> None:
+    await store.audit(guild_id, actor_id, action, target, detail)
+
+
+async def set_member_plan(store: Store, guild_id: int, actor: int, user_id: int, plan: str | None) -> None:
+    await store.set_member_rule(guild_id, user_id, plan=plan)
+    await audited(store, guild_id, actor, "quota set", f"<@{user_id}>", plan or "no override")
+
+
+async def set_role_plan(store: Store, guild_id: int, actor: int, role_id: int, plan: str | None) -> None:
+    await store.set_role_plan(guild_id, role_id, plan)
+    await audited(store, guild_id, actor, "quota role", f"<@&{role_id}>", plan or "removed")
+
+
+async def set_default_plan(store: Store, guild_id: int, actor: int, plan: str) -> None:
+    await store.update_guild(guild_id, default_plan=plan)
+    await audited(store, guild_id, actor, "quota default", None, plan)
+
+
+async def reset_member(store: Store, guild_id: int, actor: int, user_id: int) -> None:
+    await store.set_member_rule(guild_id, user_id, reset_at=time.time())
+    await audited(store, guild_id, actor, "quota reset", f"<@{user_id}>", "windows restarted")
+
+
+async def block_member(store: Store, guild_id: int, actor: int, user_id: int, reason: str | None) -> None:
+    await store.set_member_rule(guild_id, user_id, blocked=1, reason=reason)
+    await audited(store, guild_id, actor, "quota block", f"<@{user_id}>", reason or "no reason given")
+
+
+async def unblock_member(store: Store, guild_id: int, actor: int, user_id: int) -> None:
+    await store.set_member_rule(guild_id, user_id, blocked=0, reason=None)
+    await audited(store, guild_id, actor, "quota unblock", f"<@{user_id}>", "")
+
+
+async def set_channel(store: Store, guild_id: int, actor: int, channel_id: int, allowed: bool) -> None:
+    await store.set_channel_rule(guild_id, channel_id, allowed)
+    await audited(
+        store, guild_id, actor, "animate-channels", f"<#{channel_id}>", "allow" if allowed else "deny"
+    )
+
+
+async def topup(store: Store, guild_id: int, actor: int, amount: int) -> Guild:
+    if not 0 < amount <= MAX_TOPUP:
+        raise ModerationError(f"a top-up must be between 1 and {MAX_TOPUP:,} credits")
+    guild = await store.topup(guild_id, amount, actor)
+    await audited(store, guild_id, actor, "pool topup", None, f"+{amount} -> {guild.balance}")
+    return guild
+
+
+async def set_allowance(store: Store, guild_id: int, actor: int, amount: int) -> None:
+    if amount < 0:
+        raise ModerationError("the allowance cannot be negative (0 removes it)")
+    await store.update_guild(guild_id, daily_allowance=amount or None)
+    await audited(
+        store, guild_id, actor, "pool allowance", None, f"{amount} per member per 24 h" if amount else "none"
+    )
+
+
+async def set_alert(store: Store, guild_id: int, actor: int, threshold: int, channel_id: int) -> None:
+    if threshold < 0:
+        raise ModerationError("the alert line cannot be negative")
+    guild = await store.get_guild(guild_id)
+    armed = guild is None or guild.balance >= threshold  # already below: wait for a top-up
+    await store.update_guild(guild_id, low_balance_threshold=threshold, alert_channel_id=channel_id,
+                             alert_armed=int(armed))  # fmt: skip
+    await audited(store, guild_id, actor, "pool alert", f"<#{channel_id}>", f"below {threshold}")
+
+
+@dataclass(frozen=True, slots=True)
+class MemberSummary:
+    plan: PlanChoice
+    active: int
+    in_minute: int
+    in_day: int
+    blocked: bool
+    balance: int | None
+    allowance: int | None
+    allowance_left: int | None
+
+    @property
+    def can_spend(self) -> int | None:
+        """Credits this member can still take today: the pool, capped by their allowance."""
+        if self.balance is None:
+            return None
+        return min(self.balance, self.allowance_left) if self.allowance_left is not None else self.balance
+
+
+async def member_summary(
+    store: Store, policy: Policy, guild_id: int | None, user_id: int, roles: list[int]
+) -> MemberSummary:
+    now = time.time()
+    rule = await store.member_rule(guild_id, user_id) if guild_id is not None else None
+    reset = rule.reset_at if rule and rule.reset_at else 0.0
+    usage = await store.usage(
+        user_id, max(now - policy.windows.minute, reset), max(now - policy.windows.day, reset)
+    )
+    guild = await store.ensure_guild(guild_id, policy.welcome_credits) if guild_id is not None else None
+    choice = await resolve_plan(store, policy, guild_id, user_id, roles, guild=guild, rule=rule)
+    left = None
+    if guild is not None and guild.daily_allowance is not None:
+        spent = await store.member_spent(guild.guild_id, user_id, now - policy.windows.day)
+        left = max(0, guild.daily_allowance - spent)
+    return MemberSummary(
+        plan=choice,
+        active=usage.active,
+        in_minute=usage.in_minute,
+        in_day=usage.in_day,
+        blocked=bool(rule and rule.blocked),
+        balance=guild.balance if guild else None,
+        allowance=guild.daily_allowance if guild else None,
+        allowance_left=left,
+    )

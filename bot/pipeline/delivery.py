@@ -1,0 +1,252 @@
+"""Delivery: the result (or the reason) reaches the person who asked, once.
+
+The rules live here; Discord itself is behind the small :class:`Messenger` protocol that the
+bot implements, so this module is testable without Discord.
+
+Route order: the interaction follow-up while its token lives (15 minutes), then a message in
+the channel (with the bot's own token, where it may post and attach), then a DM. The video is
+attached when it fits that route's upload limit; if not, it is re-encoded smaller (PyAV); only
+when that cannot fit either does the person get the link, with a word that it expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+import httpx
+
+from bot.jobs import AWAITING_DELIVERY, IllegalTransition, Job, JobState
+from bot.media.fetch import FetchError, fetch_bytes
+from bot.media.video import InvalidVideo, fit_to_size
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_VIDEO_BYTES = 200 * 1024 * 1024  # what we download at most; a 10 s clip is a few MiB
+TOKEN_MARGIN = 30.0  # seconds: do not start a follow-up on a token about to expire
+RETRY_DELAYS = (5.0, 30.0, 120.0, 600.0)  # when no route works at all (Discord down)
+
+
+class Route(StrEnum):
+    INTERACTION = "interaction follow-up"
+    CHANNEL = "channel message"
+    DM = "direct message"
+
+
+class RouteUnavailable(Exception):
+    """This route cannot be used (token expired, no permission, channel gone, DMs closed)."""
+
+
+class UploadTooLarge(Exception):
+    """Discord refused the file as too large (413 / code 40005)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    filename: str
+    data: bytes
+
+
+class Messenger(Protocol):
+    def upload_limit(self, job: Job, route: Route) -> int | None:
+        """Bytes this route accepts per file, or None when the route cannot be used now."""
+
+    async def send(self, job: Job, route: Route, text: str, attachment: Attachment | None) -> None:
+        """Post ``text`` (mentioning the requester) with the optional file, or raise."""
+
+    async def show_status(self, job: Job, detail: str) -> None:
+        """Bring the job's status card up to date (best effort)."""
+
+    async def find_sent(self, job: Job, since: float) -> bool | None:
+        """Whether the bot already posted this job's result (its id in the text) since ``since``:
+        True or False, or None when it cannot tell (no history access)."""
+
+    async def alert(self, channel_id: int | None, text: str) -> None:
+        """A note to a server's moderators in their alert channel (best effort)."""
+
+
+class Delivery:
+    def __init__(
+        self,
+        store: Store,
+        messenger: Messenger,
+        http: httpx.AsyncClient,
+        *,
+        on_delivered: Callable[[Job], None] | None = None,
+        source: str | None = None,
+    ) -> None:
+        self.store = store
+        self.messenger = messenger
+        self.http = http
+        self.on_delivered = on_delivered
+        self.source = source
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queued: set[str] = set()
+        self._attempts: dict[str, int] = {}
+        self.retry_delays = RETRY_DELAYS
+
+    def enqueue(self, job: Job) -> None:
+        if job.state in AWAITING_DELIVERY and job.id not in self._queued:
+            self._queued.add(job.id)
+            self._queue.put_nowait(job.id)
+
+    async def resume(self) -> None:
+        """After a start: everything finished but not delivered goes out (once)."""
+        for job in await self.store.jobs_in_states(AWAITING_DELIVERY, source=self.source):
+            self.enqueue(job)
+
+    async def run(self) -> None:
+        while True:
+            job_id = await self._queue.get()
+            self._queued.discard(job_id)
+            job = await self.store.get_job(job_id)
+            if job is None or job.state not in AWAITING_DELIVERY:
+                continue  # already delivered (a duplicate report)
+            try:
+                await self.deliver(job)
+            except Exception:
+                log.exception("job=%s delivery crashed; will retry", job.id)
+                await self._retry_later(job)
+
+    async def deliver(self, job: Job) -> bool:
+        """Try every route in order; True when the person got it."""
+        routes = [(r, limit) for r in Route if (limit := self.messenger.upload_limit(job, r)) is not None]
+        if not routes:
+            log.warning("job=%s no route to the requester right now", job.id)
+            await self._retry_later(job)
+            return False
+        if job.delivery_started_at is not None and await self._sent_before_a_crash(job):
+            return True
+        if job.id not in self._attempts:  # the first attempt: "Done, sending…" while it downloads
+            await self._show(job, f"{int(time.time() - job.created_at)}s elapsed")
+        text, attachment_source = await self._content(job)
+        await self.store.mark_delivery_started(job.id, time.time())
+        for route, limit in routes:
+            try:
+                note = await self._send(job, route, text, attachment_source, limit)
+            except RouteUnavailable as exc:
+                log.info("job=%s %s unavailable: %s", job.id, route, exc)
+                continue
+            await self._mark_delivered(job, f"{route}: {note}")
+            return True
+        log.warning("job=%s no route reached the requester", job.id)
+        await self._retry_later(job)
+        return False
+
+    async def _sent_before_a_crash(self, job: Job) -> bool:
+        """A send was started before (the process died before recording it): look before
+        posting again. Discord has no idempotency key for follow-ups, so the message itself,
+        which names the job, is the record."""
+        found = await self.messenger.find_sent(job, job.delivery_started_at or 0.0)
+        if found:
+            log.info("job=%s result was already posted before a restart; not sending it twice", job.id)
+            await self._mark_delivered(job, "posted before a restart (found in the channel)")
+            return True
+        if found is None:
+            log.warning("job=%s cannot check whether the result was already posted; sending it", job.id)
+        return False
+
+    async def _content(self, job: Job) -> tuple[str, bytes | None]:
+        """The message text and, for a completed job, the video bytes (None if unfetchable)."""
+        mention = f"<@{job.user_id}>" if job.user_id else ""
+        if job.state is JobState.COMPLETED:
+            assert job.result_url is not None
+            try:
+                video = await fetch_bytes(self.http, job.result_url, max_bytes=MAX_VIDEO_BYTES)
+            except FetchError as exc:
+                log.warning("job=%s video fetch failed (%s); sending the link", job.id, exc)
+                video = None
+            return f"{mention} your animation is ready! {describe(job)}", video
+        if job.state is JobState.EXPIRED:
+            reason = job.error or "it took too long"
+            return (
+                f"{mention} your animation did not finish: {reason}. It does not count toward your quota "
+                f"(job `{job.id}`).",
+                None,
+            )
+        reason = job.error or "the API gave no reason"
+        return (
+            f"{mention} your animation failed: {reason}. Nothing was charged and it does not count toward "
+            f"your quota (job `{job.id}`).",
+            None,
+        )
+
+    async def _send(self, job: Job, route: Route, text: str, video: bytes | None, limit: int) -> str:
+        if video is None:
+            if job.state is JobState.COMPLETED:
+                text += f"\n{job.result_url} (this link expires: save the video soon)"
+            await self.messenger.send(job, route, text, None)
+            return "text"
+        try:
+            fitted = video if len(video) <= limit else await asyncio.to_thread(fit_to_size, video, limit)
+        except InvalidVideo:  # not a video we can re-encode: the link is all we can give
+            log.warning("job=%s result is not a decodable video; sending the link", job.id)
+            fitted = None
+        if fitted is not None:
+            shrunk = fitted is not video
+            body = text + (f"\n(re-encoded to fit the {_mib(limit)} upload limit)" if shrunk else "")
+            try:
+                await self.messenger.send(job, route, body, Attachment(f"animation-{job.id}.mp4", fitted))
+                return "re-encoded video" if shrunk else "video"
+            except UploadTooLarge:
+                log.info("job=%s %s refused %d bytes as too large", job.id, route, len(fitted))
+        link = (
+            f"\n{job.result_url}\n(too large to attach under the {_mib(limit)} upload limit; "
+            "this link expires: save the video soon)"
+        )
+        await self.messenger.send(job, route, text + link, None)
+        return "link"
+
+    async def _mark_delivered(self, job: Job, note: str, *, reached: bool = True) -> None:
+        try:
+            if reached:
+                done = await self.store.transition(
+                    job.id, JobState.DELIVERED, expected=job.state, delivered_at=time.time(),
+                    delivery_note=note,
+                )  # fmt: skip
+            else:
+                done = await self.store.mark_undeliverable(job, note)
+        except IllegalTransition:
+            return
+        self._attempts.pop(job.id, None)
+        log.info("job=%s delivered by %s", job.id, note)
+        await self._show(done, note)
+        if self.on_delivered is not None:
+            self.on_delivered(done)
+
+    async def _show(self, job: Job, detail: str) -> None:
+        try:
+            await self.messenger.show_status(job, detail)
+        except Exception:  # a status card is cosmetic: it never stops a delivery
+            log.exception("job=%s status card update failed", job.id)
+
+    async def _retry_later(self, job: Job) -> None:
+        """Try again later; after the last delay, record the job as undeliverable."""
+        attempt = self._attempts.get(job.id, 0)
+        if attempt >= len(self.retry_delays):
+            log.error("job=%s undeliverable after %d attempts", job.id, attempt + 1)
+            await self._mark_delivered(job, "undeliverable: no route reached the requester", reached=False)
+            return
+        self._attempts[job.id] = attempt + 1
+        asyncio.get_running_loop().call_later(self.retry_delays[attempt], self.enqueue, job)
+
+
+def describe(job: Job) -> str:
+    o = job.options
+    credits = job.actual_credits if job.actual_credits is not None else job.estimated_credits
+    shape = f"{o.duration}s {o.aspect_ratio} · motion {o.motion} · {o.version}"
+    return f"“{_short(o.prompt)}” · {shape} · {credits} credits · job `{job.id}`"
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1024 * 1024):.0f} MiB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KiB"

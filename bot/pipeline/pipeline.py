@@ -1,0 +1,237 @@
+"""The life of a job after admission, wired together: scheduler -> completion -> delivery.
+
+Every arrow is a row change in SQLite first and an action second, so :meth:`Pipeline.resume`
+after a restart finds each job where it was and carries it on: ``submitting`` jobs are sent
+again with their stored key, ``processing`` jobs are polled, finished ones are delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from bot.api.budget import RequestBudget
+from bot.api.client import ApiJob, DoitongClient
+from bot.inbound.completion import Applied, ReportWriter
+from bot.inbound.poller import Poller
+from bot.jobs import IN_FLIGHT, IllegalTransition, Job, JobState
+from bot.pipeline.delivery import Delivery, Messenger
+from bot.pipeline.scheduler import Scheduler
+from bot.store import Store
+from shared import contract
+
+log = logging.getLogger(__name__)
+
+ELAPSED_REFRESH = 15.0  # seconds between status-card edits that only move the elapsed time
+
+
+class JobBusy(Exception):
+    """The job is being handed to the API right now; try again in a moment."""
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineOptions:
+    plan: contract.Plan
+    webhook_url: str | None = None
+    rate_window: float = contract.RATE_WINDOW_SECONDS
+    job_timeout: float = 900.0
+    progress_interval: float = 5.0  # Discord edits: at most one per job per this many seconds
+    source: str = "discord"  # the jobs this pipeline serves (the CLI drives its own)
+
+
+class Pipeline:
+    def __init__(
+        self, store: Store, client: DoitongClient, messenger: Messenger, options: PipelineOptions
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.messenger = messenger
+        self.options = options
+        self.http = httpx.AsyncClient(timeout=60.0, follow_redirects=True)
+        self.scheduler = Scheduler(
+            store,
+            client,
+            options.plan,
+            webhook_url=options.webhook_url,
+            on_submitted=self._submitted,
+            on_ended=self.ended,
+            source=options.source,
+            on_paused=self._tell_moderators,
+            operator_pause=options.rate_window,  # one API window: 60 s live, less when time-scaled
+            job_timeout=options.job_timeout,
+        )
+        self.poller = Poller(
+            store,
+            client,
+            options.plan,
+            on_ended=self.ended,
+            window=options.rate_window,
+            job_timeout=options.job_timeout,
+            webhooks=options.webhook_url is not None,
+            source=options.source,
+            on_slot_freed=self.scheduler.wake,
+        )
+        self.delivery = Delivery(store, messenger, self.http, source=options.source)
+        self.reports = ReportWriter(store, self._after_report)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._shown: dict[str, tuple[str, int, float]] = {}  # job -> state, position, when shown
+
+    @staticmethod
+    def budget_for(plan: contract.Plan, window: float) -> RequestBudget:
+        return RequestBudget(plan.requests_per_minute, window)
+
+    async def start(self) -> None:
+        await self.delivery.resume()
+        for name, loop in (
+            ("scheduler", self.scheduler.run),
+            ("poller", self.poller.run),
+            ("delivery", self.delivery.run),
+            ("progress", self._progress_loop),
+        ):
+            self._tasks.append(asyncio.create_task(self._guard(name, loop), name=name))
+        self.scheduler.wake()
+
+    async def stop(self) -> None:
+        """Stop the loops; every job stays recorded where it is for the next start."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.http.aclose()
+
+    # --- inputs ------------------------------------------------------------------------------
+
+    def accepted(self, job: Job) -> None:
+        """A job was admitted: try to submit it now."""
+        self.scheduler.wake()
+
+    async def report(self, api_job: ApiJob) -> bool:
+        """An end reported by a webhook (or the relay): applied once, then delivered.
+
+        False when no job has this API id (yet: the webhook can outrun the create's answer),
+        so the sender is asked to come back. Reports that arrive together share a transaction
+        (:class:`ReportWriter`); the answer waits for the commit, not for Discord.
+        """
+        applied = await self.reports.apply(api_job)
+        if applied.job is None:
+            log.info("webhook for unknown api job %s: asking the sender to retry", api_job.id)
+            return False
+        return True
+
+    def _after_report(self, api_job: ApiJob, applied: Applied) -> None:
+        """What a committed report sets moving (in the writer: the sender may have hung up)."""
+        job = applied.job
+        if job is None:
+            return
+        if job.state is JobState.CANCELLED:  # cancelled here, now ended there: its slot is free
+            if api_job.finished:
+                self.scheduler.wake()
+            return
+        self.poller.observe(job, api_job)
+        if applied.ended is not None:
+            self.poller.forget(job.id)
+            self._hand_on(applied.ended)
+
+    async def abandon_in_flight(self, reason: str) -> None:
+        """Fail every job the API was working on (the built-in emulator forgets them on restart)."""
+        for job in await self.store.jobs_in_states([JobState.PROCESSING], source=self.options.source):
+            with contextlib.suppress(IllegalTransition):
+                await self.store.transition(
+                    job.id,
+                    JobState.FAILED,
+                    expected=JobState.PROCESSING,
+                    error=reason,
+                    completed_at=time.time(),
+                )
+
+    async def cancel(self, job: Job, reason: str) -> Job | None:
+        """Stop tracking a job that has not finished. None when it already ended.
+
+        A job being sent this very moment (``submitting``) cannot be cancelled: the API may be
+        creating it, and its id must be recorded first. The caller says "try again".
+        """
+        if job.state is JobState.SUBMITTING:
+            raise JobBusy(job.id)
+        try:
+            cancelled = await self.store.transition(
+                job.id, JobState.CANCELLED, expected=job.state, error=reason, completed_at=time.time()
+            )
+        except IllegalTransition:
+            return None
+        self.poller.forget(job.id)
+        self._shown.pop(job.id, None)
+        # Not its API slot: the API has no cancel call and runs the job to its end; the
+        # scheduler counts the slot until the poller or the webhook sees that end.
+        await self.messenger.show_status(cancelled, reason)
+        return cancelled
+
+    async def _tell_moderators(self, text: str) -> None:
+        """An account-wide problem: every server with work waiting hears of it once."""
+        for guild in await self.store.guilds_waiting():
+            await self.messenger.alert(guild.alert_channel_id, text)
+
+    # --- internal hooks ----------------------------------------------------------------------
+
+    async def _submitted(self, job: Job) -> None:
+        self.poller.wake()
+        await self._show(job)
+
+    async def ended(self, job: Job) -> None:
+        self._hand_on(job)
+
+    def _hand_on(self, job: Job) -> None:
+        """A job ended: its API slot is free and its result (or failure) goes to delivery, which
+        owns the status card from here on (it alone moves the job on, so no card goes stale)."""
+        self.scheduler.wake()
+        self.delivery.enqueue(job)
+
+    async def _progress_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.progress_interval)
+            for job in await self.store.jobs_in_states(IN_FLIGHT):
+                await self._show(job)
+
+    async def _show(self, job: Job) -> None:
+        """Edit the status card when something a person would notice changed."""
+        fresh = await self.store.get_job(job.id)  # never paint an older state over a newer one
+        if fresh is None or fresh.status_message_id is None:
+            return
+        job = fresh
+        position = await self.store.queue_position(job) if job.state is JobState.QUEUED else 0
+        now = time.time()
+        elapsed = int(now - job.created_at)
+        last = self._shown.get(job.id)
+        # Same state and place: only the elapsed time moved. Refresh it now and then, not every
+        # tick, to stay far inside Discord's per-channel edit limits.
+        unchanged = last is not None and (last[0], last[1]) == (job.state, position)
+        if unchanged and last is not None and now - last[2] < ELAPSED_REFRESH:
+            return
+        if job.state not in IN_FLIGHT:
+            self._shown.pop(job.id, None)
+        else:
+            self._shown[job.id] = (job.state, position, now)
+        detail = f"#{position} in the queue" if position else ""
+        detail = f"{detail} · {elapsed}s elapsed".strip(" ·")
+        try:
+            await self.messenger.show_status(job, detail)
+        except Exception:  # a status edit is cosmetic: never let it stop the pipeline
+            log.exception("job=%s status card update failed", job.id)
+
+    async def _guard(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run a loop; if it crashes, log and restart it rather than silently stop serving."""
+        while True:
+            try:
+                await loop()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s loop crashed; restarting in 1s", name)
+                await asyncio.sleep(1)

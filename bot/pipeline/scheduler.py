@@ -1,0 +1,180 @@
+"""The account-wide scheduler: hands queued jobs to the API as the account's slots free.
+
+The bot is ONE API account. Jobs beyond the account's concurrency wait in the jobs table
+(state ``queued``, so the queue survives a restart) and are taken oldest first. Every create
+passes through the shared request budget (the client's hook). When the API still refuses
+(429, 5xx, unreachable, 401/402), submitting pauses and resumes on its own; the job stays
+queued with its idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from bot.api.client import (
+    APIUnreachableError,
+    AuthenticationError,
+    DoitongClient,
+    DoitongError,
+    InsufficientCreditsError,
+    RateLimitedError,
+)
+from bot.jobs import Job, JobState
+from bot.pipeline.submission import submit
+from bot.store import Store
+from shared import contract
+
+log = logging.getLogger(__name__)
+
+JobHook = Callable[[Job], Awaitable[None]]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        client: DoitongClient,
+        plan: contract.Plan,
+        *,
+        webhook_url: str | None,
+        on_submitted: JobHook,
+        on_ended: JobHook,
+        idle_check: float = 5.0,
+        source: str | None = None,
+        on_paused: Callable[[str], Awaitable[None]] | None = None,
+        operator_pause: float = contract.RATE_WINDOW_SECONDS,
+        job_timeout: float = 900.0,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.plan = plan
+        self.webhook_url = webhook_url
+        self.on_submitted = on_submitted
+        self.on_ended = on_ended
+        self.idle_check = idle_check
+        self.source = source  # only jobs from this face (the bot leaves the CLI's alone)
+        self.on_paused = on_paused or _nobody
+        # After a refusal only the operator can fix (key, credits): probe again this much later.
+        self.operator_pause = operator_pause
+        self.job_timeout = job_timeout  # a cancelled job holds its API slot at most this long
+        self._wake = asyncio.Event()
+        self.paused_until = 0.0  # Unix time
+        self.pause_reason: str | None = None
+        self._backoff = 1.0
+        self._last_served: dict[int | None, float] = {}  # person -> when their last job went out
+        self._operator_told = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def resume(self) -> None:
+        """Lift a pause now (a moderator's /pool resume after topping up the account)."""
+        self.paused_until = 0.0
+        self.pause_reason = None
+        self.wake()
+
+    async def run(self) -> None:
+        while True:
+            pause = self.paused_until - time.time()
+            timeout = pause if pause > 0 else self.idle_check
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that lands as
+            # the event is set (a wake during shutdown), and the stop then hangs.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+            self._wake.clear()
+            if self.paused_until > time.time():
+                continue  # woken by new work while paused: it waits with the rest
+            await self.submit_ready()
+
+    async def submit_ready(self) -> None:
+        """Submit as many waiting jobs as the account has free slots."""
+        # Jobs caught mid-call by a crash go first: their key makes the resubmission safe.
+        pending = await self.store.jobs_in_states([JobState.SUBMITTING], source=self.source)
+        # Every face's running jobs use the account's slots, the CLI's included.
+        busy = await self.store.count_in_states([JobState.PROCESSING])
+        # Jobs cancelled here but still running at the API hold their slots until it ends them.
+        busy += await self.store.count_cancelled_at_api(time.time() - self.job_timeout)
+        free = self.plan.concurrent_jobs - busy - len(pending)
+        if free > 0:
+            queued = await self.store.jobs_in_states([JobState.QUEUED], source=self.source)
+            pending += fair_order(queued, self._last_served)[:free]
+        for job in pending:
+            if not await self._submit(job):
+                return
+
+    async def _submit(self, job: Job) -> bool:
+        """Submit one job; False when submitting must pause."""
+        try:
+            job = await submit(
+                self.store, self.client, job, image_url=job.image_ref, webhook_url=self.webhook_url
+            )
+        except RateLimitedError as exc:
+            self._pause(exc.retry_after or self._next_backoff(), "rate limited by the API")
+            return False
+        except (AuthenticationError, InsufficientCreditsError) as exc:
+            # Only the operator can fix these. The queue stays; submitting resumes by itself
+            # when a later probe (the next try, operator_pause from now) succeeds, or at once
+            # on resume(). Moderators hear of it once, not once per job.
+            log.error("submitting paused: %s (operator action needed)", exc)
+            self._pause(self.operator_pause, str(exc))
+            if not self._operator_told:
+                self._operator_told = True
+                await self.on_paused(_operator_text(exc))
+            return False
+        except (APIUnreachableError, DoitongError) as exc:
+            self._pause(self._next_backoff(), f"API error: {exc}")
+            return False
+        self._backoff = 1.0
+        self._operator_told = False
+        self._last_served[job.user_id] = time.monotonic()
+        if job.state is JobState.PROCESSING:
+            await self.on_submitted(job)
+        else:  # refused for good (400) or already ended on an idempotent replay
+            await self.on_ended(job)
+        return True
+
+    def _pause(self, seconds: float, reason: str) -> None:
+        self.paused_until = time.time() + seconds
+        self.pause_reason = reason
+        log.warning("submitting paused for %.1fs: %s", seconds, reason)
+
+    def _next_backoff(self) -> float:
+        delay, self._backoff = self._backoff, min(self._backoff * 2, self.operator_pause)
+        return delay
+
+
+def fair_order(queued: list[Job], last_served: dict[int | None, float]) -> list[Job]:
+    """Round-robin across people: each person's oldest job in turn, the least recently served
+    person first, so one heavy user cannot starve the others. Each person's own jobs keep
+    their order."""
+    by_person: dict[int | None, list[Job]] = {}
+    for job in queued:  # oldest first, as the store returns them
+        by_person.setdefault(job.user_id, []).append(job)
+    people = sorted(by_person, key=lambda p: (last_served.get(p, float("-inf")), by_person[p][0].created_at))
+    order: list[Job] = []
+    for turn in range(max((len(jobs) for jobs in by_person.values()), default=0)):
+        order.extend(by_person[p][turn] for p in people if turn < len(by_person[p]))
+    return order
+
+
+async def _nobody(text: str) -> None:
+    return None
+
+
+def _operator_text(exc: DoitongError) -> str:
+    if isinstance(exc, InsufficientCreditsError):
+        numbers = ""
+        if exc.credits_required is not None:
+            numbers = f" (needs {exc.credits_required}, the account has {exc.credits_available})"
+        return (
+            f"⚠️ The bot's API account is out of credits{numbers}. Animations are queued, not lost; "
+            "they resume by themselves once the account is topped up, or at once with `/pool resume`."
+        )
+    return (
+        "⚠️ The API refused the bot's key. Animations are queued; the bot operator must fix DOITONG_API_KEY."
+    )

@@ -1,0 +1,12 @@
+"""A local stand-in for the Doitong "Runway image-to-video" API.
+
+A real HTTP server (aiohttp) speaking the API contract (``shared.contract``, ``../shared/doitong-api.md``)
+over GraphQL and REST, with per-key plans, rate limits, credits, idempotency, webhooks and fault
+injection; its "model" pans and zooms the input image into a real H.264 MP4 (PyAV).
+
+It is independent of the bot's API client on purpose: it imports nothing from ``bot`` but
+``shared.contract`` and itself, so a bug shared by both sides cannot hide.
+
+    from emulator.config import AccountConfig, EmulatorConfig
+    from emulator.server import Emulator
+"""

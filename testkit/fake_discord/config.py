@@ -1,0 +1,67 @@
+"""Configuration of the fake Discord server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MiB = 1024 * 1024
+
+# Application flags a typical verified-less bot has: GATEWAY_GUILD_MEMBERS_LIMITED,
+# GATEWAY_MESSAGE_CONTENT_LIMITED, APPLICATION_COMMAND_BADGE.
+DEFAULT_APPLICATION_FLAGS = (1 << 15) | (1 << 19) | (1 << 23)
+
+
+@dataclass
+class FakeConfig:
+    """Knobs of :class:`~testkit.fake_discord.FakeDiscord`.
+
+    Every duration below is in *unscaled* seconds and is multiplied by ``time_scale``
+    (e.g. ``time_scale=0.01`` turns the 3 s acknowledgement window into 30 ms and the
+    15 min token lifetime into 9 s).
+    """
+
+    token: str = "fake-bot-token"
+    """The bot token; REST calls must carry ``Authorization: Bot <token>`` (else 401)."""
+    time_scale: float = 1.0
+    host: str = "127.0.0.1"
+    port: int = 0
+    """0 picks an ephemeral port."""
+
+    ack_deadline: float = 3.0
+    """An interaction must get its first callback within this (x time_scale), else 10062."""
+    token_lifetime: float = 15 * 60.0
+    """Interaction tokens expire after this (x time_scale); then 401 / 50027."""
+    attachment_url_ttl: float = 24 * 3600.0
+    """Signed CDN attachment URLs answer 404 after this (x time_scale)."""
+    heartbeat_interval_ms: int = 41250
+    """HELLO heartbeat interval (x time_scale, but never below ``min_heartbeat_interval_ms``)."""
+    min_heartbeat_interval_ms: int = 250
+
+    max_request_size: int = 25 * MiB
+    """A whole request body above this answers 413 / 40005."""
+    default_attachment_size_limit: int = 10 * MiB
+    """``attachment_size_limit`` of interactions outside guilds (DMs) unless overridden."""
+    dm_filesize_limit: int = 10 * MiB
+    """Per-file limit of messages the bot posts in DM channels."""
+    guild_filesize_limit: int = 10 * MiB
+    """Default ``filesize_limit`` of :meth:`FakeDiscord.add_guild`."""
+
+    bot_username: str = "AnimateBot"
+    application_name: str = "Animate"
+    application_flags: int = DEFAULT_APPLICATION_FLAGS
+    distinct_application_id: bool = False
+    """Modern applications have ``application_id == bot user id``; set True to make them differ."""
+    locale: str = "en-US"
+
+    dispatch_message_events: bool = True
+    """Send MESSAGE_CREATE / MESSAGE_UPDATE / MESSAGE_DELETE to the bot (subject to its intents)."""
+    ratelimit_limit: int = 50
+    """Value of the ``X-RateLimit-Limit`` header (``Remaining`` is always ``limit - 1``)."""
+
+    def scaled(self, seconds: float) -> float:
+        """``seconds`` multiplied by :attr:`time_scale`."""
+        return seconds * self.time_scale
+
+    @property
+    def heartbeat_ms(self) -> int:
+        return max(self.min_heartbeat_interval_ms, int(self.heartbeat_interval_ms * self.time_scale))

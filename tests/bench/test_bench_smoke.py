@@ -1,0 +1,55 @@
+"""The benchmarks at smoke size, as a subprocess: they run, print every figure, and leave
+bench/RESULTS.md alone. Figures are only printed, never compared with a target here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "RESULTS.md"
+
+# Each benchmark's figures, as printed on stdout and written into the report.
+FIGURES = {
+    "admission": [
+        "admit() with 1,000 rows",
+        "admit() / bare with 1,000 rows",
+        "aiosqlite round trips per admission",
+        "Query plans of what admit() runs",
+        "SCANs (whole table or index) in those plans",
+    ],
+    "webhooks": [
+        "verified deliveries/s, WebhookReceiver + Pipeline.report",
+        "receiver + Pipeline.report / bare",
+        "verified deliveries/s, WebhookReceiver + no-op report",
+        "SQL statements / aiosqlite round trips per delivery",
+        "receiver answers",
+    ],
+    "memory": [
+        "bot RSS with 500 jobs in flight",
+        "growth per in-flight job",
+        "jobs still processing after the bot stopped",
+    ],
+}
+
+
+@pytest.mark.timeout(150)
+def test_smoke_run_prints_every_figure(tmp_path: Path) -> None:
+    before = RESULTS.read_bytes() if RESULTS.exists() else None
+    report = tmp_path / "report.md"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(report), *FIGURES],
+        cwd=ROOT, capture_output=True, text=True, timeout=140,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    written = report.read_text()
+    for name, labels in FIGURES.items():
+        for label in labels:
+            assert f"[{name}] {label}" in run.stdout, f"{name}: {label!r} not printed\n{run.stdout[-3000:]}"
+            assert label in written, f"{name}: {label!r} not in the report"
+        assert f"[{name}] target " in run.stdout  # met or missed, said in words
+    assert "CRASHED" not in run.stdout
+    assert (RESULTS.read_bytes() if RESULTS.exists() else None) == before  # smoke never overwrites it
