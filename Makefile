@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test test-slow lint typecheck pytest clean
+.PHONY: demo test test-slow install-check lint typecheck imports pytest clean
 
 $(BIN)/animate-bot: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,8 @@ demo: $(BIN)/animate-bot
 	$(BIN)/python -m bot animate examples/harbour.jpg --prompt "the boat rocks gently at sunset" \
 		--duration 5 --aspect-ratio 16:9 --motion medium --out out/harbour.mp4
 
-# ruff, mypy --strict on the shipped code, then the whole test suite.
-test: $(BIN)/animate-bot lint typecheck pytest
+# ruff, mypy --strict on the shipped code, the import-linter contracts, then the whole test suite.
+test: $(BIN)/animate-bot lint typecheck imports pytest
 
 lint:
 	$(BIN)/ruff check .
@@ -26,12 +26,21 @@ lint:
 typecheck:
 	$(BIN)/mypy --strict bot cogs shared emulator relay
 
+# The layers and forbidden imports of pyproject.toml's [tool.importlinter] (ARCHITECTURE.md).
+imports:
+	$(BIN)/lint-imports
+
 pytest:
 	$(BIN)/pytest -q
 
 # The long cases the default run leaves out (marked slow).
 test-slow: $(BIN)/animate-bot
 	$(BIN)/pytest -q -m slow
+
+# `pip install .` (not editable, as the Docker image does) into a fresh venv, then
+# `python -m bot animate` from outside the checkout: what the package ships is all it has.
+install-check:
+	.ci/install-check
 
 clean:
 	rm -rf $(VENV) data out .mypy_cache .ruff_cache .pytest_cache

@@ -6,7 +6,7 @@ interaction: from the moment its INTERACTION_CREATE frame was written to the bot
 (``dispatched_at``) to the moment the fake had read the defer callback's body (``ack_latency``).
 p50 and p99 over every interaction of every round at that size.
 
-The bot is the real one (``python -m bot`` as a subprocess, as tests/bot_harness.BotProcess
+The bot is the real one (``python -m bot`` as a subprocess, as testkit.harness.BotProcess
 starts it, webhooks on, commands published with ``python -m bot sync --guild``), against the
 time-scaled API emulator. The emulator's jobs never finish during the run, so after the ten
 slots of the Pro account fill, the rest wait in the bot's queue: every /animate still costs the

@@ -1,6 +1,6 @@
 """Benchmark 3, API budget use: 500 jobs from 50 members through the real bot on one Pro account.
 
-The real bot (``python -m bot``, as tests/bot_harness.BotProcess starts it) against the
+The real bot (``python -m bot``, as testkit.harness.BotProcess starts it) against the
 time-scaled API emulator (Pro account: 10 concurrent jobs, 60 requests per 60 s window, both
 scaled by the same factor as the jobs) and the Discord fake. 50 members each send ten /animate
 (gen-2, 5 s), in the order that starves people under first-come-first-served: each member's

@@ -1,6 +1,6 @@
 """Benchmark 5, memory: the bot process's RSS while it follows 10,000 in-flight jobs.
 
-The real bot (``python -m bot`` in a subprocess, as tests/bot_harness.BotProcess starts it) logs
+The real bot (``python -m bot`` in a subprocess, as testkit.harness.BotProcess starts it) logs
 in to the Discord fake and talks to the API emulator, both on loopback in this process, with
 webhooks on. Before it starts, its database gets N jobs in ``processing`` (a server's jobs, each
 with its pool reservation), and the emulator's own table gets the same N jobs as processing

@@ -1,7 +1,7 @@
 """Benchmark 4 (second half), the webhook relay: events per second end to end.
 
 End to end: N signed completion events are posted to the relay's ``POST
-/webhooks/doitong/{channel}`` (``python -m bot relay`` in a subprocess, as an operator runs it:
+/webhooks/doitong/{channel}`` (``python -m relay`` in a subprocess, as an operator runs it:
 SQLite with ``synchronous=FULL``, each post answered after its group commit), the relay streams
 them as Server-Sent Events to a subscriber, and the subscriber (the bot's own
 :class:`bot.inbound.relay_subscriber.RelaySubscriber`, in this process) verifies each signature, parses the

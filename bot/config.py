@@ -74,7 +74,7 @@ class Settings:
     webhook_host: str = "0.0.0.0"  # noqa: S104 - the receiver must be reachable from outside a container
     webhook_port: int | None = 8080  # None (WEBHOOK_PORT=off): no receiver, the bot listens on nothing
     public_webhook_url: str | None = None
-    relay_url: str | None = None  # a webhook relay to subscribe to (bot/relay_client.py)
+    relay_url: str | None = None  # a webhook relay to subscribe to (bot/inbound/relay_subscriber.py)
     relay_token: Secret | None = None
     database_path: Path = field(default_factory=lambda: Path(DEFAULT_DATABASE_PATH))
     log_level: str = "INFO"

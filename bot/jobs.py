@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -134,6 +135,10 @@ class Job:
     def in_flight(self) -> bool:
         return self.state in IN_FLIGHT
 
+
+
+# What the scheduler and the poller call when a job moves on (submitted, ended).
+JobHook = Callable[[Job], Awaitable[None]]
 
 def may_cancel(job: Job, user_id: int, *, moderator_of: int | None) -> bool:
     """The requester may cancel their job; so may a moderator of the server it runs in.

@@ -1,14 +1,32 @@
-"""The API as configured: the real one, or the built-in emulator when no key is set."""
+"""Every service the bot runs, opened and closed in one place (the composition root).
+
+:func:`open_services` builds them from the settings (store, API client and budget, pipeline,
+admission, webhook receiver, relay subscriber) and closes them in the reverse order; the Discord
+client is handed the result, as discord.py's ``examples/advanced_startup.py`` hands its client a
+database pool. :func:`open_api` is the API as configured: the real one, or the built-in emulator
+on loopback when no key is set; this is the one module of the bot that may start the emulator.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+from bot.api.budget import RequestBudget
 from bot.api.client import DoitongClient, RateLimit, RetryPolicy
+from bot.community.admission import Policy, QuotaWindows
 from bot.config import Settings
+from bot.inbound.receiver import WebhookReceiver
+from bot.inbound.relay_subscriber import RelaySubscriber
+from bot.pipeline.animations import Animations
+from bot.pipeline.delivery import Messenger
+from bot.pipeline.pipeline import Pipeline, PipelineOptions
+from bot.store import Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +89,110 @@ async def open_api(
         ) as client,
     ):
         yield Api(client, emulated=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    store: Store
+    api: Api
+    policy: Policy
+    pipeline: Pipeline
+    animations: Animations
+    receiver: WebhookReceiver | None  # None with WEBHOOK_PORT=off
+    relay: RelaySubscriber | None  # set with RELAY_URL
+
+    @property
+    def webhooks(self) -> str:
+        """How the API's ends arrive, for the start-up log line."""
+        if self.pipeline.options.webhook_url is None:
+            return "off (polling)"
+        return "on, through the relay" if self.relay else "on"
+
+
+Health = Callable[[], dict[str, object]]
+
+
+@contextlib.asynccontextmanager
+async def open_services(
+    settings: Settings, messenger: Messenger, *, health: Health | None = None
+) -> AsyncIterator[Services]:
+    """Open every service the bot needs; on the way out stop them, jobs resting where they are.
+
+    ``messenger`` is how the pipeline reaches Discord; ``health`` adds the client's state to the
+    receiver's ``/healthz``. The pipeline's loops start later (:meth:`Pipeline.start`), once the
+    client's caches are filled.
+    """
+    budget = RequestBudget(settings.plan.requests_per_minute, settings.rate_window)
+    policy = Policy(
+        default_plan=settings.default_user_plan,
+        windows=QuotaWindows.scaled(settings.quota_time_scale),
+        welcome_credits=settings.pool_welcome_credits,
+        plans=settings.plans,
+    )
+    secret = settings.doitong_webhook_secret
+    webhook_url = settings.public_webhook_url if settings.public_webhook_url and secret is not None else None
+    async with contextlib.AsyncExitStack() as stack:
+        store = await Store.open(settings.database_path)
+        stack.push_async_callback(store.close)
+        api = await stack.enter_async_context(
+            open_api(settings, before_request=budget.acquire, on_rate_limit=budget.observe)
+        )
+        if api.emulated:
+            log.info("no DOITONG_API_KEY: using the built-in emulator (a stand-in, not a model)")
+        pipeline = Pipeline(
+            store,
+            api.client,
+            messenger,
+            PipelineOptions(
+                plan=settings.plan,
+                webhook_url=webhook_url,
+                rate_window=settings.rate_window,
+                job_timeout=settings.job_timeout,
+            ),
+        )
+        relay: RelaySubscriber | None = None
+        receiver: WebhookReceiver | None = None
+
+        def receiver_health() -> dict[str, object]:
+            state = dict(health()) if health else {}
+            if relay is not None:
+                state["relay"] = relay.connected
+            return state
+
+        # Listening unless WEBHOOK_PORT=off: /healthz serves the container's health check even when
+        # webhooks are off (then every POST is refused, having no secret to verify it with).
+        if settings.webhook_port is not None:
+            receiver = WebhookReceiver(
+                secret.reveal().encode() if secret else None, pipeline.report, health=receiver_health
+            )
+            await receiver.start(settings.webhook_host, settings.webhook_port)
+            stack.push_async_callback(receiver.stop)
+        if api.emulated:
+            await pipeline.abandon_in_flight(
+                "the built-in emulator restarted with the bot and no longer knows this job; please try again"
+            )
+        stack.push_async_callback(pipeline.stop)
+        if settings.relay_url:
+            # The bot connects out to the relay; config.py made sure the token and secret exist.
+            assert settings.relay_token is not None and secret is not None
+            relay = RelaySubscriber(
+                settings.relay_url,
+                settings.relay_token.reveal(),
+                secret.reveal().encode(),
+                pipeline.report,
+                on_change=pipeline.poller.set_webhooks,
+            )
+            pipeline.poller.set_webhooks(False)  # poll at the normal pace until the stream is up
+            await relay.start()
+            stack.push_async_callback(relay.stop)  # stops before the pipeline and the store
+        yield Services(
+            settings=settings,
+            store=store,
+            api=api,
+            policy=policy,
+            pipeline=pipeline,
+            animations=Animations(store, pipeline, policy),
+            receiver=receiver,
+            relay=relay,
+        )

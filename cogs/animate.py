@@ -1,123 +1,161 @@
-"""/animate and the job card's buttons: parse, call the core, render the answer."""
+"""/animate and the job card's buttons: parse, call the animation service, render the answer."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+import re
+from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.community.admission import QuotaExceeded, Refused, admit
-from bot.discord_adapter.client import TOKEN_LIFETIME, AnimateBot
-from bot.jobs import InvalidOptions, Job, JobOptions, may_cancel
-from bot.media.fetch import FetchError, fetch_bytes
-from bot.media.image import InvalidImage, check_image_size, validate_image
-from bot.pipeline.pipeline import JobBusy
-from bot.store import NewJob
-from cogs.cards import job_buttons, status_embed
+from bot.community.admission import QuotaExceeded, Refused
+from bot.discord_adapter.client import AnimateBot
+from bot.discord_adapter.limits import TOKEN_LIFETIME
+from bot.jobs import IN_FLIGHT, InvalidOptions, Job, JobOptions
+from bot.media.image import InvalidImage
+from bot.pipeline.animations import ImageSource, Requester
+from cogs.cards import cancel_text, status_embed
 from shared import contract
-
-if TYPE_CHECKING:
-    import httpx
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True, slots=True)
-class ImageSource:
-    """Where the picture comes from: a fresh attachment, or an old job's URL (Animate again)."""
-
-    url: str
-    size: int | None
-    declared_type: str | None
+Interaction = discord.Interaction[AnimateBot]
 
 
-async def reject(interaction: discord.Interaction, message: str) -> None:
+async def reject(interaction: Interaction, message: str) -> None:
     """Bad input: replace the public "thinking" message with a private explanation."""
     with contextlib.suppress(discord.HTTPException):  # already gone is fine
         await interaction.delete_original_response()
     await interaction.followup.send(message, ephemeral=True)
 
 
-async def read_source(source: ImageSource, http: httpx.AsyncClient) -> bytes:
-    if source.size is not None:
-        check_image_size(source.size)  # refuse a 50 MB upload without downloading it
-    try:
-        data = await fetch_bytes(http, source.url, max_bytes=contract.MAX_IMAGE_BYTES)
-    except FetchError as exc:
-        raise InvalidImage(f"the image could not be read from Discord ({exc}); attach it again") from None
-    await asyncio.to_thread(validate_image, data, source.declared_type)
-    return data
-
-
-async def start_animation(
-    bot: AnimateBot, interaction: discord.Interaction, source: ImageSource, options: dict[str, Any]
-) -> None:
-    """Everything after the defer: validate, admit, show the card, hand to the pipeline."""
-    # A few at a time: a burst of hundreds would otherwise crowd the image fetches and the
-    # store's write lock all at once, starving the defers of later commands and the scheduler.
-    async with bot.admission_slots:
-        await _start_animation(bot, interaction, source, options)
-
-
-async def _start_animation(
-    bot: AnimateBot, interaction: discord.Interaction, source: ImageSource, options: dict[str, Any]
-) -> None:
-    try:
-        job_options = JobOptions(**options)
-        await read_source(source, bot.pipeline.http)
-    except (InvalidOptions, InvalidImage) as exc:
-        await reject(interaction, f"⚠️ Can't animate that: {exc}")
-        return
-    new = NewJob(
-        source="discord",
-        image_ref=source.url,
-        options=job_options,
-        user_id=interaction.user.id,
+def requester_of(interaction: Interaction) -> Requester:
+    user = interaction.user
+    return Requester(
+        user_id=user.id,
         guild_id=interaction.guild_id,
         channel_id=interaction.channel_id,
+        role_ids=tuple(r.id for r in user.roles) if isinstance(user, discord.Member) else (),
         interaction_id=interaction.id,
         interaction_token=interaction.token,
         token_expires_at=interaction.created_at.timestamp() + TOKEN_LIFETIME,
         upload_limit=interaction.filesize_limit,
     )
-    roles = [r.id for r in interaction.user.roles] if isinstance(interaction.user, discord.Member) else []
+
+
+async def start_animation(interaction: Interaction, source: ImageSource, options: JobOptions) -> None:
+    """Everything after the defer: the service checks and admits, then the card is shown."""
+    animations = interaction.client.services.animations
     try:
-        admitted = await admit(bot.store, new, bot.policy, roles=roles)
+        accepted = await animations.request(source, options, requester_of(interaction))
+    except InvalidImage as exc:
+        await reject(interaction, f"⚠️ Can't animate that: {exc}")
+        return
     except QuotaExceeded as exc:
-        when = (
-            f" It frees <t:{int(exc.frees_at) + 1}:R>."
-            if exc.frees_at
-            else " It frees when that one finishes."
-        )
+        when = " It frees when that one finishes."
+        if exc.frees_at:
+            when = f" It frees <t:{int(exc.frees_at) + 1}:R>."
         await reject(interaction, f"⏳ {exc.describe()}{when}")
         return
     except Refused as exc:  # blocked, channel closed, pool or allowance short: the numbers are in it
         await reject(interaction, f"⛔ {exc}")
         return
-    job = admitted.job
-    if admitted.low_balance is not None:
-        await bot.alert_low_balance(admitted.low_balance)
+    job = accepted.job
     log.info("job=%s accepted user=%s guild=%s %s", job.id, job.user_id, job.guild_id, job.options)
-    position = await bot.store.queue_position(job)
     try:
         message = await interaction.edit_original_response(
-            content=None, embed=status_embed(job, f"#{position} in the queue"), view=job_buttons(job)
+            content=None, embed=status_embed(job, f"#{accepted.position} in the queue"), view=job_buttons(job)
         )
-        await bot.store.set_status_card(job.id, message.channel.id, message.id)
+        await animations.card_shown(job, message.channel.id, message.id)
     except discord.HTTPException as exc:  # the job is admitted: it goes on without a card
         log.warning("job=%s status card not shown (%s %s)", job.id, exc.status, exc.code)
-    bot.pipeline.accepted(job)
+    animations.start(job)
+
+
+async def cancel_reply(interaction: Interaction, job_id: str) -> str:
+    """The answer to a cancel request, by button or by /cancel."""
+    user = interaction.user
+    moderator = isinstance(user, discord.Member) and user.guild_permissions.manage_guild
+    outcome, job = await interaction.client.services.animations.cancel(
+        job_id, user.id, moderator_of=interaction.guild_id if moderator else None, by=user.display_name
+    )
+    return cancel_text(outcome, job, job_id)
+
+
+class JobButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=r"job:(?P<action>cancel|again):(?P<job_id>[a-z0-9]+)",
+):
+    """A card's button, alive across restarts: the job id is in the custom id.
+
+    Being a dynamic item, it is matched by pattern: discord.py keeps no per-message record of
+    the cards, however many there are. The cog registers it when it loads.
+    """
+
+    def __init__(self, action: str, job_id: str, *, disabled: bool = False) -> None:
+        cancel = action == "cancel"
+        super().__init__(
+            discord.ui.Button(
+                custom_id=f"job:{action}:{job_id}",
+                label="Cancel" if cancel else "Animate again",
+                style=discord.ButtonStyle.danger if cancel else discord.ButtonStyle.secondary,
+                disabled=disabled,
+            )
+        )
+        self.action = action
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> JobButton:
+        return cls(match["action"], match["job_id"])
+
+    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
+        """A click on Cancel or Animate again, from any card, before or after a restart."""
+        if self.action == "cancel":
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            await interaction.followup.send(await cancel_reply(interaction, self.job_id), ephemeral=True)
+            return
+        await interaction.response.defer(thinking=True)
+        try:
+            earlier = await interaction.client.services.animations.again(self.job_id)
+        except InvalidOptions as exc:  # an option since retired: the job's row is read unchecked
+            await reject(interaction, f"⚠️ Can't animate that again: {exc}")
+            return
+        if earlier is None:
+            await reject(interaction, f"There is no job `{self.job_id}` any more.")
+            return
+        await start_animation(interaction, *earlier)
+
+
+def job_buttons(job: Job) -> discord.ui.View:
+    """Cancel while it runs, Animate again once it ended."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(JobButton("cancel", job.id, disabled=job.state not in IN_FLIGHT))
+    view.add_item(JobButton("again", job.id, disabled=job.state in IN_FLIGHT))
+    return view
+
+
+def render_card(job: Job, detail: str) -> tuple[discord.Embed, discord.ui.View]:
+    return status_embed(job, detail), job_buttons(job)
 
 
 class AnimateCog(commands.Cog):
     def __init__(self, bot: AnimateBot) -> None:
         self.bot = bot
+
+    async def cog_load(self) -> None:
+        # The cards' buttons, from any message and across restarts; and how the pipeline redraws a card.
+        self.bot.add_dynamic_items(JobButton)
+        self.bot.render_card = render_card
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(JobButton)
+        self.bot.render_card = None
 
     @app_commands.command(name="animate", description="Animate a still image into a short video")
     @app_commands.describe(
@@ -130,73 +168,25 @@ class AnimateCog(commands.Cog):
     )
     async def animate(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         image: discord.Attachment,
         prompt: app_commands.Range[str, 1, contract.MAX_PROMPT_CHARS],
-        duration: Literal[5, 10] = 5,
-        aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9",
-        motion: Literal["low", "medium", "high"] = "medium",
-        version: Literal["gen-2", "gen-3", "gen-4"] = "gen-4",
+        duration: contract.Duration = contract.DEFAULT_DURATION,
+        aspect_ratio: contract.AspectRatio = contract.DEFAULT_ASPECT_RATIO,
+        motion: contract.Motion = contract.DEFAULT_MOTION,
+        version: contract.Version = contract.DEFAULT_VERSION,
     ) -> None:
         # Acknowledge first: Discord allows 3 s, and reading the image takes longer than that.
         await interaction.response.defer(thinking=True)
-        source = ImageSource(image.url, image.size, image.content_type)
-        options = {
-            "prompt": prompt,
-            "duration": duration,
-            "aspect_ratio": aspect_ratio,
-            "motion": motion,
-            "version": version,
-        }
-        await start_animation(self.bot, interaction, source, options)
+        try:
+            options = JobOptions(
+                prompt=prompt, duration=duration, aspect_ratio=aspect_ratio, motion=motion, version=version
+            )
+        except InvalidOptions as exc:
+            await reject(interaction, f"⚠️ Can't animate that: {exc}")
+            return
+        await start_animation(interaction, ImageSource(image.url, image.size, image.content_type), options)
 
 
-async def cancel_job(bot: AnimateBot, interaction: discord.Interaction, job_id: str) -> str:
-    """The answer to a cancel request, by button or by /cancel."""
-    job = await bot.store.get_job(job_id.strip().lower())
-    if job is None:
-        return f"There is no job `{job_id}`."
-    moderator = (
-        isinstance(interaction.user, discord.Member) and interaction.user.guild_permissions.manage_guild
-    )
-    if not may_cancel(job, interaction.user.id, moderator_of=interaction.guild_id if moderator else None):
-        return "Only the person who asked for this animation (or a moderator) can cancel it."
-    try:
-        cancelled = await bot.pipeline.cancel(job, f"cancelled by {interaction.user.display_name}")
-    except JobBusy:
-        return f"Job `{job.id}` is being sent to the API right now; try again in a few seconds."
-    if cancelled is None:
-        return f"Job `{job.id}` already ended ({job.state}); nothing to cancel."
-    return f"Cancelled job `{job.id}`. It does not count toward your quota."
-
-
-async def on_job_button(interaction: discord.Interaction, action: str, job_id: str) -> None:
-    """A click on a card's Cancel or Animate again, from any card, before or after a restart."""
-    bot = interaction.client
-    assert isinstance(bot, AnimateBot)
-    if action == "cancel":
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        await interaction.followup.send(await cancel_job(bot, interaction, job_id), ephemeral=True)
-        return
-    await interaction.response.defer(thinking=True)
-    job = await bot.store.get_job(job_id)
-    if job is None:
-        await reject(interaction, f"There is no job `{job_id}` any more.")
-        return
-    await start_animation(bot, interaction, ImageSource(job.image_ref, None, None), options_of(job))
-
-
-def options_of(job: Job) -> dict[str, Any]:
-    o = job.options
-    return {
-        "prompt": o.prompt,
-        "duration": o.duration,
-        "aspect_ratio": o.aspect_ratio,
-        "motion": o.motion,
-        "version": o.version,
-    }
-
-
-async def setup(bot: commands.Bot) -> None:
-    assert isinstance(bot, AnimateBot)
+async def setup(bot: AnimateBot) -> None:
     await bot.add_cog(AnimateCog(bot))

@@ -1,13 +1,14 @@
-"""The job's status card: its embed and its buttons (rendering only)."""
+"""How a job is shown: its status card's embed, its line in /jobs, the answer to a cancel.
+
+Rendering only; the card's buttons and what they do are in cogs/animate.py.
+"""
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 import discord
 
-from bot.jobs import IN_FLIGHT, Job, JobState
+from bot.jobs import Job, JobState
+from bot.pipeline.animations import Cancelled
 from bot.pipeline.delivery import describe
 
 STATE_LABELS = {
@@ -42,44 +43,28 @@ def status_embed(job: Job, detail: str = "") -> discord.Embed:
     return embed
 
 
-class JobButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-    template=r"job:(?P<action>cancel|again):(?P<job_id>[a-z0-9]+)",
-):
-    """A card's button, alive across restarts: the job id is in the custom id.
-
-    Being a dynamic item, it is matched by pattern: discord.py keeps no per-message record of
-    the cards, however many there are.
-    """
-
-    def __init__(self, action: str, job_id: str, *, disabled: bool = False) -> None:
-        cancel = action == "cancel"
-        super().__init__(
-            discord.ui.Button(
-                custom_id=f"job:{action}:{job_id}",
-                label="Cancel" if cancel else "Animate again",
-                style=discord.ButtonStyle.danger if cancel else discord.ButtonStyle.secondary,
-                disabled=disabled,
-            )
+def job_line(job: Job) -> str:
+    """One job in /jobs: id, how it stands, when, the prompt, and a link to the video or card."""
+    link = ""
+    if job.result_url and job.outcome == "completed":
+        link = f" · [video]({job.result_url})"
+    elif job.status_message_id and job.status_channel_id:
+        where = job.guild_id or "@me"
+        link = (
+            f" · [card](https://discord.com/channels/{where}/{job.status_channel_id}/{job.status_message_id})"
         )
-        self.action = action
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> JobButton:
-        return cls(match["action"], match["job_id"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        from cogs.animate import on_job_button  # the command module owns what a click does
-
-        await on_job_button(interaction, self.action, self.job_id)
+    state = job.outcome if job.state is JobState.DELIVERED and job.outcome else job.state.value
+    return f"`{job.id}` **{state}** · <t:{int(job.created_at)}:R> · {job.options.prompt[:40]}{link}"
 
 
-def job_buttons(job: Job) -> discord.ui.View:
-    """Cancel while it runs, Animate again once it ended."""
-    view = discord.ui.View(timeout=None)
-    view.add_item(JobButton("cancel", job.id, disabled=job.state not in IN_FLIGHT))
-    view.add_item(JobButton("again", job.id, disabled=job.state in IN_FLIGHT))
-    return view
+def cancel_text(outcome: Cancelled, job: Job | None, job_id: str) -> str:
+    """The private answer to a cancel, by button or by /cancel."""
+    shown = job.id if job else job_id
+    state = job.state if job else ""
+    return {
+        Cancelled.NO_SUCH_JOB: f"There is no job `{job_id}`.",
+        Cancelled.NOT_YOURS: "Only the person who asked for this animation (or a moderator) can cancel it.",
+        Cancelled.BUSY: f"Job `{shown}` is being sent to the API right now; try again in a few seconds.",
+        Cancelled.ALREADY_ENDED: f"Job `{shown}` already ended ({state}); nothing to cancel.",
+        Cancelled.DONE: f"Cancelled job `{shown}`. It does not count toward your quota.",
+    }[outcome]

@@ -9,21 +9,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_adapter.client import AnimateBot
-from bot.jobs import Job
-from cogs.animate import cancel_job
+from cogs.cards import cancel_text, job_line
 
-
-def job_line(job: Job) -> str:
-    link = ""
-    if job.result_url and job.outcome == "completed":
-        link = f" · [video]({job.result_url})"
-    elif job.status_message_id and job.status_channel_id:
-        where = job.guild_id or "@me"
-        link = (
-            f" · [card](https://discord.com/channels/{where}/{job.status_channel_id}/{job.status_message_id})"
-        )
-    state = job.outcome if job.state.value == "delivered" and job.outcome else job.state.value
-    return f"`{job.id}` **{state}** · <t:{int(job.created_at)}:R> · {job.options.prompt[:40]}{link}"
+Interaction = discord.Interaction[AnimateBot]
 
 
 class JobsCog(commands.Cog):
@@ -31,8 +19,8 @@ class JobsCog(commands.Cog):
         self.bot = bot
 
     @app_commands.command(name="jobs", description="Your recent animations")
-    async def jobs(self, interaction: discord.Interaction) -> None:
-        recent = await self.bot.store.recent_jobs(interaction.user.id, limit=10)
+    async def jobs(self, interaction: Interaction) -> None:
+        recent = await self.bot.services.animations.recent(interaction.user.id, limit=10)
         if not recent:
             await interaction.response.send_message(
                 "You have no animations yet. Try `/animate`.", ephemeral=True
@@ -45,11 +33,15 @@ class JobsCog(commands.Cog):
 
     @app_commands.command(name="cancel", description="Cancel an animation that has not finished")
     @app_commands.describe(job_id="The job id shown on its card or in /jobs")
-    async def cancel(self, interaction: discord.Interaction, job_id: str) -> None:
+    async def cancel(self, interaction: Interaction, job_id: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await interaction.followup.send(await cancel_job(self.bot, interaction, job_id), ephemeral=True)
+        user = interaction.user
+        moderator = isinstance(user, discord.Member) and user.guild_permissions.manage_guild
+        outcome, job = await self.bot.services.animations.cancel(
+            job_id, user.id, moderator_of=interaction.guild_id if moderator else None, by=user.display_name
+        )
+        await interaction.followup.send(cancel_text(outcome, job, job_id), ephemeral=True)
 
 
-async def setup(bot: commands.Bot) -> None:
-    assert isinstance(bot, AnimateBot)
+async def setup(bot: AnimateBot) -> None:
     await bot.add_cog(JobsCog(bot))

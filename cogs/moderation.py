@@ -71,13 +71,16 @@ def plan_or_none(plan: str) -> str | None:
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
 class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (moderators)"):
-
     @app_commands.command(name="show", description="A member's plan, usage and credits")
     async def show(self, interaction: discord.Interaction, member: discord.Member | None = None) -> None:
         target = member or interaction.user
         assert interaction.guild_id is not None and isinstance(target, discord.Member)
         s = await moderation.member_summary(
-            self.bot.store, self.bot.policy, interaction.guild_id, target.id, [r.id for r in target.roles]
+            self.bot.services.store,
+            self.bot.services.policy,
+            interaction.guild_id,
+            target.id,
+            [r.id for r in target.roles],
         )
         await interaction.response.send_message(summary_text(target.display_name, s), ephemeral=True)
 
@@ -85,7 +88,7 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
     async def set_(self, interaction: discord.Interaction, member: discord.Member, plan: PlanOrNone) -> None:
         assert interaction.guild_id is not None
         await moderation.set_member_plan(
-            self.bot.store, interaction.guild_id, interaction.user.id, member.id, plan_or_none(plan)
+            self.bot.services.store, interaction.guild_id, interaction.user.id, member.id, plan_or_none(plan)
         )
         await interaction.response.send_message(f"{member.mention} is now on: {plan}.", ephemeral=True)
 
@@ -93,21 +96,27 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
     async def role(self, interaction: discord.Interaction, role: discord.Role, plan: PlanOrNone) -> None:
         assert interaction.guild_id is not None
         await moderation.set_role_plan(
-            self.bot.store, interaction.guild_id, interaction.user.id, role.id, plan_or_none(plan)
+            self.bot.services.store, interaction.guild_id, interaction.user.id, role.id, plan_or_none(plan)
         )
         await interaction.response.send_message(f"{role.mention} → {plan}.", ephemeral=True)
 
     @app_commands.command(name="reset", description="Start a member's minute and day windows afresh")
     async def reset(self, interaction: discord.Interaction, member: discord.Member) -> None:
         assert interaction.guild_id is not None
-        await moderation.reset_member(self.bot.store, interaction.guild_id, interaction.user.id, member.id)
+        await moderation.reset_member(
+            self.bot.services.store, interaction.guild_id, interaction.user.id, member.id
+        )
         await interaction.response.send_message(f"{member.mention}'s windows start afresh.", ephemeral=True)
 
     @app_commands.command(name="default", description="The plan of members with no role or override")
     async def default(self, interaction: discord.Interaction, plan: PlanOption) -> None:
         assert interaction.guild_id is not None
-        await self.bot.store.ensure_guild(interaction.guild_id, self.bot.policy.welcome_credits)
-        await moderation.set_default_plan(self.bot.store, interaction.guild_id, interaction.user.id, plan)
+        await self.bot.services.store.ensure_guild(
+            interaction.guild_id, self.bot.services.policy.welcome_credits
+        )
+        await moderation.set_default_plan(
+            self.bot.services.store, interaction.guild_id, interaction.user.id, plan
+        )
         await interaction.response.send_message(f"The server's default plan is now {plan}.", ephemeral=True)
 
     @app_commands.command(name="block", description="Stop a member from using /animate here")
@@ -116,20 +125,22 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
     ) -> None:
         assert interaction.guild_id is not None
         await moderation.block_member(
-            self.bot.store, interaction.guild_id, interaction.user.id, member.id, reason
+            self.bot.services.store, interaction.guild_id, interaction.user.id, member.id, reason
         )
         await interaction.response.send_message(f"{member.mention} is blocked from /animate.", ephemeral=True)
 
     @app_commands.command(name="unblock", description="Let a blocked member use /animate again")
     async def unblock(self, interaction: discord.Interaction, member: discord.Member) -> None:
         assert interaction.guild_id is not None
-        await moderation.unblock_member(self.bot.store, interaction.guild_id, interaction.user.id, member.id)
+        await moderation.unblock_member(
+            self.bot.services.store, interaction.guild_id, interaction.user.id, member.id
+        )
         await interaction.response.send_message(f"{member.mention} may use /animate again.", ephemeral=True)
 
     @app_commands.command(name="audit", description="The latest moderator actions")
     async def audit(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
-        rows = await self.bot.store.audit_rows(interaction.guild_id)
+        rows = await self.bot.services.store.audit_rows(interaction.guild_id)
         text = "\n".join(
             f"<t:{int(r.created_at)}:R> <@{r.actor_id}> **{r.action}** "
             f"{r.target or ''} {r.detail or ''}".rstrip()
@@ -141,13 +152,12 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
 class ChannelsGroup(ModeratorGroup, name="animate-channels", description="Where /animate may run"):
-
     async def _set(
         self, interaction: discord.Interaction, channel: discord.TextChannel, allowed: bool
     ) -> None:
         assert interaction.guild_id is not None
         await moderation.set_channel(
-            self.bot.store, interaction.guild_id, interaction.user.id, channel.id, allowed
+            self.bot.services.store, interaction.guild_id, interaction.user.id, channel.id, allowed
         )
         word = "allowed" if allowed else "denied"
         await interaction.response.send_message(f"/animate is {word} in {channel.mention}.", ephemeral=True)
@@ -164,15 +174,18 @@ class ChannelsGroup(ModeratorGroup, name="animate-channels", description="Where 
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
 class PoolGroup(ModeratorGroup, name="pool", description="The server's shared credit pool (admins)"):
-
     @app_commands.command(name="topup", description="Add credits to the pool")
     async def topup(
         self, interaction: discord.Interaction, amount: app_commands.Range[int, 1, 10_000_000]
     ) -> None:
         assert interaction.guild_id is not None
-        await self.bot.store.ensure_guild(interaction.guild_id, self.bot.policy.welcome_credits)
+        await self.bot.services.store.ensure_guild(
+            interaction.guild_id, self.bot.services.policy.welcome_credits
+        )
         try:
-            guild = await moderation.topup(self.bot.store, interaction.guild_id, interaction.user.id, amount)
+            guild = await moderation.topup(
+                self.bot.services.store, interaction.guild_id, interaction.user.id, amount
+            )
         except ModerationError as exc:
             await interaction.response.send_message(str(exc), ephemeral=True)
             return
@@ -183,8 +196,10 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
     @app_commands.command(name="show", description="Balance and recent movements")
     async def show(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
-        guild = await self.bot.store.ensure_guild(interaction.guild_id, self.bot.policy.welcome_credits)
-        rows = await self.bot.store.ledger_rows(guild.guild_id, limit=12)
+        guild = await self.bot.services.store.ensure_guild(
+            interaction.guild_id, self.bot.services.policy.welcome_credits
+        )
+        rows = await self.bot.services.store.ledger_rows(guild.guild_id, limit=12)
         history = "\n".join(
             f"<t:{int(r.created_at)}:R> {r.kind} **{r.amount:+}**"
             + (f" · job `{r.job_id}`" if r.job_id else "")
@@ -204,8 +219,12 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
         self, interaction: discord.Interaction, amount: app_commands.Range[int, 0, 10_000_000]
     ) -> None:
         assert interaction.guild_id is not None
-        await self.bot.store.ensure_guild(interaction.guild_id, self.bot.policy.welcome_credits)
-        await moderation.set_allowance(self.bot.store, interaction.guild_id, interaction.user.id, amount)
+        await self.bot.services.store.ensure_guild(
+            interaction.guild_id, self.bot.services.policy.welcome_credits
+        )
+        await moderation.set_allowance(
+            self.bot.services.store, interaction.guild_id, interaction.user.id, amount
+        )
         await interaction.response.send_message(
             f"Daily allowance: {amount or 'none'} credits per member.", ephemeral=True
         )
@@ -216,9 +235,11 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
         channel: discord.TextChannel,
     ) -> None:  # fmt: skip
         assert interaction.guild_id is not None
-        await self.bot.store.ensure_guild(interaction.guild_id, self.bot.policy.welcome_credits)
+        await self.bot.services.store.ensure_guild(
+            interaction.guild_id, self.bot.services.policy.welcome_credits
+        )
         await moderation.set_alert(
-            self.bot.store, interaction.guild_id, interaction.user.id, threshold, channel.id
+            self.bot.services.store, interaction.guild_id, interaction.user.id, threshold, channel.id
         )
         await interaction.response.send_message(
             f"{channel.mention} hears once when the pool drops below {threshold}.", ephemeral=True
@@ -227,9 +248,9 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
     @app_commands.command(name="resume", description="Resume submitting after the API account was topped up")
     async def resume(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
-        was = self.bot.pipeline.scheduler.pause_reason
-        self.bot.pipeline.scheduler.resume()
-        await self.bot.store.audit(
+        was = self.bot.services.pipeline.scheduler.pause_reason
+        self.bot.services.pipeline.scheduler.resume()
+        await self.bot.services.store.audit(
             interaction.guild_id, interaction.user.id, "pool resume", None, was or "not paused"
         )
         await interaction.response.send_message(
@@ -246,7 +267,7 @@ class ModerationCog(commands.Cog):
         user = interaction.user
         roles = [r.id for r in user.roles] if isinstance(user, discord.Member) else []
         s = await moderation.member_summary(
-            self.bot.store, self.bot.policy, interaction.guild_id, user.id, roles
+            self.bot.services.store, self.bot.services.policy, interaction.guild_id, user.id, roles
         )
         await interaction.response.send_message(summary_text(None, s), ephemeral=True)
 

@@ -61,7 +61,7 @@ async def eventually(check: Callable[[], bool], timeout: float = 20.0, what: str
 
 
 class RelayProcess(ChildProcess):
-    """``python -m bot relay`` in a subprocess, as an operator runs it; its output kept in a file."""
+    """``python -m relay`` in a subprocess, as an operator runs it; its output kept in a file."""
 
     stop_timeout = 10.0
 
@@ -82,7 +82,7 @@ class RelayProcess(ChildProcess):
     async def start(self) -> None:
         with self.log_path.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", "relay", *self.args, env=self.env, cwd=self.tmp,
+                sys.executable, "-m", "relay", *self.args, env=self.env, cwd=self.tmp,
                 stdout=log, stderr=log,
             )  # fmt: skip
         async with httpx.AsyncClient() as http:

@@ -106,6 +106,14 @@ class Admitted:
     low_balance: Guild | None = None  # set when this job took the pool below its alert line
 
 
+def low_balance_alert(guild: Guild) -> str:
+    """The note to a server's alert channel when a job took its pool below the alert line."""
+    return (
+        f"⚠️ The server's credit pool is down to **{guild.balance}** credits, below the alert line of "
+        f"{guild.low_balance_threshold}. Top it up with `/pool topup`."
+    )
+
+
 _UNREAD: Any = object()  # "not read yet" (None means "read, and there is none")
 
 

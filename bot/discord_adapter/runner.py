@@ -1,4 +1,4 @@
-"""Start and stop the bot process: signals, login errors, command sync."""
+"""Start and stop the bot process: services, signals, login errors, command sync."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import discord
 
 from bot.config import Settings
 from bot.discord_adapter.client import AnimateBot, point_discord_at
+from bot.discord_adapter.messenger import DiscordMessenger
+from bot.services import open_services
 from shared.signals import stop_requested
 
 log = logging.getLogger(__name__)
@@ -21,28 +23,32 @@ async def run_bot(settings: Settings) -> int:
     point_discord_at(settings)
     bot = AnimateBot(settings)
     async with bot:
-        runner = asyncio.create_task(bot.start(settings.discord_token.reveal()), name="discord")
-        stopper = asyncio.create_task(stop_requested(), name="signals")
-        done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if runner in done:
-            stopper.cancel()
-            try:
-                runner.result()
-            except discord.LoginFailure:
-                print("error: Discord refused DISCORD_TOKEN (check the token)", file=sys.stderr)
-                return 1
-            return 0
-        log.info("stopping: jobs in flight stay recorded and resume at the next start")
+        # The services close before the client: stop taking work, let every job rest where it
+        # is for the next start, then log out.
+        async with open_services(settings, DiscordMessenger(bot), health=bot.health) as services:
+            bot.services = services
+            runner = asyncio.create_task(bot.start(settings.discord_token.reveal()), name="discord")
+            stopper = asyncio.create_task(stop_requested(), name="signals")
+            done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if runner in done:
+                stopper.cancel()
+                try:
+                    runner.result()
+                except discord.LoginFailure:
+                    print("error: Discord refused DISCORD_TOKEN (check the token)", file=sys.stderr)
+                    return 1
+                return 0
+            log.info("stopping: jobs in flight stay recorded and resume at the next start")
         await bot.close()
         await asyncio.gather(runner, return_exceptions=True)
     return 0
 
 
 async def sync_commands(settings: Settings, guild_id: int | None) -> int:
-    """Publish the slash commands, globally or to one server."""
+    """Publish the slash commands, globally or to one server (no services: nothing runs)."""
     assert settings.discord_token is not None
     point_discord_at(settings)
-    async with AnimateBot(settings, sync_only=True) as bot:
+    async with AnimateBot(settings) as bot:
         try:
             await bot.login(settings.discord_token.reveal())
         except discord.LoginFailure:

@@ -12,18 +12,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 
 from bot.api.client import ApiJob, DoitongClient, DoitongError
 from bot.inbound.completion import apply_api_job
-from bot.jobs import IllegalTransition, Job, JobState
+from bot.jobs import IllegalTransition, Job, JobHook, JobState
 from bot.store import Store
 from shared import contract
 
 log = logging.getLogger(__name__)
 
-JobHook = Callable[[Job], Awaitable[None]]
 
 
 class Poller:

@@ -24,18 +24,16 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import aiohttp
 
-from bot.api.client import ApiJob
-from bot.inbound.receiver import parse_event
+from bot.inbound.receiver import Report, parse_event
 from shared.webhooks import verify_signature
 
 log = logging.getLogger(__name__)
 
-Report = Callable[[ApiJob], Awaitable[bool]]
 MAX_LINE = 1024 * 1024  # an event's data line; the relay caps bodies far below this
 STABLE_SECONDS = 10.0  # a stream up this long counts as healthy: the next reconnect is quick
 

@@ -29,7 +29,6 @@ from bot.store import Store
 log = logging.getLogger(__name__)
 
 MAX_VIDEO_BYTES = 200 * 1024 * 1024  # what we download at most; a 10 s clip is a few MiB
-TOKEN_MARGIN = 30.0  # seconds: do not start a follow-up on a token about to expire
 RETRY_DELAYS = (5.0, 30.0, 120.0, 600.0)  # when no route works at all (Discord down)
 
 

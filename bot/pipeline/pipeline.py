@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 
-from bot.api.budget import RequestBudget
 from bot.api.client import ApiJob, DoitongClient
 from bot.inbound.completion import Applied, ReportWriter
 from bot.inbound.poller import Poller
@@ -82,10 +81,6 @@ class Pipeline:
         self.reports = ReportWriter(store, self._after_report)
         self._tasks: list[asyncio.Task[None]] = []
         self._shown: dict[str, tuple[str, int, float]] = {}  # job -> state, position, when shown
-
-    @staticmethod
-    def budget_for(plan: contract.Plan, window: float) -> RequestBudget:
-        return RequestBudget(plan.requests_per_minute, window)
 
     async def start(self) -> None:
         await self.delivery.resume()

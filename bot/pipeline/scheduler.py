@@ -23,14 +23,13 @@ from bot.api.client import (
     InsufficientCreditsError,
     RateLimitedError,
 )
-from bot.jobs import Job, JobState
+from bot.jobs import Job, JobHook, JobState
 from bot.pipeline.submission import submit
 from bot.store import Store
 from shared import contract
 
 log = logging.getLogger(__name__)
 
-JobHook = Callable[[Job], Awaitable[None]]
 
 
 class Scheduler:

@@ -1,4 +1,4 @@
-"""``python -m bot relay`` as its own process: kill -9 while it holds events, a burst of 1,000
+"""The relay as its own process: kill -9 while it holds events, a burst of 1,000
 webhooks, and its command line refusing bad settings without printing a token."""
 
 from __future__ import annotations

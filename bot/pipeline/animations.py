@@ -1,0 +1,153 @@
+"""What a member's request for an animation does, without Discord: /animate, Animate again, cancel.
+
+The command adapters (``cogs/``) parse what Discord sent and render the answer; everything in
+between is here: read and check the picture, admit the job (quota, pool and job row in one
+transaction), tell the pool's moderators when it ran low, hand the job to the pipeline.
+Refusals are exceptions whose text is written for the member.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass
+from typing import Final
+
+from bot.community.admission import Admitted, Policy, admit, low_balance_alert
+from bot.jobs import Job, JobOptions, may_cancel
+from bot.media.fetch import FetchError, fetch_bytes
+from bot.media.image import InvalidImage, check_image_size, validate_image
+from bot.pipeline.pipeline import JobBusy, Pipeline
+from bot.store import NewJob, Store
+from shared import contract
+
+# Measured (bench/bench_budget.py, 500 at once): 8 keeps the API's slots busy from the first
+# second; unbounded, the first seconds went to 500 image fetches and a queue on the write lock.
+ADMISSIONS_AT_ONCE: Final = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSource:
+    """Where the picture comes from: a fresh attachment, or an old job's URL (Animate again)."""
+
+    url: str
+    size: int | None = None  # when the sender declared it: a 50 MB upload is refused unread
+    declared_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who asks, and where the answer goes (the interaction's token and upload limit)."""
+
+    user_id: int
+    guild_id: int | None
+    channel_id: int | None
+    role_ids: tuple[int, ...] = ()
+    interaction_id: int | None = None
+    interaction_token: str | None = None
+    token_expires_at: float | None = None
+    upload_limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    job: Job
+    position: int  # 1 + the queued jobs accepted before it
+
+
+class Cancelled(enum.Enum):
+    DONE = "done"
+    NO_SUCH_JOB = "no such job"
+    NOT_YOURS = "not yours"
+    BUSY = "being submitted"  # try again in a few seconds
+    ALREADY_ENDED = "already ended"
+
+
+class Animations:
+    def __init__(self, store: Store, pipeline: Pipeline, policy: Policy) -> None:
+        self.store = store
+        self.pipeline = pipeline
+        self.policy = policy
+        # A few at a time: a burst of hundreds would otherwise crowd the image fetches and the
+        # store's write lock all at once, starving the defers of later commands and the scheduler.
+        self._slots = asyncio.Semaphore(ADMISSIONS_AT_ONCE)
+
+    async def request(self, source: ImageSource, options: JobOptions, requester: Requester) -> Accepted:
+        """Check the picture and admit the job; raises InvalidImage or admission's Refused
+        (QuotaExceeded, Blocked, ChannelClosed, PoolShort, AllowanceShort) with nothing written."""
+        async with self._slots:
+            await self._read_source(source)
+            new = NewJob(
+                source="discord",
+                image_ref=source.url,
+                options=options,
+                user_id=requester.user_id,
+                guild_id=requester.guild_id,
+                channel_id=requester.channel_id,
+                interaction_id=requester.interaction_id,
+                interaction_token=requester.interaction_token,
+                token_expires_at=requester.token_expires_at,
+                upload_limit=requester.upload_limit,
+            )
+            admitted = await admit(self.store, new, self.policy, roles=list(requester.role_ids))
+        await self._alert_if_low(admitted)
+        return Accepted(admitted.job, await self.store.queue_position(admitted.job))
+
+    async def again(self, job_id: str) -> tuple[ImageSource, JobOptions] | None:
+        """The picture and options of an earlier job (Animate again), or None if it is gone.
+
+        The options are checked again (InvalidOptions): a stored row is read unchecked, and an
+        option retired since must be refused, not sent.
+        """
+        job = await self.store.get_job(job_id)
+        if job is None:
+            return None
+        o = job.options
+        options = JobOptions(
+            prompt=o.prompt, duration=o.duration, aspect_ratio=o.aspect_ratio, motion=o.motion,
+            version=o.version,
+        )  # fmt: skip
+        return ImageSource(job.image_ref), options
+
+    async def recent(self, user_id: int, limit: int = 10) -> list[Job]:
+        """A member's latest jobs, newest first (/jobs)."""
+        return await self.store.recent_jobs(user_id, limit)
+
+    async def card_shown(self, job: Job, channel_id: int, message_id: int) -> None:
+        """Where the job's status card is, so it can be edited after the interaction token died."""
+        await self.store.set_status_card(job.id, channel_id, message_id)
+
+    def start(self, job: Job) -> None:
+        """Hand an admitted job to the pipeline (after its card is shown, so edits find it)."""
+        self.pipeline.accepted(job)
+
+    async def cancel(
+        self, job_id: str, user_id: int, *, moderator_of: int | None, by: str
+    ) -> tuple[Cancelled, Job | None]:
+        """Cancel a job for its requester or a moderator of its server."""
+        job = await self.store.get_job(job_id.strip().lower())
+        if job is None:
+            return Cancelled.NO_SUCH_JOB, None
+        if not may_cancel(job, user_id, moderator_of=moderator_of):
+            return Cancelled.NOT_YOURS, job
+        try:
+            cancelled = await self.pipeline.cancel(job, f"cancelled by {by}")
+        except JobBusy:
+            return Cancelled.BUSY, job
+        if cancelled is None:
+            return Cancelled.ALREADY_ENDED, job
+        return Cancelled.DONE, cancelled
+
+    async def _read_source(self, source: ImageSource) -> None:
+        if source.size is not None:
+            check_image_size(source.size)  # refuse a 50 MB upload without downloading it
+        try:
+            data = await fetch_bytes(self.pipeline.http, source.url, max_bytes=contract.MAX_IMAGE_BYTES)
+        except FetchError as exc:
+            raise InvalidImage(f"the image could not be read from Discord ({exc}); attach it again") from None
+        await asyncio.to_thread(validate_image, data, source.declared_type)
+
+    async def _alert_if_low(self, admitted: Admitted) -> None:
+        guild = admitted.low_balance
+        if guild is not None:
+            await self.pipeline.messenger.alert(guild.alert_channel_id, low_balance_alert(guild))
