@@ -19,7 +19,7 @@ import pytest
 
 from bot.jobs import Job, JobState
 from bot.store import Store
-from tests.e2e.test_bot_e2e import PNG, World, world
+from testkit.e2e_world import PNG, World, world
 
 pytestmark = pytest.mark.timeout(900)
 

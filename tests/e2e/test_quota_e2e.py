@@ -13,7 +13,7 @@ import pytest
 
 from bot.jobs import JobState
 from bot.store import Store
-from tests.e2e.test_bot_e2e import PNG, World, world
+from testkit.e2e_world import PNG, World, world
 
 pytestmark = pytest.mark.timeout(300)
 
