@@ -11,9 +11,10 @@ from discord.ext import commands
 from bot.community import moderation
 from bot.community.moderation import MemberSummary, ModerationError
 from bot.discord_adapter.client import AnimateBot
+from shared.contract import PlanName
 
-PlanOption = Literal["free", "starter", "pro", "enterprise"]
-PlanOrNone = Literal["free", "starter", "pro", "enterprise", "none"]
+PlanOption = PlanName
+PlanOrNone = Literal[PlanName, "none"]  # a nested Literal flattens: the plans, then "none"
 
 
 def is_moderator(interaction: discord.Interaction) -> bool:
@@ -85,7 +86,12 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
     async def set_(self, interaction: discord.Interaction, member: discord.Member, plan: PlanOrNone) -> None:
         assert interaction.guild_id is not None
         await moderation.set_member_plan(
-            self.bot.store, interaction.guild_id, interaction.user.id, member.id, plan_or_none(plan)
+            self.bot.store,
+            self.bot.policy,
+            interaction.guild_id,
+            interaction.user.id,
+            member.id,
+            plan_or_none(plan),
         )
         await interaction.response.send_message(f"{member.mention} is now on: {plan}.", ephemeral=True)
 
@@ -93,21 +99,29 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
     async def role(self, interaction: discord.Interaction, role: discord.Role, plan: PlanOrNone) -> None:
         assert interaction.guild_id is not None
         await moderation.set_role_plan(
-            self.bot.store, interaction.guild_id, interaction.user.id, role.id, plan_or_none(plan)
+            self.bot.store,
+            self.bot.policy,
+            interaction.guild_id,
+            interaction.user.id,
+            role.id,
+            plan_or_none(plan),
         )
         await interaction.response.send_message(f"{role.mention} → {plan}.", ephemeral=True)
 
     @app_commands.command(name="reset", description="Start a member's minute and day windows afresh")
     async def reset(self, interaction: discord.Interaction, member: discord.Member) -> None:
         assert interaction.guild_id is not None
-        await moderation.reset_member(self.bot.store, interaction.guild_id, interaction.user.id, member.id)
+        await moderation.reset_member(
+            self.bot.store, self.bot.policy, interaction.guild_id, interaction.user.id, member.id
+        )
         await interaction.response.send_message(f"{member.mention}'s windows start afresh.", ephemeral=True)
 
     @app_commands.command(name="default", description="The plan of members with no role or override")
     async def default(self, interaction: discord.Interaction, plan: PlanOption) -> None:
         assert interaction.guild_id is not None
-        await self.bot.store.ensure_guild(interaction.guild_id, self.bot.policy.welcome_credits)
-        await moderation.set_default_plan(self.bot.store, interaction.guild_id, interaction.user.id, plan)
+        await moderation.set_default_plan(
+            self.bot.store, self.bot.policy, interaction.guild_id, interaction.user.id, plan
+        )
         await interaction.response.send_message(f"The server's default plan is now {plan}.", ephemeral=True)
 
     @app_commands.command(name="block", description="Stop a member from using /animate here")
@@ -116,14 +130,16 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
     ) -> None:
         assert interaction.guild_id is not None
         await moderation.block_member(
-            self.bot.store, interaction.guild_id, interaction.user.id, member.id, reason
+            self.bot.store, self.bot.policy, interaction.guild_id, interaction.user.id, member.id, reason
         )
         await interaction.response.send_message(f"{member.mention} is blocked from /animate.", ephemeral=True)
 
     @app_commands.command(name="unblock", description="Let a blocked member use /animate again")
     async def unblock(self, interaction: discord.Interaction, member: discord.Member) -> None:
         assert interaction.guild_id is not None
-        await moderation.unblock_member(self.bot.store, interaction.guild_id, interaction.user.id, member.id)
+        await moderation.unblock_member(
+            self.bot.store, self.bot.policy, interaction.guild_id, interaction.user.id, member.id
+        )
         await interaction.response.send_message(f"{member.mention} may use /animate again.", ephemeral=True)
 
     @app_commands.command(name="audit", description="The latest moderator actions")
@@ -147,7 +163,7 @@ class ChannelsGroup(ModeratorGroup, name="animate-channels", description="Where 
     ) -> None:
         assert interaction.guild_id is not None
         await moderation.set_channel(
-            self.bot.store, interaction.guild_id, interaction.user.id, channel.id, allowed
+            self.bot.store, self.bot.policy, interaction.guild_id, interaction.user.id, channel.id, allowed
         )
         word = "allowed" if allowed else "denied"
         await interaction.response.send_message(f"/animate is {word} in {channel.mention}.", ephemeral=True)
@@ -170,9 +186,10 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
         self, interaction: discord.Interaction, amount: app_commands.Range[int, 1, 10_000_000]
     ) -> None:
         assert interaction.guild_id is not None
-        await self.bot.store.ensure_guild(interaction.guild_id, self.bot.policy.welcome_credits)
         try:
-            guild = await moderation.topup(self.bot.store, interaction.guild_id, interaction.user.id, amount)
+            guild = await moderation.topup(
+                self.bot.store, self.bot.policy, interaction.guild_id, interaction.user.id, amount
+            )
         except ModerationError as exc:
             await interaction.response.send_message(str(exc), ephemeral=True)
             return
@@ -183,8 +200,9 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
     @app_commands.command(name="show", description="Balance and recent movements")
     async def show(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
-        guild = await self.bot.store.ensure_guild(interaction.guild_id, self.bot.policy.welcome_credits)
-        rows = await self.bot.store.ledger_rows(guild.guild_id, limit=12)
+        guild, rows = await moderation.pool_statement(
+            self.bot.store, self.bot.policy, interaction.guild_id, 12
+        )
         history = "\n".join(
             f"<t:{int(r.created_at)}:R> {r.kind} **{r.amount:+}**"
             + (f" · job `{r.job_id}`" if r.job_id else "")
@@ -204,8 +222,9 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
         self, interaction: discord.Interaction, amount: app_commands.Range[int, 0, 10_000_000]
     ) -> None:
         assert interaction.guild_id is not None
-        await self.bot.store.ensure_guild(interaction.guild_id, self.bot.policy.welcome_credits)
-        await moderation.set_allowance(self.bot.store, interaction.guild_id, interaction.user.id, amount)
+        await moderation.set_allowance(
+            self.bot.store, self.bot.policy, interaction.guild_id, interaction.user.id, amount
+        )
         await interaction.response.send_message(
             f"Daily allowance: {amount or 'none'} credits per member.", ephemeral=True
         )
@@ -216,9 +235,8 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
         channel: discord.TextChannel,
     ) -> None:  # fmt: skip
         assert interaction.guild_id is not None
-        await self.bot.store.ensure_guild(interaction.guild_id, self.bot.policy.welcome_credits)
         await moderation.set_alert(
-            self.bot.store, interaction.guild_id, interaction.user.id, threshold, channel.id
+            self.bot.store, self.bot.policy, interaction.guild_id, interaction.user.id, threshold, channel.id
         )
         await interaction.response.send_message(
             f"{channel.mention} hears once when the pool drops below {threshold}.", ephemeral=True
@@ -227,10 +245,10 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
     @app_commands.command(name="resume", description="Resume submitting after the API account was topped up")
     async def resume(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
-        was = self.bot.pipeline.scheduler.pause_reason
-        self.bot.pipeline.scheduler.resume()
-        await self.bot.store.audit(
-            interaction.guild_id, interaction.user.id, "pool resume", None, was or "not paused"
+        scheduler = self.bot.pipeline.scheduler
+        was = scheduler.pause_reason
+        await moderation.resume_submitting(
+            self.bot.store, self.bot.policy, interaction.guild_id, interaction.user.id, was, scheduler.resume
         )
         await interaction.response.send_message(
             "Submitting resumed." if was else "Submitting was not paused.", ephemeral=True

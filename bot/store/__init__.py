@@ -175,7 +175,21 @@ class Store:
     async def audit_rows(self, guild_id: int, limit: int = 15) -> list[AuditRow]:
         return await self._read(lambda tx: audit.rows(tx, guild_id, limit))
 
-    async def audit(
-        self, guild_id: int, actor_id: int, action: str, target: str | None, detail: str | None
-    ) -> None:
-        await self.atomic(lambda tx: audit.record(tx, guild_id, actor_id, action, target, detail))
+    async def moderate(
+        self, guild_id: int, welcome_credits: int, actor_id: int, action: str, target: str | None,
+        detail: str | Callable[[T], str], change: Callable[[Tx], T],
+    ) -> T:  # fmt: skip
+        """A moderator's change as ONE transaction: the server's row (created on first use, with
+        its welcome credits), the change, and its audit row; all of them or none.
+
+        ``detail`` is the audit row's detail, or a function of what ``change`` returned.
+        """
+
+        def unit(tx: Tx) -> T:
+            pools.ensure(tx, guild_id, welcome_credits)
+            result = change(tx)
+            said = detail(result) if callable(detail) else detail
+            audit.record(tx, guild_id, actor_id, action, target, said)
+            return result
+
+        return await self.atomic(unit)
