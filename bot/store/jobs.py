@@ -58,7 +58,8 @@ def _reader() -> tuple[Callable[[Row], tuple[Any, ...]], int, int, tuple[tuple[s
     at = {path: i for i, (_, path) in enumerate(COLUMNS)}
     fields = [field.name for field in dataclasses.fields(Job)]
     missing = set(fields) - set(at) - {"options"}
-    assert not missing, f"Job fields with no column: {missing}"
+    if missing:
+        raise RuntimeError(f"Job fields with no column in COLUMNS: {', '.join(sorted(missing))}")
     # The options slot takes any value for now: from_row puts the options there.
     getter = operator.itemgetter(*(at.get(name, 0) for name in fields))
     options = tuple(
@@ -78,7 +79,7 @@ _TRANSITION_FIELDS: Final = frozenset(
     }
 )  # fmt: skip
 # The end a state stands for, written with the move so it survives 'delivered'.
-OUTCOME_OF: Final = {
+_OUTCOME_OF: Final = {
     JobState.COMPLETED: "completed",
     JobState.FAILED: "failed",
     JobState.CANCELLED: "cancelled",
@@ -250,7 +251,7 @@ def transition(
         now = get(tx, job_id)
         raise IllegalTransition(job_id, now.state if now else None, target)
     moved = from_row(row)
-    if target in OUTCOME_OF:
+    if target in _OUTCOME_OF:
         pools.settle(tx, [moved])
     return moved
 
@@ -266,7 +267,7 @@ def end_many(tx: Tx, moves: Sequence[tuple[Job, JobState, dict[str, Any]]]) -> l
     now = time.time()
     ended: list[Job | None] = []
     for job, target, fields in moves:
-        if target not in OUTCOME_OF:
+        if target not in _OUTCOME_OF:
             raise IllegalTransition(job.id, job.state, target)
         sql, params, values = _move(job.id, job.state, target, fields, now)
         changed = tx.write(sql, params)
@@ -297,7 +298,7 @@ def _move(
         raise ValueError(f"not a transition field: {', '.join(sorted(unknown))}")
     if not can_transition(current, target):
         raise IllegalTransition(job_id, current, target)
-    values = {**fields, "outcome": OUTCOME_OF[target]} if target in OUTCOME_OF else dict(fields)
+    values = {**fields, "outcome": _OUTCOME_OF[target]} if target in _OUTCOME_OF else dict(fields)
     assignments = "".join(f", {name} = ?" for name in values)
     sql = f"UPDATE jobs SET state = ?, updated_at = ?{assignments} WHERE id = ? AND state = ?"
     return sql, [target.value, now, *values.values(), job_id, current.value], values
