@@ -157,12 +157,10 @@ PRAGMAS = (
 
 
 async def store_pragmas(store: Store) -> dict[str, Any]:
-    values = {}
-    for name in PRAGMAS:
-        async with store._conn.execute(f"PRAGMA {name}") as cur:
-            row = await cur.fetchone()
-        values[name] = row[0] if row else None
-    return values
+    def read(tx: Any) -> dict[str, Any]:  # the SQLite engine's Tx
+        return {name: tx.scalar(f"PRAGMA {name}") for name in PRAGMAS}
+
+    return await store.engine.run(read)
 
 
 async def bare_rate(db: Path, pragmas: dict[str, Any], first: int, n: int) -> float:
@@ -390,7 +388,7 @@ async def _measure(smoke: bool, result: Result, tmp: Path) -> None:
         if repeated:
             why.append(f"{len(repeated)} read(s) run more than once per job")
         result.note(
-            f"Cause of the rate: admit() makes {first_costs.hops:.0f} round trips to aiosqlite's worker "
+            f"Cause of the rate: admit() makes {first_costs.hops:.0f} round trips to the store's database "
             f"thread for {first_costs.statements:.0f} SQL statements"
             + (f" ({'; '.join(why)})" if why else "")
             + f"; at {first_hop * 1e6:.0f} µs each they alone cap admission at {ceiling:,.0f} jobs/s, below "

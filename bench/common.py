@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.store import Store, Tx
+from bot.store import Store
+from bot.store.sqlite import SqliteTx
 
-_TX_STATEMENTS = ("rows", "first", "write")  # every statement Tx runs goes through one of these
+# Every statement the SQLite engine runs goes through one of these.
+_TX_STATEMENTS = ("rows", "first", "write", "write_many")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -165,16 +167,15 @@ INSERT_JOB = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * len(JOB
 class SqlRecorder:
     """What the store's connection runs, however the store calls it (``async with``).
 
-    SQLite's own trace callback (on aiosqlite's worker thread) sees every statement with its
-    values filled in, whichever aiosqlite method or thread hand-off ran it; ``executed`` keeps
-    them. Wrapping ``execute``/``execute_fetchall`` adds the wait per statement as the event
-    loop sees it; wrapping :class:`bot.store.Tx`'s statement methods adds the time of those the
-    store runs on the worker thread in one hand-off (:meth:`Store.atomic`); wrapping
-    ``_execute`` counts round trips to the worker thread (each is a thread hand-off).
+    SQLite's own trace callback (on the engine's database thread) sees every statement with its
+    values filled in; ``executed`` keeps them. Wrapping the SQLite engine's ``Tx`` statement
+    methods adds the time of each statement on that thread (every statement of the store goes
+    through one of them); wrapping the engine's hop counts round trips to the database thread
+    (each is a thread hand-off).
     """
 
     def __init__(self, store: Store) -> None:
-        self.conn: Any = store._conn  # the store's own connection: exactly what the bot's code runs
+        self.engine: Any = store.engine  # the store's own engine: exactly what the bot's code runs
         self.executed: list[str] = []  # every statement, values filled in (SQLite's expanded SQL)
         self.seconds: dict[str, float] = defaultdict(float)  # by SQL text as the store wrote it
         self.calls: dict[str, int] = defaultdict(int)
@@ -182,23 +183,15 @@ class SqlRecorder:
         self._originals: dict[str, Any] = {}
 
     async def __aenter__(self) -> SqlRecorder:
-        conn = self.conn
-        execute, fetchall, hop = conn.execute, conn.execute_fetchall, conn._execute
+        engine = self.engine
+        hop = engine._hop
 
-        def timed(method: Any) -> Any:
-            def call(sql: str, parameters: Any = None) -> Any:
-                key = " ".join(sql.split())
-                self.calls[key] += 1
-                return _Timed(method(sql, parameters), key, self.seconds)
-
-            return call
-
-        async def counting_hop(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        async def counting_hop(fn: Any, *args: Any) -> Any:
             self.hops += 1
-            return await hop(fn, *args, **kwargs)
+            return await hop(fn, *args)
 
         def on_thread(method: Any) -> Any:
-            def call(tx: Tx, sql: str, parameters: Any = ()) -> Any:
+            def call(tx: SqliteTx, sql: str, parameters: Any = ()) -> Any:
                 key = " ".join(sql.split())
                 self.calls[key] += 1
                 began = time.perf_counter()
@@ -209,18 +202,18 @@ class SqlRecorder:
 
             return call
 
-        await hop(conn._conn.set_trace_callback, self.executed.append)  # on the worker thread
-        conn.execute, conn.execute_fetchall, conn._execute = timed(execute), timed(fetchall), counting_hop
+        await engine.run(lambda tx: tx.connection.set_trace_callback(self.executed.append))
+        engine._hop = counting_hop
         for name in _TX_STATEMENTS:
-            self._originals[name] = getattr(Tx, name)
-            setattr(Tx, name, on_thread(self._originals[name]))
+            self._originals[name] = getattr(SqliteTx, name)
+            setattr(SqliteTx, name, on_thread(self._originals[name]))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        del self.conn.execute, self.conn.execute_fetchall, self.conn._execute  # the class's methods again
+        del self.engine._hop  # the class's method again
         for name, method in self._originals.items():
-            setattr(Tx, name, method)
-        await self.conn._execute(self.conn._conn.set_trace_callback, None)
+            setattr(SqliteTx, name, method)
+        await self.engine.run(lambda tx: tx.connection.set_trace_callback(None))
 
     @property
     def statements(self) -> int:
@@ -231,25 +224,3 @@ def sql_shape(sql: str) -> str:
     """A statement with its values taken out, so runs with different values compare."""
     sql = re.sub(r"'(?:[^']|'')*'", "?", " ".join(sql.split()))
     return re.sub(r"(?<![\w.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", "?", sql)
-
-
-class _Timed:
-    """aiosqlite's execute result (awaitable and async context manager), timed until it answers."""
-
-    def __init__(self, inner: Any, key: str, sink: dict[str, float]) -> None:
-        self.inner, self.key, self.sink = inner, key, sink
-
-    def __await__(self) -> Any:
-        began = time.perf_counter()
-        result = yield from self.inner.__await__()
-        self.sink[self.key] += time.perf_counter() - began
-        return result
-
-    async def __aenter__(self) -> Any:
-        began = time.perf_counter()
-        result = await self.inner.__aenter__()
-        self.sink[self.key] += time.perf_counter() - began
-        return result
-
-    async def __aexit__(self, *exc: object) -> Any:
-        return await self.inner.__aexit__(*exc)

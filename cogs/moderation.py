@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import discord
 from discord import app_commands
@@ -11,12 +11,13 @@ from discord.ext import commands
 from bot.community import moderation
 from bot.community.moderation import MemberSummary, ModerationError
 from bot.discord_adapter.client import AnimateBot
+from shared.contract import PlanName
 
-PlanOption = Literal["free", "starter", "pro", "enterprise"]
-PlanOrNone = Literal["free", "starter", "pro", "enterprise", "none"]
+PlanOrNone = Literal[PlanName, "none"]  # a nested Literal flattens: the plans, then "none"
+Interaction = discord.Interaction[AnimateBot]
 
 
-def is_moderator(interaction: discord.Interaction) -> bool:
+def is_moderator(interaction: discord.Interaction[Any]) -> bool:
     """Checked in code too: a server can override the commands' default permissions."""
     user = interaction.user
     return isinstance(user, discord.Member) and user.guild_permissions.manage_guild
@@ -35,7 +36,9 @@ class ModeratorGroup(app_commands.Group):
         super().__init__()
         self.bot = bot
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+    async def interaction_check(
+        self, interaction: discord.Interaction[Any]
+    ) -> bool:  # any client: an override
         if interaction.guild_id is None:
             raise app_commands.NoPrivateMessage("This works in a server only.")
         if not is_moderator(interaction):
@@ -72,7 +75,7 @@ def plan_or_none(plan: str) -> str | None:
 @app_commands.default_permissions(manage_guild=True)
 class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (moderators)"):
     @app_commands.command(name="show", description="A member's plan, usage and credits")
-    async def show(self, interaction: discord.Interaction, member: discord.Member | None = None) -> None:
+    async def show(self, interaction: Interaction, member: discord.Member | None = None) -> None:
         target = member or interaction.user
         assert interaction.guild_id is not None and isinstance(target, discord.Member)
         s = await moderation.member_summary(
@@ -85,60 +88,80 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
         await interaction.response.send_message(summary_text(target.display_name, s), ephemeral=True)
 
     @app_commands.command(name="set", description="Give a member a plan (beats their roles)")
-    async def set_(self, interaction: discord.Interaction, member: discord.Member, plan: PlanOrNone) -> None:
+    async def set_(self, interaction: Interaction, member: discord.Member, plan: PlanOrNone) -> None:
         assert interaction.guild_id is not None
         await moderation.set_member_plan(
-            self.bot.services.store, interaction.guild_id, interaction.user.id, member.id, plan_or_none(plan)
+            self.bot.services.store,
+            self.bot.services.policy,
+            interaction.guild_id,
+            interaction.user.id,
+            member.id,
+            plan_or_none(plan),
         )
         await interaction.response.send_message(f"{member.mention} is now on: {plan}.", ephemeral=True)
 
     @app_commands.command(name="role", description="Map a role to a plan (a member's best role wins)")
-    async def role(self, interaction: discord.Interaction, role: discord.Role, plan: PlanOrNone) -> None:
+    async def role(self, interaction: Interaction, role: discord.Role, plan: PlanOrNone) -> None:
         assert interaction.guild_id is not None
         await moderation.set_role_plan(
-            self.bot.services.store, interaction.guild_id, interaction.user.id, role.id, plan_or_none(plan)
+            self.bot.services.store,
+            self.bot.services.policy,
+            interaction.guild_id,
+            interaction.user.id,
+            role.id,
+            plan_or_none(plan),
         )
         await interaction.response.send_message(f"{role.mention} → {plan}.", ephemeral=True)
 
     @app_commands.command(name="reset", description="Start a member's minute and day windows afresh")
-    async def reset(self, interaction: discord.Interaction, member: discord.Member) -> None:
+    async def reset(self, interaction: Interaction, member: discord.Member) -> None:
         assert interaction.guild_id is not None
         await moderation.reset_member(
-            self.bot.services.store, interaction.guild_id, interaction.user.id, member.id
+            self.bot.services.store,
+            self.bot.services.policy,
+            interaction.guild_id,
+            interaction.user.id,
+            member.id,
         )
         await interaction.response.send_message(f"{member.mention}'s windows start afresh.", ephemeral=True)
 
     @app_commands.command(name="default", description="The plan of members with no role or override")
-    async def default(self, interaction: discord.Interaction, plan: PlanOption) -> None:
+    async def default(self, interaction: Interaction, plan: PlanName) -> None:
         assert interaction.guild_id is not None
-        await self.bot.services.store.ensure_guild(
-            interaction.guild_id, self.bot.services.policy.welcome_credits
-        )
         await moderation.set_default_plan(
-            self.bot.services.store, interaction.guild_id, interaction.user.id, plan
+            self.bot.services.store, self.bot.services.policy, interaction.guild_id, interaction.user.id, plan
         )
         await interaction.response.send_message(f"The server's default plan is now {plan}.", ephemeral=True)
 
     @app_commands.command(name="block", description="Stop a member from using /animate here")
     async def block(
-        self, interaction: discord.Interaction, member: discord.Member, reason: str | None = None
+        self, interaction: Interaction, member: discord.Member, reason: str | None = None
     ) -> None:
         assert interaction.guild_id is not None
         await moderation.block_member(
-            self.bot.services.store, interaction.guild_id, interaction.user.id, member.id, reason
+            self.bot.services.store,
+            self.bot.services.policy,
+            interaction.guild_id,
+            interaction.user.id,
+            member.id,
+            reason,
         )
         await interaction.response.send_message(f"{member.mention} is blocked from /animate.", ephemeral=True)
 
     @app_commands.command(name="unblock", description="Let a blocked member use /animate again")
-    async def unblock(self, interaction: discord.Interaction, member: discord.Member) -> None:
+    async def unblock(self, interaction: Interaction, member: discord.Member) -> None:
         assert interaction.guild_id is not None
         await moderation.unblock_member(
-            self.bot.services.store, interaction.guild_id, interaction.user.id, member.id
+            self.bot.services.store,
+            self.bot.services.policy,
+            interaction.guild_id,
+            interaction.user.id,
+            member.id,
         )
         await interaction.response.send_message(f"{member.mention} may use /animate again.", ephemeral=True)
 
     @app_commands.command(name="audit", description="The latest moderator actions")
-    async def audit(self, interaction: discord.Interaction) -> None:
+    async def audit(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
         rows = await self.bot.services.store.audit_rows(interaction.guild_id)
         text = "\n".join(
@@ -152,22 +175,25 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
 class ChannelsGroup(ModeratorGroup, name="animate-channels", description="Where /animate may run"):
-    async def _set(
-        self, interaction: discord.Interaction, channel: discord.TextChannel, allowed: bool
-    ) -> None:
+    async def _set(self, interaction: Interaction, channel: discord.TextChannel, allowed: bool) -> None:
         assert interaction.guild_id is not None
         await moderation.set_channel(
-            self.bot.services.store, interaction.guild_id, interaction.user.id, channel.id, allowed
+            self.bot.services.store,
+            self.bot.services.policy,
+            interaction.guild_id,
+            interaction.user.id,
+            channel.id,
+            allowed,
         )
         word = "allowed" if allowed else "denied"
         await interaction.response.send_message(f"/animate is {word} in {channel.mention}.", ephemeral=True)
 
     @app_commands.command(name="allow", description="Allow /animate here (once any is allowed, only those)")
-    async def allow(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
+    async def allow(self, interaction: Interaction, channel: discord.TextChannel) -> None:
         await self._set(interaction, channel, True)
 
     @app_commands.command(name="deny", description="Refuse /animate in this channel")
-    async def deny(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
+    async def deny(self, interaction: Interaction, channel: discord.TextChannel) -> None:
         await self._set(interaction, channel, False)
 
 
@@ -175,16 +201,15 @@ class ChannelsGroup(ModeratorGroup, name="animate-channels", description="Where 
 @app_commands.default_permissions(manage_guild=True)
 class PoolGroup(ModeratorGroup, name="pool", description="The server's shared credit pool (admins)"):
     @app_commands.command(name="topup", description="Add credits to the pool")
-    async def topup(
-        self, interaction: discord.Interaction, amount: app_commands.Range[int, 1, 10_000_000]
-    ) -> None:
+    async def topup(self, interaction: Interaction, amount: app_commands.Range[int, 1, 10_000_000]) -> None:
         assert interaction.guild_id is not None
-        await self.bot.services.store.ensure_guild(
-            interaction.guild_id, self.bot.services.policy.welcome_credits
-        )
         try:
             guild = await moderation.topup(
-                self.bot.services.store, interaction.guild_id, interaction.user.id, amount
+                self.bot.services.store,
+                self.bot.services.policy,
+                interaction.guild_id,
+                interaction.user.id,
+                amount,
             )
         except ModerationError as exc:
             await interaction.response.send_message(str(exc), ephemeral=True)
@@ -194,12 +219,11 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
         )
 
     @app_commands.command(name="show", description="Balance and recent movements")
-    async def show(self, interaction: discord.Interaction) -> None:
+    async def show(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
-        guild = await self.bot.services.store.ensure_guild(
-            interaction.guild_id, self.bot.services.policy.welcome_credits
+        guild, rows = await moderation.pool_statement(
+            self.bot.services.store, self.bot.services.policy, interaction.guild_id, 12
         )
-        rows = await self.bot.services.store.ledger_rows(guild.guild_id, limit=12)
         history = "\n".join(
             f"<t:{int(r.created_at)}:R> {r.kind} **{r.amount:+}**"
             + (f" · job `{r.job_id}`" if r.job_id else "")
@@ -216,14 +240,15 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
 
     @app_commands.command(name="allowance", description="Credits each member may spend per 24 h (0 = no cap)")
     async def allowance(
-        self, interaction: discord.Interaction, amount: app_commands.Range[int, 0, 10_000_000]
+        self, interaction: Interaction, amount: app_commands.Range[int, 0, 10_000_000]
     ) -> None:
         assert interaction.guild_id is not None
-        await self.bot.services.store.ensure_guild(
-            interaction.guild_id, self.bot.services.policy.welcome_credits
-        )
         await moderation.set_allowance(
-            self.bot.services.store, interaction.guild_id, interaction.user.id, amount
+            self.bot.services.store,
+            self.bot.services.policy,
+            interaction.guild_id,
+            interaction.user.id,
+            amount,
         )
         await interaction.response.send_message(
             f"Daily allowance: {amount or 'none'} credits per member.", ephemeral=True
@@ -231,27 +256,34 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
 
     @app_commands.command(name="alert", description="Warn a channel once when the pool drops below a line")
     async def alert(
-        self, interaction: discord.Interaction, threshold: app_commands.Range[int, 0, 10_000_000],
+        self, interaction: Interaction, threshold: app_commands.Range[int, 0, 10_000_000],
         channel: discord.TextChannel,
     ) -> None:  # fmt: skip
         assert interaction.guild_id is not None
-        await self.bot.services.store.ensure_guild(
-            interaction.guild_id, self.bot.services.policy.welcome_credits
-        )
         await moderation.set_alert(
-            self.bot.services.store, interaction.guild_id, interaction.user.id, threshold, channel.id
+            self.bot.services.store,
+            self.bot.services.policy,
+            interaction.guild_id,
+            interaction.user.id,
+            threshold,
+            channel.id,
         )
         await interaction.response.send_message(
             f"{channel.mention} hears once when the pool drops below {threshold}.", ephemeral=True
         )
 
     @app_commands.command(name="resume", description="Resume submitting after the API account was topped up")
-    async def resume(self, interaction: discord.Interaction) -> None:
+    async def resume(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
-        was = self.bot.services.pipeline.scheduler.pause_reason
-        self.bot.services.pipeline.scheduler.resume()
-        await self.bot.services.store.audit(
-            interaction.guild_id, interaction.user.id, "pool resume", None, was or "not paused"
+        scheduler = self.bot.services.pipeline.scheduler
+        was = scheduler.pause_reason
+        await moderation.resume_submitting(
+            self.bot.services.store,
+            self.bot.services.policy,
+            interaction.guild_id,
+            interaction.user.id,
+            was,
+            scheduler.resume,
         )
         await interaction.response.send_message(
             "Submitting resumed." if was else "Submitting was not paused.", ephemeral=True
@@ -263,7 +295,7 @@ class ModerationCog(commands.Cog):
         self.bot = bot
 
     @app_commands.command(name="credits", description="Your plan, usage and what you can still spend today")
-    async def credits(self, interaction: discord.Interaction) -> None:
+    async def credits(self, interaction: Interaction) -> None:
         user = interaction.user
         roles = [r.id for r in user.roles] if isinstance(user, discord.Member) else []
         s = await moderation.member_summary(
@@ -272,8 +304,7 @@ class ModerationCog(commands.Cog):
         await interaction.response.send_message(summary_text(None, s), ephemeral=True)
 
 
-async def setup(bot: commands.Bot) -> None:
-    assert isinstance(bot, AnimateBot)
+async def setup(bot: AnimateBot) -> None:
     bot.tree.add_command(QuotaGroup(bot))
     bot.tree.add_command(ChannelsGroup(bot))
     bot.tree.add_command(PoolGroup(bot))

@@ -89,13 +89,15 @@ class Receiver:
 
     async def snapshot(self) -> tuple[int, list[tuple[Any, ...]]]:
         """Rows written by the store's connection so far, and the jobs' states and the ledger."""
-        conn: Any = self.store._conn
-        async with conn.execute(
-            "SELECT state, COUNT(*) FROM jobs GROUP BY state UNION ALL "
-            "SELECT kind, SUM(amount) FROM ledger GROUP BY kind ORDER BY 1"
-        ) as cur:
-            rows = [tuple(r) for r in await cur.fetchall()]
-        return conn.total_changes, rows
+
+        def read(tx: Any) -> tuple[int, list[tuple[Any, ...]]]:  # the SQLite engine's Tx
+            rows = tx.rows(
+                "SELECT state, COUNT(*) FROM jobs GROUP BY state UNION ALL "
+                "SELECT kind, SUM(amount) FROM ledger GROUP BY kind ORDER BY 1"
+            )
+            return tx.connection.total_changes, [tuple(r) for r in rows]
+
+        return await self.store.engine.run(read)
 
 
 class _Collect(logging.Handler):

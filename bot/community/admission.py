@@ -22,7 +22,7 @@ from typing import Any
 
 from bot.community.plans import PlanChoice, resolve
 from bot.jobs import Job
-from bot.store import Guild, MemberRule, NewJob, Store, Tx
+from bot.store import Guild, MemberRule, NewJob, Store, Tx, jobs, pools, rules
 from shared import contract
 
 
@@ -161,30 +161,34 @@ async def admit(
 
 def _admit(new: NewJob, policy: Policy, roles: Sequence[int], now: float, user_id: int, tx: Tx) -> Admitted:
     guild_id = new.guild_id
-    rule = tx.member_rule(guild_id, user_id) if guild_id is not None else None
+    rule = rules.member_rule(tx, guild_id, user_id) if guild_id is not None else None
     if rule is not None and rule.blocked:
         raise Blocked(rule.reason)
     if guild_id is not None and new.channel_id is not None:
-        rules = tx.channel_rules(guild_id)
-        if rules.get(new.channel_id) is False or (any(rules.values()) and not rules.get(new.channel_id)):
+        channels = rules.channel_rules(tx, guild_id)
+        if channels.get(new.channel_id) is False or (
+            any(channels.values()) and not channels.get(new.channel_id)
+        ):
             raise ChannelClosed
     # A server's first job creates its pool (a refusal rolls that back with the rest).
-    guild = tx.ensure_guild(guild_id, policy.welcome_credits) if guild_id is not None else None
-    choice = _choose(policy, guild, rule, tx.role_plans(guild_id) if guild_id is not None else {}, roles)
+    guild = pools.ensure(tx, guild_id, policy.welcome_credits) if guild_id is not None else None
+    choice = _choose(
+        policy, guild, rule, rules.role_plans(tx, guild_id) if guild_id is not None else {}, roles
+    )
     _check_windows(tx, user_id, choice.plan, policy.windows, now, rule.reset_at if rule else None)
     cost = new.options.estimated_credits
     if guild is not None:
         if guild.balance < cost:
             raise PoolShort(cost, guild.balance)
         if guild.daily_allowance is not None:
-            spent = tx.member_spent(guild.guild_id, user_id, now - policy.windows.day)
+            spent = pools.member_spent(tx, guild.guild_id, user_id, now - policy.windows.day)
             left = max(0, guild.daily_allowance - spent)
             if cost > left:
                 raise AllowanceShort(cost, left, guild.daily_allowance)
-    job = tx.insert_job(new, now)
-    if guild is None or not tx.reserve(job, cost):
+    job = jobs.insert(tx, new, now)
+    if guild is None or not pools.reserve(tx, job, cost):
         return Admitted(job, choice)
-    return Admitted(job, choice, low_balance=tx.get_guild(guild.guild_id))
+    return Admitted(job, choice, low_balance=pools.get(tx, guild.guild_id))
 
 
 def _check_windows(
@@ -193,14 +197,14 @@ def _check_windows(
     # A moderator's /quota reset starts the person's windows afresh (running jobs still count).
     minute_since = max(now - windows.minute, reset_at or 0.0)
     day_since = max(now - windows.day, reset_at or 0.0)
-    usage = tx.usage(user_id, minute_since, day_since)
+    usage = jobs.usage(tx, user_id, minute_since, day_since)
     if usage.active >= plan.concurrent_jobs:
         raise QuotaExceeded("concurrent", plan.concurrent_jobs, plan.name, None)
     if usage.in_minute >= plan.requests_per_minute:
-        oldest = tx.nth_counted_since(user_id, minute_since, usage.in_minute - plan.requests_per_minute)
+        oldest = jobs.nth_counted_since(tx, user_id, minute_since, usage.in_minute - plan.requests_per_minute)
         frees = oldest + windows.minute if oldest is not None else None
         raise QuotaExceeded("per_minute", plan.requests_per_minute, plan.name, frees)
     if plan.jobs_per_day is not None and usage.in_day >= plan.jobs_per_day:
-        oldest = tx.nth_counted_since(user_id, day_since, usage.in_day - plan.jobs_per_day)
+        oldest = jobs.nth_counted_since(tx, user_id, day_since, usage.in_day - plan.jobs_per_day)
         frees = oldest + windows.day if oldest is not None else None
         raise QuotaExceeded("per_day", plan.jobs_per_day, plan.name, frees)

@@ -1,18 +1,21 @@
 """What moderators change (plans, blocks, channels, the pool) and what members may read.
 
-Every change is written with its audit row, so `/quota audit` tells who did what. Permission
-checks happen in the cog (Discord knows who is a moderator); these functions trust the caller.
+Each change is ONE transaction (:meth:`Store.moderate`): the server's row (created on first
+use, with its welcome credits), the change itself and its audit row, so `/quota audit` tells
+who did what and a change that fails leaves no trace. Permission checks happen in the cog
+(Discord knows who is a moderator); these functions trust the caller.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 from bot.community.admission import Policy, resolve_plan
 from bot.community.plans import PlanChoice
-from bot.store import Guild, Store
+from bot.store import Guild, LedgerRow, Store, Tx, pools, rules
 
 MAX_TOPUP: Final = 10_000_000  # a typo guard, not a business rule
 
@@ -21,74 +24,137 @@ class ModerationError(ValueError):
     """A request that makes no sense (a negative top-up): the message says why."""
 
 
-async def audited(
-    store: Store, guild_id: int, actor_id: int, action: str, target: str | None, detail: str
+async def set_member_plan(
+    store: Store, policy: Policy, guild_id: int, actor: int, user_id: int, plan: str | None
 ) -> None:
-    await store.audit(guild_id, actor_id, action, target, detail)
+    await store.moderate(
+        guild_id, policy.welcome_credits, actor, "quota set", f"<@{user_id}>", plan or "no override",
+        lambda tx: rules.set_member_rule(tx, guild_id, user_id, plan=plan),
+    )  # fmt: skip
 
 
-async def set_member_plan(store: Store, guild_id: int, actor: int, user_id: int, plan: str | None) -> None:
-    await store.set_member_rule(guild_id, user_id, plan=plan)
-    await audited(store, guild_id, actor, "quota set", f"<@{user_id}>", plan or "no override")
+async def set_role_plan(
+    store: Store, policy: Policy, guild_id: int, actor: int, role_id: int, plan: str | None
+) -> None:
+    await store.moderate(
+        guild_id, policy.welcome_credits, actor, "quota role", f"<@&{role_id}>", plan or "removed",
+        lambda tx: rules.set_role_plan(tx, guild_id, role_id, plan),
+    )  # fmt: skip
 
 
-async def set_role_plan(store: Store, guild_id: int, actor: int, role_id: int, plan: str | None) -> None:
-    await store.set_role_plan(guild_id, role_id, plan)
-    await audited(store, guild_id, actor, "quota role", f"<@&{role_id}>", plan or "removed")
+async def set_default_plan(store: Store, policy: Policy, guild_id: int, actor: int, plan: str) -> None:
+    await store.moderate(
+        guild_id, policy.welcome_credits, actor, "quota default", None, plan,
+        lambda tx: pools.update(tx, guild_id, default_plan=plan),
+    )  # fmt: skip
 
 
-async def set_default_plan(store: Store, guild_id: int, actor: int, plan: str) -> None:
-    await store.update_guild(guild_id, default_plan=plan)
-    await audited(store, guild_id, actor, "quota default", None, plan)
+async def reset_member(store: Store, policy: Policy, guild_id: int, actor: int, user_id: int) -> None:
+    at = time.time()
+    await store.moderate(
+        guild_id, policy.welcome_credits, actor, "quota reset", f"<@{user_id}>", "windows restarted",
+        lambda tx: rules.set_member_rule(tx, guild_id, user_id, reset_at=at),
+    )  # fmt: skip
 
 
-async def reset_member(store: Store, guild_id: int, actor: int, user_id: int) -> None:
-    await store.set_member_rule(guild_id, user_id, reset_at=time.time())
-    await audited(store, guild_id, actor, "quota reset", f"<@{user_id}>", "windows restarted")
+async def block_member(
+    store: Store, policy: Policy, guild_id: int, actor: int, user_id: int, reason: str | None
+) -> None:
+    await store.moderate(
+        guild_id, policy.welcome_credits, actor, "quota block", f"<@{user_id}>", reason or "no reason given",
+        lambda tx: rules.set_member_rule(tx, guild_id, user_id, blocked=1, reason=reason),
+    )  # fmt: skip
 
 
-async def block_member(store: Store, guild_id: int, actor: int, user_id: int, reason: str | None) -> None:
-    await store.set_member_rule(guild_id, user_id, blocked=1, reason=reason)
-    await audited(store, guild_id, actor, "quota block", f"<@{user_id}>", reason or "no reason given")
+async def unblock_member(store: Store, policy: Policy, guild_id: int, actor: int, user_id: int) -> None:
+    await store.moderate(
+        guild_id, policy.welcome_credits, actor, "quota unblock", f"<@{user_id}>", "",
+        lambda tx: rules.set_member_rule(tx, guild_id, user_id, blocked=0, reason=None),
+    )  # fmt: skip
 
 
-async def unblock_member(store: Store, guild_id: int, actor: int, user_id: int) -> None:
-    await store.set_member_rule(guild_id, user_id, blocked=0, reason=None)
-    await audited(store, guild_id, actor, "quota unblock", f"<@{user_id}>", "")
+async def set_channel(
+    store: Store, policy: Policy, guild_id: int, actor: int, channel_id: int, allowed: bool
+) -> None:
+    await store.moderate(
+        guild_id, policy.welcome_credits, actor, "animate-channels", f"<#{channel_id}>",
+        "allow" if allowed else "deny", lambda tx: rules.set_channel_rule(tx, guild_id, channel_id, allowed),
+    )  # fmt: skip
 
 
-async def set_channel(store: Store, guild_id: int, actor: int, channel_id: int, allowed: bool) -> None:
-    await store.set_channel_rule(guild_id, channel_id, allowed)
-    await audited(
-        store, guild_id, actor, "animate-channels", f"<#{channel_id}>", "allow" if allowed else "deny"
-    )
-
-
-async def topup(store: Store, guild_id: int, actor: int, amount: int) -> Guild:
+async def topup(store: Store, policy: Policy, guild_id: int, actor: int, amount: int) -> Guild:
     if not 0 < amount <= MAX_TOPUP:
         raise ModerationError(f"a top-up must be between 1 and {MAX_TOPUP:,} credits")
-    guild = await store.topup(guild_id, amount, actor)
-    await audited(store, guild_id, actor, "pool topup", None, f"+{amount} -> {guild.balance}")
-    return guild
+    return await store.moderate(
+        guild_id, policy.welcome_credits, actor, "pool topup", None,
+        lambda guild: f"+{amount} -> {guild.balance}", lambda tx: pools.topup(tx, guild_id, amount, actor),
+    )  # fmt: skip
 
 
-async def set_allowance(store: Store, guild_id: int, actor: int, amount: int) -> None:
+async def set_allowance(store: Store, policy: Policy, guild_id: int, actor: int, amount: int) -> None:
     if amount < 0:
         raise ModerationError("the allowance cannot be negative (0 removes it)")
-    await store.update_guild(guild_id, daily_allowance=amount or None)
-    await audited(
-        store, guild_id, actor, "pool allowance", None, f"{amount} per member per 24 h" if amount else "none"
+    await store.moderate(
+        guild_id, policy.welcome_credits, actor, "pool allowance", None,
+        f"{amount} per member per 24 h" if amount else "none",
+        lambda tx: pools.update(tx, guild_id, daily_allowance=amount or None),
+    )  # fmt: skip
+
+
+async def set_alert(
+    store: Store, policy: Policy, guild_id: int, actor: int, threshold: int, channel_id: int
+) -> None:
+    if threshold < 0:
+        raise ModerationError("the alert line cannot be negative")
+
+    def change(tx: Tx) -> None:
+        guild = pools.get(tx, guild_id)
+        armed = guild is None or guild.balance >= threshold  # already below: wait for a top-up
+        pools.update(tx, guild_id, low_balance_threshold=threshold, alert_channel_id=channel_id,
+                     alert_armed=int(armed))  # fmt: skip
+
+    await store.moderate(
+        guild_id,
+        policy.welcome_credits,
+        actor,
+        "pool alert",
+        f"<#{channel_id}>",
+        f"below {threshold}",
+        change,
     )
 
 
-async def set_alert(store: Store, guild_id: int, actor: int, threshold: int, channel_id: int) -> None:
-    if threshold < 0:
-        raise ModerationError("the alert line cannot be negative")
-    guild = await store.get_guild(guild_id)
-    armed = guild is None or guild.balance >= threshold  # already below: wait for a top-up
-    await store.update_guild(guild_id, low_balance_threshold=threshold, alert_channel_id=channel_id,
-                             alert_armed=int(armed))  # fmt: skip
-    await audited(store, guild_id, actor, "pool alert", f"<#{channel_id}>", f"below {threshold}")
+async def resume_submitting(
+    store: Store,
+    policy: Policy,
+    guild_id: int,
+    actor: int,
+    paused_for: str | None,
+    resume: Callable[[], object],
+) -> None:
+    """Resume submitting to the API (``resume``: the scheduler's, which lives above this layer)
+    and audit it with why it had been paused (``paused_for``: None when it was not)."""
+    resume()
+    await store.moderate(
+        guild_id,
+        policy.welcome_credits,
+        actor,
+        "pool resume",
+        None,
+        paused_for or "not paused",
+        lambda tx: None,
+    )
+
+
+async def pool_statement(
+    store: Store, policy: Policy, guild_id: int, limit: int
+) -> tuple[Guild, list[LedgerRow]]:
+    """The server's pool (its row created on first use) and its latest ledger rows."""
+
+    def read(tx: Tx) -> tuple[Guild, list[LedgerRow]]:
+        return pools.ensure(tx, guild_id, policy.welcome_credits), pools.ledger_rows(tx, guild_id, limit)
+
+    return await store.atomic(read)
 
 
 @dataclass(frozen=True, slots=True)

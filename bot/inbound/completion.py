@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from bot.api.client import ApiJob
 from bot.jobs import IllegalTransition, Job, JobState
-from bot.store import Store, Tx
+from bot.store import Store, Tx, jobs
 from shared import contract
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def record_end(tx: Tx, job: Job, api_job: ApiJob) -> Job | None:
     if move is None:
         return None
     try:
-        updated = tx.transition(job.id, move[0], JobState.PROCESSING, move[1])
+        updated = jobs.transition(tx, job.id, move[0], JobState.PROCESSING, move[1])
     except IllegalTransition:
         log.debug("job %s: end already applied", job.id)
         return None
@@ -83,24 +83,24 @@ class Applied:
 
 def apply_reports(reports: Sequence[ApiJob], tx: Tx) -> list[Applied]:
     """Apply reports inside one transaction, set-based: one read for the group's jobs, then
-    their ends and pool settlements together (:meth:`Tx.end_jobs`). A report of a job cancelled
-    here only notes that the API has ended it (its slot at the API is free)."""
-    jobs = tx.jobs_by_api_ids({report.id for report in reports})
+    their ends and pool settlements together (:func:`bot.store.jobs.end_many`). A report of a
+    job cancelled here only notes that the API has ended it (its slot at the API is free)."""
+    known = jobs.by_api_ids(tx, {report.id for report in reports})
     applied: list[Applied] = []
     moves: list[tuple[Job, JobState, dict[str, Any]]] = []
     movers: list[int] = []  # where in ``applied`` each move's result goes
     moving: set[str] = set()  # a second report of the same end in the group changes nothing
     for api_job in reports:
-        job = jobs.get(api_job.id)
+        job = known.get(api_job.id)
         move = end_of(job, api_job) if job is not None and job.id not in moving else None
         if job is not None and job.state is JobState.CANCELLED and api_job.finished:
-            tx.mark_api_ended(job.id)
+            jobs.mark_api_ended(tx, job.id)
         if job is not None and move is not None:
             moving.add(job.id)
             moves.append((job, *move))
             movers.append(len(applied))
         applied.append(Applied(job))
-    for at, ended in zip(movers, tx.end_jobs(moves), strict=True):
+    for at, ended in zip(movers, jobs.end_many(tx, moves), strict=True):
         applied[at] = Applied(applied[at].job, ended)
         if ended is not None:
             log.info("job %s %s at the API", ended.id, ended.state)

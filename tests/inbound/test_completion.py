@@ -10,7 +10,7 @@ from bot.api.client import ApiJob
 from bot.community.admission import Policy, admit
 from bot.inbound.completion import Applied, ReportWriter
 from bot.jobs import Job, JobOptions, JobState
-from bot.store import NewJob, Store
+from bot.store import NewJob, Store, pools
 from shared import contract
 
 GUILD = 42
@@ -102,7 +102,7 @@ async def test_a_group_that_costs_more_than_reserved_charges_only_what_the_pool_
     jobs = await running_jobs(store, 6)
     guild = await store.get_guild(GUILD)
     assert guild is not None
-    await store.atomic(lambda tx: tx.ledger(GUILD, "topup", 15 - guild.balance, note="drain to 15"))
+    await store.atomic(lambda tx: pools.ledger(tx, GUILD, "topup", 15 - guild.balance, note="drain to 15"))
     writer = ReportWriter(store, lambda report, applied: None)
     failed = [ApiJob(id=f"api-{i}", status=contract.STATUS_FAILED, error="nsfw") for i in (0, 1)]
     pricier = [done(i, cost=COST + 10) for i in (2, 3, 4, 5)]  # 40 more than reserved in all

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from bot.jobs import TRANSITIONS, IllegalTransition, InvalidOptions, JobOptions, JobState
-from bot.store import MIGRATIONS, NewJob, Store, Tx
+from bot.store import MIGRATIONS, NewJob, Store, Tx, jobs, pools
 
 
 def new(prompt: str = "waves roll in") -> NewJob:
@@ -104,10 +104,10 @@ async def test_an_error_inside_atomic_undoes_every_write_of_it(store: Store) -> 
     await store.ensure_guild(7, welcome_credits=100)
 
     def spend_then_fail(tx: Tx) -> None:
-        job = tx.insert_job(
-            NewJob(source="discord", image_ref="x", options=JobOptions(prompt="p"), guild_id=7), 1.0
+        job = jobs.insert(
+            tx, NewJob(source="discord", image_ref="x", options=JobOptions(prompt="p"), guild_id=7), 1.0
         )
-        tx.reserve(job, 60)
+        pools.reserve(tx, job, 60)
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
@@ -119,12 +119,18 @@ async def test_an_error_inside_atomic_undoes_every_write_of_it(store: Store) -> 
     assert (await store.insert_job(new())).state is JobState.QUEUED
 
 
-async def test_atomic_inside_an_open_transaction_joins_it(store: Store) -> None:
-    with pytest.raises(RuntimeError):
-        async with store.transaction():
-            await store.atomic(lambda tx: tx.insert_job(new(), 1.0))
-            raise RuntimeError("the outer transaction fails")
-    assert await store.count_in_states(JobState) == 0
+async def test_a_transaction_that_fails_does_not_undo_another_tasks_write(store: Store) -> None:
+    # Tasks share one connection: one task's write must never land inside another task's
+    # transaction, where that transaction's rollback would undo it.
+    def insert_then_fail(tx: Tx) -> None:
+        jobs.insert(tx, new("undone"), 1.0)
+        raise RuntimeError("this transaction fails")
+
+    failed, _ = await asyncio.gather(
+        store.atomic(insert_then_fail), store.insert_job(new("kept")), return_exceptions=True
+    )
+    assert isinstance(failed, RuntimeError)
+    assert [j.options.prompt for j in await store.jobs_in_states(JobState)] == ["kept"]
 
 
 async def test_in_flight_listing(store: Store) -> None:

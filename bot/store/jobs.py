@@ -1,0 +1,338 @@
+"""Job rows: recording, reading, the state moves, and the counts quotas are made of.
+
+State changes are compare-and-set (``UPDATE ... WHERE id = ? AND state = ?``), checked against
+the state machine in :mod:`bot.jobs` first: an illegal move raises instead of writing, and two
+paths racing to apply the same move (a webhook and the poller) cannot both win. An end settles
+the job's pool (:func:`bot.store.pools.settle`) in the same transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import Any, Final
+
+from bot.jobs import IN_FLIGHT, IllegalTransition, Job, JobOptions, JobState, can_transition
+from bot.store import pools
+from bot.store.engine import Row, Tx
+from bot.store.records import NewJob, Usage
+
+# Every column a Job is read from and written with, in order, and the Job attribute it holds
+# ("options.x": a field of Job.options). A new job column is a migration and a line here.
+COLUMNS: Final[tuple[tuple[str, str], ...]] = (
+    ("id", "id"), ("idempotency_key", "idempotency_key"), ("api_job_id", "api_job_id"),
+    ("state", "state"), ("source", "source"), ("user_id", "user_id"), ("guild_id", "guild_id"),
+    ("channel_id", "channel_id"), ("interaction_id", "interaction_id"),
+    ("interaction_token", "interaction_token"), ("token_expires_at", "token_expires_at"),
+    ("image_ref", "image_ref"), ("prompt", "options.prompt"), ("duration", "options.duration"),
+    ("aspect_ratio", "options.aspect_ratio"), ("motion", "options.motion"),
+    ("version", "options.version"), ("estimated_credits", "estimated_credits"),
+    ("actual_credits", "actual_credits"), ("result_url", "result_url"), ("error", "error"),
+    ("created_at", "created_at"), ("updated_at", "updated_at"), ("submitted_at", "submitted_at"),
+    ("completed_at", "completed_at"), ("delivered_at", "delivered_at"),
+    ("status_channel_id", "status_channel_id"), ("status_message_id", "status_message_id"),
+    ("upload_limit", "upload_limit"), ("outcome", "outcome"), ("delivery_note", "delivery_note"),
+    ("delivery_started_at", "delivery_started_at"),
+)  # fmt: skip
+
+_SELECT: Final = f"SELECT {', '.join(name for name, _ in COLUMNS)} FROM jobs"
+# ON CONFLICT DO NOTHING: an id collision changes no row (and is retried) instead of raising,
+# which in PostgreSQL would abort the whole transaction.
+_INSERT: Final = (
+    f"INSERT INTO jobs ({', '.join(name for name, _ in COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(COLUMNS))}) ON CONFLICT DO NOTHING"
+)
+_STATE_AT: Final = [name for name, _ in COLUMNS].index("state")  # stored as its value
+_values_of: Final = operator.attrgetter(*(path for _, path in COLUMNS))
+
+
+def _reader() -> tuple[Callable[[Row], tuple[Any, ...]], int, int, tuple[tuple[str, int], ...]]:
+    """How to build a Job from a row BY POSITION (a name lookup per column made it three times
+    as slow, and a Job is built twice per webhook report): a getter of the row's values in
+    the order of Job's fields, where state and options go in that order, and where in the row
+    each option is."""
+    at = {path: i for i, (_, path) in enumerate(COLUMNS)}
+    fields = [field.name for field in dataclasses.fields(Job)]
+    missing = set(fields) - set(at) - {"options"}
+    if missing:
+        raise RuntimeError(f"Job fields with no column in COLUMNS: {', '.join(sorted(missing))}")
+    # The options slot takes any value for now: from_row puts the options there.
+    getter = operator.itemgetter(*(at.get(name, 0) for name in fields))
+    options = tuple(
+        (path.removeprefix("options."), i) for path, i in at.items() if path.startswith("options.")
+    )
+    return getter, fields.index("state"), fields.index("options"), options
+
+
+_in_field_order, _STATE_FIELD, _OPTIONS_FIELD, _OPTIONS_AT = _reader()
+
+# Columns a state transition may set besides the state itself (the allow-list keeps the
+# dynamic SET clause free of anything a caller could inject).
+_TRANSITION_FIELDS: Final = frozenset(
+    {
+        "api_job_id", "actual_credits", "result_url", "error", "submitted_at", "completed_at", "delivered_at",
+        "delivery_note",
+    }
+)  # fmt: skip
+# The end a state stands for, written with the move so it survives 'delivered'.
+_OUTCOME_OF: Final = {
+    JobState.COMPLETED: "completed",
+    JobState.FAILED: "failed",
+    JobState.CANCELLED: "cancelled",
+    JobState.EXPIRED: "expired",
+}
+_ID_ALPHABET: Final = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/1/i/l/o: ids are typed by people
+_ID_LENGTH: Final = 8
+
+
+def new_job_id() -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_LENGTH))
+
+
+def from_row(row: Row) -> Job:
+    """A Job from a row of :data:`COLUMNS`."""
+    values = list(_in_field_order(row))
+    values[_STATE_FIELD] = JobState(values[_STATE_FIELD])
+    values[_OPTIONS_FIELD] = _options_unchecked(row)
+    return Job(*values)
+
+
+def _options_unchecked(row: Row) -> JobOptions:
+    # Rows were validated on the way in; re-validating on read would make an old row with a
+    # since-retired option unreadable, so build the options without the checks.
+    options = object.__new__(JobOptions)
+    for name, at in _OPTIONS_AT:
+        object.__setattr__(options, name, row[at])
+    return options
+
+
+def _row_of(job: Job) -> list[Any]:
+    values = list(_values_of(job))
+    values[_STATE_AT] = job.state.value
+    return values
+
+
+# --- recording and reading -----------------------------------------------------------------
+
+
+def insert(tx: Tx, new: NewJob, now: float) -> Job:
+    """Record an accepted job, its idempotency key generated here, before any API call."""
+    opts = new.options
+    for _ in range(5):  # an id collision is astronomically rare; retry rather than fail
+        # Built from what is written, not read back.
+        job = Job(
+            id=new_job_id(), idempotency_key=str(uuid.uuid4()), state=JobState.QUEUED, source=new.source,
+            image_ref=new.image_ref, options=opts, estimated_credits=opts.estimated_credits,
+            created_at=now, updated_at=now, user_id=new.user_id, guild_id=new.guild_id,
+            channel_id=new.channel_id, interaction_id=new.interaction_id,
+            interaction_token=new.interaction_token, token_expires_at=new.token_expires_at,
+            upload_limit=new.upload_limit,
+        )  # fmt: skip
+        if tx.write(_INSERT, _row_of(job)):
+            return job
+    raise RuntimeError("could not allocate a unique job id")
+
+
+def get(tx: Tx, job_id: str) -> Job | None:
+    row = tx.first(f"{_SELECT} WHERE id = ?", (job_id,))
+    return from_row(row) if row is not None else None
+
+
+def get_by_api_id(tx: Tx, api_job_id: str) -> Job | None:
+    row = tx.first(f"{_SELECT} WHERE api_job_id = ?", (api_job_id,))
+    return from_row(row) if row is not None else None
+
+
+def by_api_ids(tx: Tx, api_job_ids: Collection[str]) -> dict[str, Job]:
+    if not api_job_ids:
+        return {}
+    marks = ", ".join("?" * len(api_job_ids))
+    rows = tx.rows(f"{_SELECT} WHERE api_job_id IN ({marks})", list(api_job_ids))
+    return {job.api_job_id: job for job in map(from_row, rows) if job.api_job_id is not None}
+
+
+def in_states(tx: Tx, states: Iterable[JobState], source: str | None) -> list[Job]:
+    """Jobs in these states, oldest first; ``source`` keeps one face's jobs only."""
+    where, params = _states_filter(states, source)
+    return [from_row(row) for row in tx.rows(f"{_SELECT} WHERE {where} ORDER BY created_at", params)]
+
+
+def count_in_states(tx: Tx, states: Iterable[JobState], source: str | None) -> int:
+    where, params = _states_filter(states, source)
+    return int(tx.scalar(f"SELECT COUNT(*) FROM jobs WHERE {where}", params) or 0)
+
+
+def _states_filter(states: Iterable[JobState], source: str | None) -> tuple[str, list[Any]]:
+    params: list[Any] = [s.value for s in states]
+    where = f"state IN ({', '.join('?' * len(params))})"
+    if source is not None:
+        where += " AND source = ?"
+        params.append(source)
+    return where, params
+
+
+def recent(tx: Tx, user_id: int, limit: int) -> list[Job]:
+    rows = tx.rows(f"{_SELECT} WHERE user_id = ? ORDER BY created_at DESC LIMIT ?", (user_id, limit))
+    return [from_row(row) for row in rows]
+
+
+def queue_position(tx: Tx, job: Job) -> int:
+    """1 + the queued jobs accepted before this one (account-wide)."""
+    ahead = tx.scalar(
+        "SELECT COUNT(*) FROM jobs WHERE state = ? AND created_at < ?",
+        (JobState.QUEUED.value, job.created_at),
+    )
+    return 1 + int(ahead or 0)
+
+
+# A job cancelled here while the API ran it keeps an API slot until the API ends it.
+_CANCELLED_AT_API: Final = (
+    "state = 'cancelled' AND api_job_id IS NOT NULL AND api_ended_at IS NULL AND submitted_at > ?"
+)
+
+
+def cancelled_at_api(tx: Tx, since: float) -> list[Job]:
+    """Jobs cancelled here that the API may still be running (submitted after ``since``)."""
+    return [from_row(row) for row in tx.rows(f"{_SELECT} WHERE {_CANCELLED_AT_API}", (since,))]
+
+
+def count_cancelled_at_api(tx: Tx, since: float) -> int:
+    return int(tx.scalar(f"SELECT COUNT(*) FROM jobs WHERE {_CANCELLED_AT_API}", (since,)) or 0)
+
+
+# --- changes outside the state machine -------------------------------------------------------
+
+
+def mark_api_ended(tx: Tx, job_id: str) -> None:
+    """The API finished (or we gave up on) a job we had cancelled: its slot is free."""
+    tx.write("UPDATE jobs SET api_ended_at = ? WHERE id = ? AND api_ended_at IS NULL", (time.time(), job_id))
+
+
+def mark_delivery_started(tx: Tx, job_id: str, at: float) -> None:
+    """Note (once: the first attempt counts) that the result is about to be sent."""
+    tx.write(
+        "UPDATE jobs SET delivery_started_at = COALESCE(delivery_started_at, ?) WHERE id = ?", (at, job_id)
+    )
+
+
+def set_status_card(tx: Tx, job_id: str, channel_id: int, message_id: int) -> None:
+    tx.write(
+        "UPDATE jobs SET status_channel_id = ?, status_message_id = ? WHERE id = ?",
+        (channel_id, message_id, job_id),
+    )
+
+
+# --- state moves ----------------------------------------------------------------------------
+
+
+def transition(
+    tx: Tx, job_id: str, target: JobState, expected: JobState | None, fields: dict[str, Any]
+) -> Job:
+    """Move a job to ``target`` and set ``fields``, or raise :class:`IllegalTransition`.
+
+    ``expected`` pins the state the caller saw; without it the current state is read. Either
+    way the write only happens if the row is still in that state, so of two racing callers
+    exactly one wins. An end also settles the pool: call it inside a transaction.
+    """
+    current = expected
+    if current is None:
+        job = get(tx, job_id)
+        if job is None:
+            raise KeyError(job_id)
+        current = job.state
+    sql, params, _ = _move(job_id, current, target, fields, time.time())
+    # RETURNING (SQLite 3.35+, PostgreSQL): the updated row in the same statement.
+    row = tx.first(f"{sql} RETURNING {', '.join(name for name, _ in COLUMNS)}", params)
+    if row is None:
+        now = get(tx, job_id)
+        raise IllegalTransition(job_id, now.state if now else None, target)
+    moved = from_row(row)
+    if target in _OUTCOME_OF:
+        pools.settle(tx, [moved])
+    return moved
+
+
+def end_many(tx: Tx, moves: Sequence[tuple[Job, JobState, dict[str, Any]]]) -> list[Job | None]:
+    """Move jobs read in THIS transaction to their ends and settle their pools together.
+
+    The set-based twin of :func:`transition` for a group of webhook reports: the rows are
+    known (read in this transaction), so the updated jobs are built, not read back, and the
+    pools are settled with one read and one write per server. None where a job's state had
+    already moved (compare-and-set, as ever).
+    """
+    now = time.time()
+    ended: list[Job | None] = []
+    for job, target, fields in moves:
+        if target not in _OUTCOME_OF:
+            raise IllegalTransition(job.id, job.state, target)
+        sql, params, values = _move(job.id, job.state, target, fields, now)
+        changed = tx.write(sql, params)
+        ended.append(dataclasses.replace(job, state=target, updated_at=now, **values) if changed else None)
+    pools.settle(tx, [job for job in ended if job is not None])
+    return ended
+
+
+def mark_undeliverable(tx: Tx, job: Job, note: str) -> Job:
+    """Close a job no route could reach. A completed job's charge goes back to its pool:
+    the community paid for a result nobody received (the ledger's unique index keeps it once)."""
+    done = transition(
+        tx, job.id, JobState.DELIVERED, job.state, {"delivered_at": time.time(), "delivery_note": note}
+    )
+    if job.outcome == "completed":
+        pools.refund_undelivered(tx, job)
+    return done
+
+
+def _move(
+    job_id: str, current: JobState, target: JobState, fields: dict[str, Any], now: float
+) -> tuple[str, list[Any], dict[str, Any]]:
+    """The compare-and-set UPDATE moving a job from ``current`` to ``target`` (statement,
+    parameters, and the columns it sets besides state and updated_at); raises before any write
+    if the move is illegal or a field is not one a transition may set."""
+    unknown = set(fields) - _TRANSITION_FIELDS
+    if unknown:
+        raise ValueError(f"not a transition field: {', '.join(sorted(unknown))}")
+    if not can_transition(current, target):
+        raise IllegalTransition(job_id, current, target)
+    values = {**fields, "outcome": _OUTCOME_OF[target]} if target in _OUTCOME_OF else dict(fields)
+    assignments = "".join(f", {name} = ?" for name in values)
+    sql = f"UPDATE jobs SET state = ?, updated_at = ?{assignments} WHERE id = ? AND state = ?"
+    return sql, [target.value, now, *values.values(), job_id, current.value], values
+
+
+# --- quotas ---------------------------------------------------------------------------------
+# A job counts toward a person's windows unless it ended without being served (failed,
+# cancelled or expired): those are "given back". Run these in the same transaction as
+# insert so two commands at once cannot both pass a limit.
+
+_COUNTED: Final = "(outcome IS NULL OR outcome = 'completed')"
+
+
+def usage(tx: Tx, user_id: int, minute_since: float, day_since: float) -> Usage:
+    in_flight = [s.value for s in IN_FLIGHT]
+    marks = ", ".join("?" * len(in_flight))
+    # One statement: the day window from the (user_id, created_at) index, plus jobs in
+    # flight since before the day window, which still hold a slot.
+    row = tx.first(
+        f"SELECT SUM(CASE WHEN state IN ({marks}) THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN created_at > ? THEN 1 ELSE 0 END), COUNT(*), "
+        f"(SELECT COUNT(*) FROM jobs WHERE user_id = ? AND created_at <= ? AND state IN ({marks})) "
+        f"FROM jobs WHERE user_id = ? AND created_at > ? AND {_COUNTED}",
+        (*in_flight, minute_since, user_id, day_since, *in_flight, user_id, day_since),
+    )
+    active, minute, day, older = (int(v or 0) for v in row) if row else (0, 0, 0, 0)
+    return Usage(active=active + older, in_minute=minute, in_day=day)
+
+
+def nth_counted_since(tx: Tx, user_id: int, since: float, n: int) -> float | None:
+    """created_at of the n-th (0-based) oldest counted job after ``since``: when a slot frees."""
+    created = tx.scalar(
+        f"SELECT created_at FROM jobs WHERE user_id = ? AND created_at > ? AND {_COUNTED} "
+        "ORDER BY created_at LIMIT 1 OFFSET ?",
+        (user_id, since, n),
+    )
+    return float(created) if created is not None else None

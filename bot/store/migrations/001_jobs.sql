@@ -1,0 +1,30 @@
+CREATE TABLE jobs (
+    id                TEXT PRIMARY KEY,
+    idempotency_key   TEXT NOT NULL UNIQUE,
+    api_job_id        TEXT UNIQUE,
+    state             TEXT NOT NULL,
+    source            TEXT NOT NULL,
+    user_id           BIGINT,
+    guild_id          BIGINT,
+    channel_id        BIGINT,
+    interaction_id    BIGINT,
+    interaction_token TEXT,
+    token_expires_at  DOUBLE PRECISION,
+    image_ref         TEXT NOT NULL,
+    prompt            TEXT NOT NULL,
+    duration          INTEGER NOT NULL,
+    aspect_ratio      TEXT NOT NULL,
+    motion            TEXT NOT NULL,
+    version           TEXT NOT NULL,
+    estimated_credits INTEGER NOT NULL,
+    actual_credits    INTEGER,
+    result_url        TEXT,
+    error             TEXT,
+    created_at        DOUBLE PRECISION NOT NULL,
+    updated_at        DOUBLE PRECISION NOT NULL,
+    submitted_at      DOUBLE PRECISION,
+    completed_at      DOUBLE PRECISION,
+    delivered_at      DOUBLE PRECISION
+);
+CREATE INDEX jobs_by_state ON jobs (state, updated_at);
+CREATE INDEX jobs_by_user ON jobs (user_id, created_at);

@@ -1,0 +1,70 @@
+"""What the store hands in and out besides :class:`bot.jobs.Job`: plain, immutable records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.jobs import JobOptions
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """What a caller knows when a job is accepted."""
+
+    source: str
+    image_ref: str
+    options: JobOptions
+    user_id: int | None = None
+    guild_id: int | None = None
+    channel_id: int | None = None
+    interaction_id: int | None = None
+    interaction_token: str | None = None
+    token_expires_at: float | None = None
+    upload_limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Guild:
+    guild_id: int
+    default_plan: str | None
+    balance: int
+    daily_allowance: int | None
+    low_balance_threshold: int | None
+    alert_channel_id: int | None
+    alert_armed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRule:
+    plan: str | None
+    blocked: bool
+    reason: str | None
+    reset_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    kind: str
+    amount: int
+    job_id: str | None
+    user_id: int | None
+    note: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    actor_id: int
+    action: str
+    target: str | None
+    detail: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """One person's jobs in the quota windows. Ended jobs that were not served do not count."""
+
+    active: int  # not yet ended
+    in_minute: int
+    in_day: int

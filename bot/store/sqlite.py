@@ -1,0 +1,106 @@
+"""The SQLite engine: one connection in WAL mode, owned by one thread of its own.
+
+Each call is one hop to that thread (``loop.run_in_executor`` on a single-worker executor),
+however many statements the function runs: admission is a dozen statements and a group of
+webhook reports more, and a hop costs more than a statement, so a transaction is ONE hop. The
+thread opens the connection and is the only one to use it. (aiosqlite, which the relay uses,
+offers no public way to run a function on its thread, hence an executor of our own.)
+
+Because every transaction starts and ends inside one hop, and the one thread runs hops in
+order, no task's statement can land inside another task's open transaction: no lock needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+MIN_VERSION = (3, 35)  # UPDATE ... RETURNING; upserts (ON CONFLICT ... DO UPDATE) need 3.24
+
+
+class SqliteTx:
+    """:class:`bot.store.engine.Tx` on a ``sqlite3`` connection (its placeholders are ``?``)."""
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self.connection.execute(sql, params).fetchall()
+
+    def first(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.connection.execute(sql, params).fetchone()
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.first(sql, params)
+        return row[0] if row else None
+
+    def write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self.connection.execute(sql, params).rowcount
+
+    def write_many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        self.connection.executemany(sql, params)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)  # explicit transactions only
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA synchronous=NORMAL")  # durable in WAL across a process crash
+    conn.execute("PRAGMA busy_timeout=5000")  # the CLI and the bot may share one file
+    return conn
+
+
+def _in_transaction(fn: Callable[[SqliteTx], T], tx: SqliteTx) -> T:
+    # IMMEDIATE takes the write lock at BEGIN: checks and writes see no one else's writes.
+    tx.write("BEGIN IMMEDIATE")
+    try:
+        result = fn(tx)
+    except BaseException:
+        tx.write("ROLLBACK")
+        raise
+    tx.write("COMMIT")
+    return result
+
+
+class SqliteEngine:
+    """:class:`bot.store.engine.Engine` for a SQLite file (or ``":memory:"``)."""
+
+    def __init__(self, executor: ThreadPoolExecutor, tx: SqliteTx) -> None:
+        self._executor = executor
+        self._tx = tx
+
+    @classmethod
+    async def open(cls, path: Path | str) -> SqliteEngine:
+        if sqlite3.sqlite_version_info < MIN_VERSION:
+            raise RuntimeError(f"SQLite {sqlite3.sqlite_version} is too old: 3.35 or newer is needed")
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-sqlite")
+        try:
+            conn = await asyncio.get_running_loop().run_in_executor(executor, _connect, str(path))
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(executor, SqliteTx(conn))
+
+    async def _hop(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the connection's thread: the one hand-off of every call."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def atomic(self, fn: Callable[[SqliteTx], T]) -> T:
+        return await self._hop(_in_transaction, fn, self._tx)
+
+    async def run(self, fn: Callable[[SqliteTx], T]) -> T:
+        return await self._hop(fn, self._tx)
+
+    async def close(self) -> None:
+        await self._hop(self._tx.connection.close)
+        self._executor.shutdown(wait=False)  # the thread is idle now; it ends on its own

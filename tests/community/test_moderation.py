@@ -1,0 +1,74 @@
+"""Each moderator operation is one transaction: the server's row, the change, the audit row."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.community import moderation
+from bot.community.admission import Policy
+from bot.store import Store, Tx, rules
+
+G, MOD, MEMBER = 300, 9, 1
+POLICY = Policy(welcome_credits=500)
+
+
+async def test_a_change_on_a_server_with_no_row_creates_it_with_its_credits_and_audit(store: Store) -> None:
+    await moderation.block_member(store, POLICY, G, MOD, MEMBER, "spam")
+
+    guild = await store.get_guild(G)
+    assert guild is not None and guild.balance == 500 == await store.ledger_sum(G)
+    assert [(r.kind, r.amount) for r in await store.ledger_rows(G)] == [("grant", 500)]
+    rule = await store.member_rule(G, MEMBER)
+    assert rule is not None and rule.blocked and rule.reason == "spam"
+    assert [(r.actor_id, r.action, r.target, r.detail) for r in await store.audit_rows(G)] == [
+        (MOD, "quota block", f"<@{MEMBER}>", "spam")
+    ]
+
+
+async def test_server_settings_on_a_new_server_are_kept_and_credited_once(store: Store) -> None:
+    # Before, the cog had to create the row first or the setting silently changed nothing.
+    await moderation.set_default_plan(store, POLICY, G, MOD, "starter")
+    await moderation.set_allowance(store, POLICY, G, MOD, 60)
+    guild = await moderation.topup(store, POLICY, G, MOD, 100)
+
+    assert guild.default_plan == "starter" and guild.daily_allowance == 60 and guild.balance == 600
+    assert [r.kind for r in await store.ledger_rows(G)] == ["topup", "grant"]
+    assert [(r.action, r.detail) for r in await store.audit_rows(G)] == [
+        ("pool topup", "+100 -> 600"),
+        ("pool allowance", "60 per member per 24 h"),
+        ("quota default", "starter"),
+    ]
+
+
+async def test_a_change_that_fails_leaves_neither_the_change_nor_its_audit_nor_the_server_row(
+    store: Store,
+) -> None:
+    def change_then_fail(tx: Tx) -> None:
+        rules.set_member_rule(tx, G, MEMBER, blocked=1, reason="spam")
+        raise RuntimeError("the change fails")
+
+    with pytest.raises(RuntimeError, match="the change fails"):
+        await store.moderate(G, 500, MOD, "quota block", f"<@{MEMBER}>", "spam", change_then_fail)
+
+    assert await store.member_rule(G, MEMBER) is None
+    assert await store.audit_rows(G) == []
+    assert await store.get_guild(G) is None and await store.ledger_sum(G) == 0
+
+
+async def test_resume_calls_the_scheduler_and_audits_why_it_was_paused(store: Store) -> None:
+    resumed: list[bool] = []
+    await moderation.resume_submitting(
+        store, POLICY, G, MOD, "API out of credits", lambda: resumed.append(True)
+    )
+    await moderation.resume_submitting(store, POLICY, G, MOD, None, lambda: resumed.append(True))
+
+    assert resumed == [True, True]
+    assert [(r.action, r.detail) for r in await store.audit_rows(G)] == [
+        ("pool resume", "not paused"),
+        ("pool resume", "API out of credits"),
+    ]
+
+
+async def test_the_pool_statement_creates_the_row_on_first_look(store: Store) -> None:
+    guild, rows = await moderation.pool_statement(store, POLICY, G, limit=12)
+    assert guild.balance == 500 and [(r.kind, r.amount) for r in rows] == [("grant", 500)]
