@@ -17,11 +17,13 @@ COPY shared ./shared
 COPY emulator ./emulator
 COPY relay ./relay
 RUN pip install . \
-    && rm -rf /src \
+    && rm -rf /src && mkdir -p /app \
     && useradd --create-home --uid 10001 animate \
     && mkdir -p /data && chown animate:animate /data
 
-WORKDIR /data
+# The working directory is where `.env` is read from (mount one at /app/.env) and where relative
+# paths in settings resolve; the database itself lives on the /data volume.
+WORKDIR /app
 USER animate
 VOLUME ["/data"]
 # The webhook receiver (PUBLIC_WEBHOOK_URL should reach it).

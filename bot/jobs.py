@@ -136,9 +136,9 @@ class Job:
         return self.state in IN_FLIGHT
 
 
-
 # What the scheduler and the poller call when a job moves on (submitted, ended).
 JobHook = Callable[[Job], Awaitable[None]]
+
 
 def may_cancel(job: Job, user_id: int, *, moderator_of: int | None) -> bool:
     """The requester may cancel their job; so may a moderator of the server it runs in.

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from bot.api.budget import RequestBudget
 from bot.api.client import DoitongClient, RateLimit, RetryPolicy
 from bot.community.admission import Policy, QuotaWindows
+from bot.community.moderation import Moderation
 from bot.config import Settings
-from bot.inbound.receiver import WebhookReceiver
+from bot.inbound.receiver import Health, WebhookReceiver
 from bot.inbound.relay_subscriber import RelaySubscriber
 from bot.pipeline.animations import Animations
 from bot.pipeline.delivery import Messenger
@@ -93,12 +94,12 @@ async def open_api(
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    settings: Settings
-    store: Store
-    api: Api
-    policy: Policy
+    """What the commands and the client reach: the pipeline (to start it once Discord is ready)
+    and the services the cogs call."""
+
     pipeline: Pipeline
     animations: Animations
+    moderation: Moderation
     receiver: WebhookReceiver | None  # None with WEBHOOK_PORT=off
     relay: RelaySubscriber | None  # set with RELAY_URL
 
@@ -108,9 +109,6 @@ class Services:
         if self.pipeline.options.webhook_url is None:
             return "off (polling)"
         return "on, through the relay" if self.relay else "on"
-
-
-Health = Callable[[], dict[str, object]]
 
 
 @contextlib.asynccontextmanager
@@ -187,12 +185,9 @@ async def open_services(
             await relay.start()
             stack.push_async_callback(relay.stop)  # stops before the pipeline and the store
         yield Services(
-            settings=settings,
-            store=store,
-            api=api,
-            policy=policy,
             pipeline=pipeline,
             animations=Animations(store, pipeline, policy),
+            moderation=Moderation(store, policy, pipeline.scheduler),
             receiver=receiver,
             relay=relay,
         )

@@ -17,7 +17,7 @@ from bot.discord_adapter.limits import TOKEN_LIFETIME
 from bot.jobs import IN_FLIGHT, InvalidOptions, Job, JobOptions
 from bot.media.image import InvalidImage
 from bot.pipeline.animations import ImageSource, Requester
-from cogs.cards import cancel_text, status_embed
+from cogs.cards import cancel_reply, status_embed
 from shared import contract
 
 log = logging.getLogger(__name__)
@@ -75,16 +75,6 @@ async def start_animation(interaction: Interaction, source: ImageSource, options
     animations.start(job)
 
 
-async def cancel_reply(interaction: Interaction, job_id: str) -> str:
-    """The answer to a cancel request, by button or by /cancel."""
-    user = interaction.user
-    moderator = isinstance(user, discord.Member) and user.guild_permissions.manage_guild
-    outcome, job = await interaction.client.services.animations.cancel(
-        job_id, user.id, moderator_of=interaction.guild_id if moderator else None, by=user.display_name
-    )
-    return cancel_text(outcome, job, job_id)
-
-
 class JobButton(
     discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
     template=r"job:(?P<action>cancel|again):(?P<job_id>[a-z0-9]+)",
@@ -118,13 +108,14 @@ class JobButton(
         """A click on Cancel or Animate again, from any card, before or after a restart."""
         if self.action == "cancel":
             await interaction.response.defer(ephemeral=True, thinking=True)
-            await interaction.followup.send(await cancel_reply(interaction, self.job_id), ephemeral=True)
+            reply = await cancel_reply(interaction.client.services.animations, interaction, self.job_id)
+            await interaction.followup.send(reply, ephemeral=True)
             return
         await interaction.response.defer(thinking=True)
         try:
             earlier = await interaction.client.services.animations.again(self.job_id)
         except InvalidOptions as exc:  # an option since retired: the job's row is read unchecked
-            await reject(interaction, f"⚠️ Can't animate that again: {exc}")
+            await reject(interaction, f"⚠️ Can't animate that: {exc}")
             return
         if earlier is None:
             await reject(interaction, f"There is no job `{self.job_id}` any more.")

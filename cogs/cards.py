@@ -5,11 +5,14 @@ Rendering only; the card's buttons and what they do are in cogs/animate.py.
 
 from __future__ import annotations
 
+from typing import Any
+
 import discord
 
 from bot.jobs import Job, JobState
-from bot.pipeline.animations import Cancelled
+from bot.pipeline.animations import Animations, Cancelled
 from bot.pipeline.delivery import describe
+from cogs.checks import is_moderator
 
 STATE_LABELS = {
     JobState.QUEUED: "⏳ Queued",
@@ -68,3 +71,12 @@ def cancel_text(outcome: Cancelled, job: Job | None, job_id: str) -> str:
         Cancelled.ALREADY_ENDED: f"Job `{shown}` already ended ({state}); nothing to cancel.",
         Cancelled.DONE: f"Cancelled job `{shown}`. It does not count toward your quota.",
     }[outcome]
+
+
+async def cancel_reply(animations: Animations, interaction: discord.Interaction[Any], job_id: str) -> str:
+    """Cancel for whoever clicked or typed it (the requester, or a moderator of the job's
+    server), and the private answer to give them."""
+    user = interaction.user
+    moderator_of = interaction.guild_id if is_moderator(interaction) else None
+    outcome, job = await animations.cancel(job_id, user.id, moderator_of=moderator_of, by=user.display_name)
+    return cancel_text(outcome, job, job_id)

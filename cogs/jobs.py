@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_adapter.client import AnimateBot
-from cogs.cards import cancel_text, job_line
+from cogs.cards import cancel_reply, job_line
 
 Interaction = discord.Interaction[AnimateBot]
 
@@ -35,12 +35,8 @@ class JobsCog(commands.Cog):
     @app_commands.describe(job_id="The job id shown on its card or in /jobs")
     async def cancel(self, interaction: Interaction, job_id: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        user = interaction.user
-        moderator = isinstance(user, discord.Member) and user.guild_permissions.manage_guild
-        outcome, job = await self.bot.services.animations.cancel(
-            job_id, user.id, moderator_of=interaction.guild_id if moderator else None, by=user.display_name
-        )
-        await interaction.followup.send(cancel_text(outcome, job, job_id), ephemeral=True)
+        reply = await cancel_reply(self.bot.services.animations, interaction, job_id)
+        await interaction.followup.send(reply, ephemeral=True)
 
 
 async def setup(bot: AnimateBot) -> None:

@@ -8,19 +8,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.community import moderation
 from bot.community.moderation import MemberSummary, ModerationError
 from bot.discord_adapter.client import AnimateBot
+from cogs.checks import is_moderator
 from shared.contract import PlanName
 
 PlanOrNone = Literal[PlanName, "none"]  # a nested Literal flattens: the plans, then "none"
 Interaction = discord.Interaction[AnimateBot]
-
-
-def is_moderator(interaction: discord.Interaction[Any]) -> bool:
-    """Checked in code too: a server can override the commands' default permissions."""
-    user = interaction.user
-    return isinstance(user, discord.Member) and user.guild_permissions.manage_guild
 
 
 class NotModerator(app_commands.CheckFailure):
@@ -36,9 +30,7 @@ class ModeratorGroup(app_commands.Group):
         super().__init__()
         self.bot = bot
 
-    async def interaction_check(
-        self, interaction: discord.Interaction[Any]
-    ) -> bool:  # any client: an override
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
         if interaction.guild_id is None:
             raise app_commands.NoPrivateMessage("This works in a server only.")
         if not is_moderator(interaction):
@@ -78,9 +70,7 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
     async def show(self, interaction: Interaction, member: discord.Member | None = None) -> None:
         target = member or interaction.user
         assert interaction.guild_id is not None and isinstance(target, discord.Member)
-        s = await moderation.member_summary(
-            self.bot.services.store,
-            self.bot.services.policy,
+        s = await self.bot.services.moderation.member_summary(
             interaction.guild_id,
             target.id,
             [r.id for r in target.roles],
@@ -90,9 +80,7 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
     @app_commands.command(name="set", description="Give a member a plan (beats their roles)")
     async def set_(self, interaction: Interaction, member: discord.Member, plan: PlanOrNone) -> None:
         assert interaction.guild_id is not None
-        await moderation.set_member_plan(
-            self.bot.services.store,
-            self.bot.services.policy,
+        await self.bot.services.moderation.set_member_plan(
             interaction.guild_id,
             interaction.user.id,
             member.id,
@@ -103,9 +91,7 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
     @app_commands.command(name="role", description="Map a role to a plan (a member's best role wins)")
     async def role(self, interaction: Interaction, role: discord.Role, plan: PlanOrNone) -> None:
         assert interaction.guild_id is not None
-        await moderation.set_role_plan(
-            self.bot.services.store,
-            self.bot.services.policy,
+        await self.bot.services.moderation.set_role_plan(
             interaction.guild_id,
             interaction.user.id,
             role.id,
@@ -116,9 +102,7 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
     @app_commands.command(name="reset", description="Start a member's minute and day windows afresh")
     async def reset(self, interaction: Interaction, member: discord.Member) -> None:
         assert interaction.guild_id is not None
-        await moderation.reset_member(
-            self.bot.services.store,
-            self.bot.services.policy,
+        await self.bot.services.moderation.reset_member(
             interaction.guild_id,
             interaction.user.id,
             member.id,
@@ -128,9 +112,7 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
     @app_commands.command(name="default", description="The plan of members with no role or override")
     async def default(self, interaction: Interaction, plan: PlanName) -> None:
         assert interaction.guild_id is not None
-        await moderation.set_default_plan(
-            self.bot.services.store, self.bot.services.policy, interaction.guild_id, interaction.user.id, plan
-        )
+        await self.bot.services.moderation.set_default_plan(interaction.guild_id, interaction.user.id, plan)
         await interaction.response.send_message(f"The server's default plan is now {plan}.", ephemeral=True)
 
     @app_commands.command(name="block", description="Stop a member from using /animate here")
@@ -138,9 +120,7 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
         self, interaction: Interaction, member: discord.Member, reason: str | None = None
     ) -> None:
         assert interaction.guild_id is not None
-        await moderation.block_member(
-            self.bot.services.store,
-            self.bot.services.policy,
+        await self.bot.services.moderation.block_member(
             interaction.guild_id,
             interaction.user.id,
             member.id,
@@ -151,9 +131,7 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
     @app_commands.command(name="unblock", description="Let a blocked member use /animate again")
     async def unblock(self, interaction: Interaction, member: discord.Member) -> None:
         assert interaction.guild_id is not None
-        await moderation.unblock_member(
-            self.bot.services.store,
-            self.bot.services.policy,
+        await self.bot.services.moderation.unblock_member(
             interaction.guild_id,
             interaction.user.id,
             member.id,
@@ -163,7 +141,7 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
     @app_commands.command(name="audit", description="The latest moderator actions")
     async def audit(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
-        rows = await self.bot.services.store.audit_rows(interaction.guild_id)
+        rows = await self.bot.services.moderation.audit_trail(interaction.guild_id)
         text = "\n".join(
             f"<t:{int(r.created_at)}:R> <@{r.actor_id}> **{r.action}** "
             f"{r.target or ''} {r.detail or ''}".rstrip()
@@ -177,9 +155,7 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
 class ChannelsGroup(ModeratorGroup, name="animate-channels", description="Where /animate may run"):
     async def _set(self, interaction: Interaction, channel: discord.TextChannel, allowed: bool) -> None:
         assert interaction.guild_id is not None
-        await moderation.set_channel(
-            self.bot.services.store,
-            self.bot.services.policy,
+        await self.bot.services.moderation.set_channel(
             interaction.guild_id,
             interaction.user.id,
             channel.id,
@@ -204,9 +180,7 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
     async def topup(self, interaction: Interaction, amount: app_commands.Range[int, 1, 10_000_000]) -> None:
         assert interaction.guild_id is not None
         try:
-            guild = await moderation.topup(
-                self.bot.services.store,
-                self.bot.services.policy,
+            guild = await self.bot.services.moderation.topup(
                 interaction.guild_id,
                 interaction.user.id,
                 amount,
@@ -221,9 +195,7 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
     @app_commands.command(name="show", description="Balance and recent movements")
     async def show(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
-        guild, rows = await moderation.pool_statement(
-            self.bot.services.store, self.bot.services.policy, interaction.guild_id, 12
-        )
+        guild, rows = await self.bot.services.moderation.pool_statement(interaction.guild_id, 12)
         history = "\n".join(
             f"<t:{int(r.created_at)}:R> {r.kind} **{r.amount:+}**"
             + (f" · job `{r.job_id}`" if r.job_id else "")
@@ -243,9 +215,7 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
         self, interaction: Interaction, amount: app_commands.Range[int, 0, 10_000_000]
     ) -> None:
         assert interaction.guild_id is not None
-        await moderation.set_allowance(
-            self.bot.services.store,
-            self.bot.services.policy,
+        await self.bot.services.moderation.set_allowance(
             interaction.guild_id,
             interaction.user.id,
             amount,
@@ -260,9 +230,7 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
         channel: discord.TextChannel,
     ) -> None:  # fmt: skip
         assert interaction.guild_id is not None
-        await moderation.set_alert(
-            self.bot.services.store,
-            self.bot.services.policy,
+        await self.bot.services.moderation.set_alert(
             interaction.guild_id,
             interaction.user.id,
             threshold,
@@ -275,16 +243,7 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
     @app_commands.command(name="resume", description="Resume submitting after the API account was topped up")
     async def resume(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
-        scheduler = self.bot.services.pipeline.scheduler
-        was = scheduler.pause_reason
-        await moderation.resume_submitting(
-            self.bot.services.store,
-            self.bot.services.policy,
-            interaction.guild_id,
-            interaction.user.id,
-            was,
-            scheduler.resume,
-        )
+        was = await self.bot.services.moderation.resume_submitting(interaction.guild_id, interaction.user.id)
         await interaction.response.send_message(
             "Submitting resumed." if was else "Submitting was not paused.", ephemeral=True
         )
@@ -298,9 +257,7 @@ class ModerationCog(commands.Cog):
     async def credits(self, interaction: Interaction) -> None:
         user = interaction.user
         roles = [r.id for r in user.roles] if isinstance(user, discord.Member) else []
-        s = await moderation.member_summary(
-            self.bot.services.store, self.bot.services.policy, interaction.guild_id, user.id, roles
-        )
+        s = await self.bot.services.moderation.member_summary(interaction.guild_id, user.id, roles)
         await interaction.response.send_message(summary_text(None, s), ephemeral=True)
 
 

@@ -213,7 +213,7 @@ def main(args: argparse.Namespace) -> int:
     level = getattr(args, "log_level", None)
     if not logging.getLogger().handlers:
         logging.basicConfig(
-            level=(level or "info").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+            level=(level or "info").upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
         )
     if level:
         logging.getLogger("emulator").setLevel(level.upper())

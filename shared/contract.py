@@ -1,11 +1,12 @@
 """Plain facts of the Doitong "Runway image-to-video" API, and every choice we made for it.
 
-The vendor page (``shared/seeds``) is incomplete and contradicts itself in places; the
-project's reading of it is ``shared/doitong-api.md``. Each "decided" item there lives here,
-once, so that when the real API answers differently there is one place to change.
+The vendor page (the workspace's ``../shared/seeds/``, outside this repository) is incomplete
+and contradicts itself in places; the project's reading of it is ``../shared/doitong-api.md``.
+Each "decided" item there lives here, once, so that when the real API answers differently
+there is one place to change.
 
-This module holds data only (no I/O, no client or server logic): the API client and the
-emulator both read it, and neither may import the other.
+This module holds data only (no I/O, no client or server logic): the bot's API client, the
+emulator and the relay all read it, and none of them may import another.
 """
 
 from __future__ import annotations

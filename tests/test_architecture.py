@@ -22,6 +22,7 @@ LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 VIOLATIONS = {
     "layers": ("bot/media/video.py", "import bot.store"),  # api | media | store are independent
     "discord-only-in-adapter": ("bot/pipeline/delivery.py", "import discord"),
+    "shipped-code-without-test-doubles": ("bot/pipeline/delivery.py", "import testkit.images"),
     "core-without-emulator-or-relay": ("bot/inbound/poller.py", "import emulator.server"),
     "emulator-shares-only-shared": ("emulator/render.py", "import bot.jobs"),
     "relay-shares-only-shared": ("relay/store.py", "import bot.store"),

@@ -365,7 +365,7 @@ def test_validator_raises_only_invalid_image(data: bytes, declared: str | None) 
     assert info.mime in contract.IMAGE_FORMATS.values()
 
 
-# --- found by these properties, fixed in bot/webhooks.parse_event ---------------------------------
+# --- found by these properties, fixed in bot/inbound/receiver.parse_event --------------------------
 
 
 def test_deeply_nested_signed_body_is_a_400(receiver: Receiver) -> None:

@@ -3,7 +3,7 @@
 Each change is ONE transaction (:meth:`Store.moderate`): the server's row (created on first
 use, with its welcome credits), the change itself and its audit row, so `/quota audit` tells
 who did what and a change that fails leaves no trace. Permission checks happen in the cog
-(Discord knows who is a moderator); these functions trust the caller.
+(Discord knows who is a moderator); :class:`Moderation` trusts its caller.
 """
 
 from __future__ import annotations
@@ -11,150 +11,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol, TypeVar
 
 from bot.community.admission import Policy, resolve_plan
 from bot.community.plans import PlanChoice
-from bot.store import Guild, LedgerRow, Store, Tx, pools, rules
+from bot.store import AuditRow, Guild, LedgerRow, Store, Tx, pools, rules
+
+T = TypeVar("T")
 
 MAX_TOPUP: Final = 10_000_000  # a typo guard, not a business rule
 
 
 class ModerationError(ValueError):
     """A request that makes no sense (a negative top-up): the message says why."""
-
-
-async def set_member_plan(
-    store: Store, policy: Policy, guild_id: int, actor: int, user_id: int, plan: str | None
-) -> None:
-    await store.moderate(
-        guild_id, policy.welcome_credits, actor, "quota set", f"<@{user_id}>", plan or "no override",
-        lambda tx: rules.set_member_rule(tx, guild_id, user_id, plan=plan),
-    )  # fmt: skip
-
-
-async def set_role_plan(
-    store: Store, policy: Policy, guild_id: int, actor: int, role_id: int, plan: str | None
-) -> None:
-    await store.moderate(
-        guild_id, policy.welcome_credits, actor, "quota role", f"<@&{role_id}>", plan or "removed",
-        lambda tx: rules.set_role_plan(tx, guild_id, role_id, plan),
-    )  # fmt: skip
-
-
-async def set_default_plan(store: Store, policy: Policy, guild_id: int, actor: int, plan: str) -> None:
-    await store.moderate(
-        guild_id, policy.welcome_credits, actor, "quota default", None, plan,
-        lambda tx: pools.update(tx, guild_id, default_plan=plan),
-    )  # fmt: skip
-
-
-async def reset_member(store: Store, policy: Policy, guild_id: int, actor: int, user_id: int) -> None:
-    at = time.time()
-    await store.moderate(
-        guild_id, policy.welcome_credits, actor, "quota reset", f"<@{user_id}>", "windows restarted",
-        lambda tx: rules.set_member_rule(tx, guild_id, user_id, reset_at=at),
-    )  # fmt: skip
-
-
-async def block_member(
-    store: Store, policy: Policy, guild_id: int, actor: int, user_id: int, reason: str | None
-) -> None:
-    await store.moderate(
-        guild_id, policy.welcome_credits, actor, "quota block", f"<@{user_id}>", reason or "no reason given",
-        lambda tx: rules.set_member_rule(tx, guild_id, user_id, blocked=1, reason=reason),
-    )  # fmt: skip
-
-
-async def unblock_member(store: Store, policy: Policy, guild_id: int, actor: int, user_id: int) -> None:
-    await store.moderate(
-        guild_id, policy.welcome_credits, actor, "quota unblock", f"<@{user_id}>", "",
-        lambda tx: rules.set_member_rule(tx, guild_id, user_id, blocked=0, reason=None),
-    )  # fmt: skip
-
-
-async def set_channel(
-    store: Store, policy: Policy, guild_id: int, actor: int, channel_id: int, allowed: bool
-) -> None:
-    await store.moderate(
-        guild_id, policy.welcome_credits, actor, "animate-channels", f"<#{channel_id}>",
-        "allow" if allowed else "deny", lambda tx: rules.set_channel_rule(tx, guild_id, channel_id, allowed),
-    )  # fmt: skip
-
-
-async def topup(store: Store, policy: Policy, guild_id: int, actor: int, amount: int) -> Guild:
-    if not 0 < amount <= MAX_TOPUP:
-        raise ModerationError(f"a top-up must be between 1 and {MAX_TOPUP:,} credits")
-    return await store.moderate(
-        guild_id, policy.welcome_credits, actor, "pool topup", None,
-        lambda guild: f"+{amount} -> {guild.balance}", lambda tx: pools.topup(tx, guild_id, amount, actor),
-    )  # fmt: skip
-
-
-async def set_allowance(store: Store, policy: Policy, guild_id: int, actor: int, amount: int) -> None:
-    if amount < 0:
-        raise ModerationError("the allowance cannot be negative (0 removes it)")
-    await store.moderate(
-        guild_id, policy.welcome_credits, actor, "pool allowance", None,
-        f"{amount} per member per 24 h" if amount else "none",
-        lambda tx: pools.update(tx, guild_id, daily_allowance=amount or None),
-    )  # fmt: skip
-
-
-async def set_alert(
-    store: Store, policy: Policy, guild_id: int, actor: int, threshold: int, channel_id: int
-) -> None:
-    if threshold < 0:
-        raise ModerationError("the alert line cannot be negative")
-
-    def change(tx: Tx) -> None:
-        guild = pools.get(tx, guild_id)
-        armed = guild is None or guild.balance >= threshold  # already below: wait for a top-up
-        pools.update(tx, guild_id, low_balance_threshold=threshold, alert_channel_id=channel_id,
-                     alert_armed=int(armed))  # fmt: skip
-
-    await store.moderate(
-        guild_id,
-        policy.welcome_credits,
-        actor,
-        "pool alert",
-        f"<#{channel_id}>",
-        f"below {threshold}",
-        change,
-    )
-
-
-async def resume_submitting(
-    store: Store,
-    policy: Policy,
-    guild_id: int,
-    actor: int,
-    paused_for: str | None,
-    resume: Callable[[], object],
-) -> None:
-    """Resume submitting to the API (``resume``: the scheduler's, which lives above this layer)
-    and audit it with why it had been paused (``paused_for``: None when it was not)."""
-    resume()
-    await store.moderate(
-        guild_id,
-        policy.welcome_credits,
-        actor,
-        "pool resume",
-        None,
-        paused_for or "not paused",
-        lambda tx: None,
-    )
-
-
-async def pool_statement(
-    store: Store, policy: Policy, guild_id: int, limit: int
-) -> tuple[Guild, list[LedgerRow]]:
-    """The server's pool (its row created on first use) and its latest ledger rows."""
-
-    def read(tx: Tx) -> tuple[Guild, list[LedgerRow]]:
-        return pools.ensure(tx, guild_id, policy.welcome_credits), pools.ledger_rows(tx, guild_id, limit)
-
-    return await store.atomic(read)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,28 +45,140 @@ class MemberSummary:
         return min(self.balance, self.allowance_left) if self.allowance_left is not None else self.balance
 
 
-async def member_summary(
-    store: Store, policy: Policy, guild_id: int | None, user_id: int, roles: list[int]
-) -> MemberSummary:
-    now = time.time()
-    rule = await store.member_rule(guild_id, user_id) if guild_id is not None else None
-    reset = rule.reset_at if rule and rule.reset_at else 0.0
-    usage = await store.usage(
-        user_id, max(now - policy.windows.minute, reset), max(now - policy.windows.day, reset)
-    )
-    guild = await store.ensure_guild(guild_id, policy.welcome_credits) if guild_id is not None else None
-    choice = await resolve_plan(store, policy, guild_id, user_id, roles, guild=guild, rule=rule)
-    left = None
-    if guild is not None and guild.daily_allowance is not None:
-        spent = await store.member_spent(guild.guild_id, user_id, now - policy.windows.day)
-        left = max(0, guild.daily_allowance - spent)
-    return MemberSummary(
-        plan=choice,
-        active=usage.active,
-        in_minute=usage.in_minute,
-        in_day=usage.in_day,
-        blocked=bool(rule and rule.blocked),
-        balance=guild.balance if guild else None,
-        allowance=guild.daily_allowance if guild else None,
-        allowance_left=left,
-    )
+class Submitting(Protocol):
+    """The switch that pauses submitting to the API (the scheduler's, a layer above this one)."""
+
+    pause_reason: str | None
+
+    def resume(self) -> None: ...
+
+
+class Moderation:
+    """The moderators' service: one method per command, each one unit of work."""
+
+    def __init__(self, store: Store, policy: Policy, submitting: Submitting) -> None:
+        self.store = store
+        self.policy = policy
+        self.submitting = submitting
+
+    async def _change(
+        self, guild_id: int, actor: int, action: str, target: str | None,
+        detail: str | Callable[[T], str], change: Callable[[Tx], T],
+    ) -> T:  # fmt: skip
+        return await self.store.moderate(
+            guild_id, self.policy.welcome_credits, actor, action, target, detail, change
+        )
+
+    async def set_member_plan(self, guild_id: int, actor: int, user_id: int, plan: str | None) -> None:
+        await self._change(
+            guild_id, actor, "quota set", f"<@{user_id}>", plan or "no override",
+            lambda tx: rules.set_member_rule(tx, guild_id, user_id, plan=plan),
+        )  # fmt: skip
+
+    async def set_role_plan(self, guild_id: int, actor: int, role_id: int, plan: str | None) -> None:
+        await self._change(
+            guild_id, actor, "quota role", f"<@&{role_id}>", plan or "removed",
+            lambda tx: rules.set_role_plan(tx, guild_id, role_id, plan),
+        )  # fmt: skip
+
+    async def set_default_plan(self, guild_id: int, actor: int, plan: str) -> None:
+        await self._change(
+            guild_id, actor, "quota default", None, plan,
+            lambda tx: pools.update(tx, guild_id, default_plan=plan),
+        )  # fmt: skip
+
+    async def reset_member(self, guild_id: int, actor: int, user_id: int) -> None:
+        at = time.time()
+        await self._change(
+            guild_id, actor, "quota reset", f"<@{user_id}>", "windows restarted",
+            lambda tx: rules.set_member_rule(tx, guild_id, user_id, reset_at=at),
+        )  # fmt: skip
+
+    async def block_member(self, guild_id: int, actor: int, user_id: int, reason: str | None) -> None:
+        await self._change(
+            guild_id, actor, "quota block", f"<@{user_id}>", reason or "no reason given",
+            lambda tx: rules.set_member_rule(tx, guild_id, user_id, blocked=1, reason=reason),
+        )  # fmt: skip
+
+    async def unblock_member(self, guild_id: int, actor: int, user_id: int) -> None:
+        await self._change(
+            guild_id, actor, "quota unblock", f"<@{user_id}>", "",
+            lambda tx: rules.set_member_rule(tx, guild_id, user_id, blocked=0, reason=None),
+        )  # fmt: skip
+
+    async def set_channel(self, guild_id: int, actor: int, channel_id: int, allowed: bool) -> None:
+        await self._change(
+            guild_id, actor, "animate-channels", f"<#{channel_id}>", "allow" if allowed else "deny",
+            lambda tx: rules.set_channel_rule(tx, guild_id, channel_id, allowed),
+        )  # fmt: skip
+
+    async def topup(self, guild_id: int, actor: int, amount: int) -> Guild:
+        if not 0 < amount <= MAX_TOPUP:
+            raise ModerationError(f"a top-up must be between 1 and {MAX_TOPUP:,} credits")
+        return await self._change(
+            guild_id, actor, "pool topup", None, lambda guild: f"+{amount} -> {guild.balance}",
+            lambda tx: pools.topup(tx, guild_id, amount, actor),
+        )  # fmt: skip
+
+    async def set_allowance(self, guild_id: int, actor: int, amount: int) -> None:
+        if amount < 0:
+            raise ModerationError("the allowance cannot be negative (0 removes it)")
+        await self._change(
+            guild_id, actor, "pool allowance", None, f"{amount} per member per 24 h" if amount else "none",
+            lambda tx: pools.update(tx, guild_id, daily_allowance=amount or None),
+        )  # fmt: skip
+
+    async def set_alert(self, guild_id: int, actor: int, threshold: int, channel_id: int) -> None:
+        if threshold < 0:
+            raise ModerationError("the alert line cannot be negative")
+
+        def change(tx: Tx) -> None:
+            guild = pools.get(tx, guild_id)
+            armed = guild is None or guild.balance >= threshold  # already below: wait for a top-up
+            pools.update(tx, guild_id, low_balance_threshold=threshold, alert_channel_id=channel_id,
+                         alert_armed=int(armed))  # fmt: skip
+
+        await self._change(guild_id, actor, "pool alert", f"<#{channel_id}>", f"below {threshold}", change)
+
+    async def resume_submitting(self, guild_id: int, actor: int) -> str | None:
+        """Resume submitting to the API; returns why it had been paused (None: it was not).
+        Audited first, so a resume the database could not record does not happen."""
+        paused_for = self.submitting.pause_reason
+        await self._change(guild_id, actor, "pool resume", None, paused_for or "not paused", lambda tx: None)
+        self.submitting.resume()
+        return paused_for
+
+    async def pool_statement(self, guild_id: int, limit: int) -> tuple[Guild, list[LedgerRow]]:
+        """The server's pool (its row created on first use) and its latest ledger rows."""
+        guild = await self.store.ensure_guild(guild_id, self.policy.welcome_credits)
+        return guild, await self.store.ledger_rows(guild_id, limit)
+
+    async def audit_trail(self, guild_id: int, limit: int = 15) -> list[AuditRow]:
+        """The latest moderator actions in a server, newest first."""
+        return await self.store.audit_rows(guild_id, limit)
+
+    async def member_summary(self, guild_id: int | None, user_id: int, roles: list[int]) -> MemberSummary:
+        """A member's plan (and why), usage in each window, the pool and what they may spend."""
+        store, policy = self.store, self.policy
+        now = time.time()
+        rule = await store.member_rule(guild_id, user_id) if guild_id is not None else None
+        reset = rule.reset_at if rule and rule.reset_at else 0.0
+        usage = await store.usage(
+            user_id, max(now - policy.windows.minute, reset), max(now - policy.windows.day, reset)
+        )
+        guild = await store.ensure_guild(guild_id, policy.welcome_credits) if guild_id is not None else None
+        choice = await resolve_plan(store, policy, guild_id, user_id, roles, guild=guild, rule=rule)
+        left = None
+        if guild is not None and guild.daily_allowance is not None:
+            spent = await store.member_spent(guild.guild_id, user_id, now - policy.windows.day)
+            left = max(0, guild.daily_allowance - spent)
+        return MemberSummary(
+            plan=choice,
+            active=usage.active,
+            in_minute=usage.in_minute,
+            in_day=usage.in_day,
+            blocked=bool(rule and rule.blocked),
+            balance=guild.balance if guild else None,
+            allowance=guild.daily_allowance if guild else None,
+            allowance_left=left,
+        )

@@ -8,8 +8,8 @@ before logging in; the client builds nothing of its own. Cogs are extensions loa
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import math
 from collections.abc import Callable
 
 import discord
@@ -47,7 +47,6 @@ class AnimateBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True),
         )
         self.settings = settings
-        self._starter: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         self.tree.error(self.on_app_command_error)
@@ -56,8 +55,6 @@ class AnimateBot(commands.Bot):
         services = getattr(self, "services", None)
         if services is None:  # `python -m bot sync`: commands only
             return
-        # Deliveries and card edits need the channel cache, which READY and GUILD_CREATE fill.
-        self._starter = asyncio.create_task(self._start_pipeline_when_ready(services), name="pipeline-start")
         log.info(
             "ready to serve: plan=%s webhooks=%s path=%s",
             self.settings.doitong_plan,
@@ -65,18 +62,19 @@ class AnimateBot(commands.Bot):
             WEBHOOK_PATH if services.receiver else "none (WEBHOOK_PORT=off)",
         )
 
-    async def _start_pipeline_when_ready(self, services: Services) -> None:
+    async def serve_when_ready(self, services: Services) -> None:
+        """Start the pipeline's loops once Discord is ready: deliveries and card edits need the
+        channel cache, which READY and GUILD_CREATE fill."""
         await self.wait_until_ready()
         await services.pipeline.start()
 
     def health(self) -> dict[str, object]:
         """The client's part of the receiver's ``/healthz``."""
-        return {"discord": not self.is_closed() and self.is_ready(), "latency_ms": round(self.latency * 1000)}
-
-    async def close(self) -> None:
-        if self._starter is not None:
-            self._starter.cancel()
-        await super().close()
+        latency = self.latency  # NaN until the first heartbeat is acknowledged
+        return {
+            "discord": not self.is_closed() and self.is_ready(),
+            "latency_ms": None if math.isnan(latency) else round(latency * 1000),
+        }
 
     async def on_app_command_error(
         self, interaction: discord.Interaction, error: discord.app_commands.AppCommandError

@@ -1,4 +1,7 @@
-"""Discord's limits the bot plans around (documented in ../shared/discord-notes.md)."""
+"""Discord's limits the bot plans around.
+
+They are documented in the workspace's ``../shared/discord-notes.md`` (outside this repository).
+"""
 
 from __future__ import annotations
 

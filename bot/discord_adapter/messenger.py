@@ -23,7 +23,6 @@ from bot.pipeline.delivery import Attachment, Messenger, Route, RouteUnavailable
 log = logging.getLogger(__name__)
 
 
-
 class DiscordMessenger(Messenger):
     def __init__(self, bot: AnimateBot) -> None:
         self.bot = bot

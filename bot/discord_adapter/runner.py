@@ -27,9 +27,15 @@ async def run_bot(settings: Settings) -> int:
         # is for the next start, then log out.
         async with open_services(settings, DiscordMessenger(bot), health=bot.health) as services:
             bot.services = services
+            starter = asyncio.create_task(bot.serve_when_ready(services), name="pipeline-start")
             runner = asyncio.create_task(bot.start(settings.discord_token.reveal()), name="discord")
             stopper = asyncio.create_task(stop_requested(), name="signals")
-            done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                # Never start the pipeline once the services are closing.
+                starter.cancel()
+                await asyncio.gather(starter, return_exceptions=True)
             if runner in done:
                 stopper.cancel()
                 try:

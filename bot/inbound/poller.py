@@ -24,7 +24,6 @@ from shared import contract
 log = logging.getLogger(__name__)
 
 
-
 class Poller:
     def __init__(
         self,

@@ -18,10 +18,9 @@ from shared.webhooks import WEBHOOK_PATH, read_capped, verify_signature
 log = logging.getLogger(__name__)
 
 
-# --- the receiver ------------------------------------------------------------------------------
-
 MAX_BODY_BYTES = 64 * 1024  # a completion event is a few hundred bytes
 Report = Callable[[ApiJob], Awaitable[bool]]  # False: unknown job, ask the sender to retry
+Health = Callable[[], dict[str, object]]  # more fields for GET /healthz
 
 
 def parse_event(body: bytes) -> ApiJob:
@@ -63,9 +62,7 @@ class WebhookReceiver:
     redelivery is answered 200 and changes nothing.
     """
 
-    def __init__(
-        self, secret: bytes | None, report: Report, *, health: Callable[[], dict[str, object]] | None = None
-    ) -> None:
+    def __init__(self, secret: bytes | None, report: Report, *, health: Health | None = None) -> None:
         self.secret = secret
         self.report = report
         self.health = health or (lambda: {})

@@ -78,7 +78,7 @@ class Animations:
         async with self._slots:
             await self._read_source(source)
             new = NewJob(
-                source="discord",
+                source=self.pipeline.options.source,
                 image_ref=source.url,
                 options=options,
                 user_id=requester.user_id,
@@ -90,8 +90,8 @@ class Animations:
                 upload_limit=requester.upload_limit,
             )
             admitted = await admit(self.store, new, self.policy, roles=list(requester.role_ids))
-        await self._alert_if_low(admitted)
-        return Accepted(admitted.job, await self.store.queue_position(admitted.job))
+            await self._alert_if_low(admitted)
+            return Accepted(admitted.job, await self.store.queue_position(admitted.job))
 
     async def again(self, job_id: str) -> tuple[ImageSource, JobOptions] | None:
         """The picture and options of an earlier job (Animate again), or None if it is gone.

@@ -31,7 +31,6 @@ from shared import contract
 log = logging.getLogger(__name__)
 
 
-
 class Scheduler:
     def __init__(
         self,

@@ -135,7 +135,12 @@ class Store:
 
     async def ensure_guild(self, guild_id: int, welcome_credits: int = 0) -> Guild:
         """The server's row, created on first use with its welcome grant in the ledger."""
-        return await self.atomic(lambda tx: pools.ensure(tx, guild_id, welcome_credits))
+        guild = await self.get_guild(guild_id)  # almost always there: a read takes no write lock
+        return (
+            guild
+            if guild is not None
+            else await self.atomic(lambda tx: pools.ensure(tx, guild_id, welcome_credits))
+        )
 
     async def guilds_waiting(self) -> list[Guild]:
         """Servers with queued jobs (to tell them the queue is paused)."""

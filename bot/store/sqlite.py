@@ -76,6 +76,7 @@ class SqliteEngine:
     def __init__(self, executor: ThreadPoolExecutor, tx: SqliteTx) -> None:
         self._executor = executor
         self._tx = tx
+        self._closed = False
 
     @classmethod
     async def open(cls, path: Path | str) -> SqliteEngine:
@@ -93,6 +94,8 @@ class SqliteEngine:
 
     async def _hop(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the connection's thread: the one hand-off of every call."""
+        if self._closed:
+            raise RuntimeError("the store is closed")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def atomic(self, fn: Callable[[SqliteTx], T]) -> T:
@@ -102,5 +105,9 @@ class SqliteEngine:
         return await self._hop(fn, self._tx)
 
     async def close(self) -> None:
+        """Close the connection; closing again does nothing."""
+        if self._closed:
+            return
         await self._hop(self._tx.connection.close)
+        self._closed = True
         self._executor.shutdown(wait=False)  # the thread is idle now; it ends on its own

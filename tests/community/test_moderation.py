@@ -4,16 +4,32 @@ from __future__ import annotations
 
 import pytest
 
-from bot.community import moderation
 from bot.community.admission import Policy
+from bot.community.moderation import Moderation
 from bot.store import Store, Tx, rules
 
 G, MOD, MEMBER = 300, 9, 1
 POLICY = Policy(welcome_credits=500)
 
 
+class Scheduler:
+    """The pause switch Moderation resumes (the real one lives in the pipeline)."""
+
+    def __init__(self, pause_reason: str | None = None) -> None:
+        self.pause_reason = pause_reason
+        self.resumed = 0
+
+    def resume(self) -> None:
+        self.pause_reason = None
+        self.resumed += 1
+
+
+def moderation_of(store: Store, scheduler: Scheduler | None = None) -> Moderation:
+    return Moderation(store, POLICY, scheduler or Scheduler())
+
+
 async def test_a_change_on_a_server_with_no_row_creates_it_with_its_credits_and_audit(store: Store) -> None:
-    await moderation.block_member(store, POLICY, G, MOD, MEMBER, "spam")
+    await moderation_of(store).block_member(G, MOD, MEMBER, "spam")
 
     guild = await store.get_guild(G)
     assert guild is not None and guild.balance == 500 == await store.ledger_sum(G)
@@ -27,9 +43,9 @@ async def test_a_change_on_a_server_with_no_row_creates_it_with_its_credits_and_
 
 async def test_server_settings_on_a_new_server_are_kept_and_credited_once(store: Store) -> None:
     # Before, the cog had to create the row first or the setting silently changed nothing.
-    await moderation.set_default_plan(store, POLICY, G, MOD, "starter")
-    await moderation.set_allowance(store, POLICY, G, MOD, 60)
-    guild = await moderation.topup(store, POLICY, G, MOD, 100)
+    await moderation_of(store).set_default_plan(G, MOD, "starter")
+    await moderation_of(store).set_allowance(G, MOD, 60)
+    guild = await moderation_of(store).topup(G, MOD, 100)
 
     assert guild.default_plan == "starter" and guild.daily_allowance == 60 and guild.balance == 600
     assert [r.kind for r in await store.ledger_rows(G)] == ["topup", "grant"]
@@ -56,19 +72,26 @@ async def test_a_change_that_fails_leaves_neither_the_change_nor_its_audit_nor_t
 
 
 async def test_resume_calls_the_scheduler_and_audits_why_it_was_paused(store: Store) -> None:
-    resumed: list[bool] = []
-    await moderation.resume_submitting(
-        store, POLICY, G, MOD, "API out of credits", lambda: resumed.append(True)
-    )
-    await moderation.resume_submitting(store, POLICY, G, MOD, None, lambda: resumed.append(True))
+    scheduler = Scheduler("API out of credits")
+    moderation = moderation_of(store, scheduler)
+    assert await moderation.resume_submitting(G, MOD) == "API out of credits"
+    assert await moderation.resume_submitting(G, MOD) is None
 
-    assert resumed == [True, True]
+    assert scheduler.resumed == 2
     assert [(r.action, r.detail) for r in await store.audit_rows(G)] == [
         ("pool resume", "not paused"),
         ("pool resume", "API out of credits"),
     ]
 
 
+async def test_a_resume_that_cannot_be_audited_does_not_happen(store: Store) -> None:
+    scheduler = Scheduler("API out of credits")
+    await store.close()  # the database is gone: the audit row cannot be written
+    with pytest.raises(RuntimeError):
+        await moderation_of(store, scheduler).resume_submitting(G, MOD)
+    assert scheduler.resumed == 0 and scheduler.pause_reason == "API out of credits"
+
+
 async def test_the_pool_statement_creates_the_row_on_first_look(store: Store) -> None:
-    guild, rows = await moderation.pool_statement(store, POLICY, G, limit=12)
+    guild, rows = await moderation_of(store).pool_statement(G, limit=12)
     assert guild.balance == 500 and [(r.kind, r.amount) for r in rows] == [("grant", 500)]
