@@ -33,7 +33,7 @@ import aiosqlite
 from bench.common import INSERT_JOB, Result, SqlRecorder, median, pct, rate, say, sql_shape
 from bot.community.admission import Policy, admit
 from bot.jobs import JobOptions
-from bot.store import NewJob, Store
+from bot.store import NewJob, Store, pools
 
 TITLE = "2. Admission throughput"
 ORDER = 2
@@ -290,7 +290,8 @@ async def _measure(smoke: bool, result: Result, tmp: Path) -> None:
     db = tmp / "jobs.db"
     store = await Store.open(db)
     await store.ensure_guild(GUILD)
-    await store.topup(GUILD, 10**12, actor_id=1)  # the pool never runs short in the run
+    # The pool never runs short in the run.
+    await store.atomic(lambda tx: pools.topup(tx, GUILD, 10**12, actor_id=1))
     pragmas = await store_pragmas(store)
     await store.close()
     now = time.time()

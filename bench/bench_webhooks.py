@@ -37,7 +37,7 @@ from bot.inbound.receiver import WebhookReceiver
 from bot.jobs import Job, JobOptions, JobState
 from bot.pipeline.delivery import Attachment, Route
 from bot.pipeline.pipeline import Pipeline, PipelineOptions
-from bot.store import Store
+from bot.store import Store, pools
 from shared import contract
 from shared.webhooks import WEBHOOK_PATH
 
@@ -156,7 +156,7 @@ async def _measure(smoke: bool, result: Result, tmp: Path) -> None:
     db = tmp / "jobs.db"
     store = await Store.open(db)
     await store.ensure_guild(GUILD)
-    await store.topup(GUILD, 10**9, actor_id=1)
+    await store.atomic(lambda tx: pools.topup(tx, GUILD, 10**9, actor_id=1))
     await store.close()
     probe = 100  # deliveries of the instrumented pass that counts round trips
     seed_processing_jobs(db, rounds * (warmup + count) + probe)

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from bot.jobs import Job, JobState
 from bot.store import audit, jobs, pools, rules
 from bot.store.engine import Engine, Tx
-from bot.store.migrate import MIGRATIONS, migrate, schema_version
+from bot.store.migrate import MIGRATIONS, migrate
 from bot.store.records import AuditRow, Guild, LedgerRow, MemberRule, NewJob, Usage
 from bot.store.sqlite import SqliteEngine
 
@@ -70,9 +70,6 @@ class Store:
     async def _read(self, fn: Callable[[Tx], T]) -> T:
         return await self.engine.run(fn)
 
-    async def schema_version(self) -> int:
-        return await self._read(schema_version)
-
     # --- jobs --------------------------------------------------------------------------------
 
     async def insert_job(self, new: NewJob, *, now: float | None = None) -> Job:
@@ -82,9 +79,6 @@ class Store:
 
     async def get_job(self, job_id: str) -> Job | None:
         return await self._read(lambda tx: jobs.get(tx, job_id))
-
-    async def get_job_by_api_id(self, api_job_id: str) -> Job | None:
-        return await self._read(lambda tx: jobs.get_by_api_id(tx, api_job_id))
 
     async def jobs_in_states(self, states: Iterable[JobState], *, source: str | None = None) -> list[Job]:
         """Jobs in these states, oldest first; ``source`` keeps one face's jobs only."""
@@ -146,18 +140,8 @@ class Store:
         """Servers with queued jobs (to tell them the queue is paused)."""
         return await self._read(pools.waiting)
 
-    async def update_guild(self, guild_id: int, **settings: Any) -> None:
-        await self.atomic(lambda tx: pools.update(tx, guild_id, **settings))
-
-    async def topup(self, guild_id: int, amount: int, actor_id: int) -> Guild:
-        """Add credits; re-arms the low-balance alert once the balance is back above it."""
-        return await self.atomic(lambda tx: pools.topup(tx, guild_id, amount, actor_id))
-
     async def member_spent(self, guild_id: int, user_id: int, since: float) -> int:
         return await self._read(lambda tx: pools.member_spent(tx, guild_id, user_id, since))
-
-    async def ledger_sum(self, guild_id: int) -> int:
-        return await self._read(lambda tx: pools.ledger_sum(tx, guild_id))
 
     async def ledger_rows(self, guild_id: int, limit: int = 10) -> list[LedgerRow]:
         return await self._read(lambda tx: pools.ledger_rows(tx, guild_id, limit))
@@ -165,17 +149,8 @@ class Store:
     async def member_rule(self, guild_id: int, user_id: int) -> MemberRule | None:
         return await self._read(lambda tx: rules.member_rule(tx, guild_id, user_id))
 
-    async def set_member_rule(self, guild_id: int, user_id: int, **fields: Any) -> None:
-        await self.atomic(lambda tx: rules.set_member_rule(tx, guild_id, user_id, **fields))
-
     async def role_plans(self, guild_id: int) -> dict[int, str]:
         return await self._read(lambda tx: rules.role_plans(tx, guild_id))
-
-    async def set_role_plan(self, guild_id: int, role_id: int, plan: str | None) -> None:
-        await self.atomic(lambda tx: rules.set_role_plan(tx, guild_id, role_id, plan))
-
-    async def set_channel_rule(self, guild_id: int, channel_id: int, allowed: bool) -> None:
-        await self.atomic(lambda tx: rules.set_channel_rule(tx, guild_id, channel_id, allowed))
 
     async def audit_rows(self, guild_id: int, limit: int = 15) -> list[AuditRow]:
         return await self._read(lambda tx: audit.rows(tx, guild_id, limit))

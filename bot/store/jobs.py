@@ -142,11 +142,6 @@ def get(tx: Tx, job_id: str) -> Job | None:
     return from_row(row) if row is not None else None
 
 
-def get_by_api_id(tx: Tx, api_job_id: str) -> Job | None:
-    row = tx.first(f"{_SELECT} WHERE api_job_id = ?", (api_job_id,))
-    return from_row(row) if row is not None else None
-
-
 def by_api_ids(tx: Tx, api_job_ids: Collection[str]) -> dict[str, Job]:
     if not api_job_ids:
         return {}

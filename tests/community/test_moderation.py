@@ -7,6 +7,7 @@ import pytest
 from bot.community.admission import Policy
 from bot.community.moderation import Moderation
 from bot.store import Store, Tx, rules
+from testkit.books import ledger_sum
 
 G, MOD, MEMBER = 300, 9, 1
 POLICY = Policy(welcome_credits=500)
@@ -32,7 +33,7 @@ async def test_a_change_on_a_server_with_no_row_creates_it_with_its_credits_and_
     await moderation_of(store).block_member(G, MOD, MEMBER, "spam")
 
     guild = await store.get_guild(G)
-    assert guild is not None and guild.balance == 500 == await store.ledger_sum(G)
+    assert guild is not None and guild.balance == 500 == await ledger_sum(store, G)
     assert [(r.kind, r.amount) for r in await store.ledger_rows(G)] == [("grant", 500)]
     rule = await store.member_rule(G, MEMBER)
     assert rule is not None and rule.blocked and rule.reason == "spam"
@@ -68,7 +69,7 @@ async def test_a_change_that_fails_leaves_neither_the_change_nor_its_audit_nor_t
 
     assert await store.member_rule(G, MEMBER) is None
     assert await store.audit_rows(G) == []
-    assert await store.get_guild(G) is None and await store.ledger_sum(G) == 0
+    assert await store.get_guild(G) is None and await ledger_sum(store, G) == 0
 
 
 async def test_resume_calls_the_scheduler_and_audits_why_it_was_paused(store: Store) -> None:

@@ -15,7 +15,8 @@ from bot.community.admission import (
 )
 from bot.community.plans import resolve
 from bot.jobs import JobOptions, JobState
-from bot.store import NewJob, Store
+from bot.store import NewJob, Store, pools, rules
+from testkit.books import ledger_sum
 
 G, CHAN = 100, 7
 POLICY = Policy(default_plan="pro", welcome_credits=500)
@@ -30,7 +31,7 @@ def ask(user: int = 1, *, version: str = "gen-4", channel: int = CHAN, guild: in
 async def balanced(store: Store) -> int:
     guild = await store.get_guild(G)
     assert guild is not None
-    assert guild.balance == await store.ledger_sum(G) >= 0
+    assert guild.balance == await ledger_sum(store, G) >= 0
     return guild.balance
 
 
@@ -60,7 +61,7 @@ async def test_reserve_settle_refund_and_never_twice(store: Store) -> None:
 
 async def test_pool_short_says_the_numbers_and_writes_nothing(store: Store) -> None:
     await store.ensure_guild(G, 0)
-    await store.topup(G, 50, actor_id=9)
+    await store.atomic(lambda tx: pools.topup(tx, G, 50, actor_id=9))
     with pytest.raises(PoolShort, match="needs 100, pool has 50"):
         big = JobOptions(prompt="p", duration=10)
         await admit(store, NewJob(source="discord", image_ref="u", options=big, user_id=1, guild_id=G,
@@ -71,7 +72,7 @@ async def test_pool_short_says_the_numbers_and_writes_nothing(store: Store) -> N
 
 async def test_allowance_per_member_per_day(store: Store) -> None:
     await store.ensure_guild(G, 500)
-    await store.update_guild(G, daily_allowance=60)
+    await store.atomic(lambda tx: pools.update(tx, G, daily_allowance=60))
     first = (await admit(store, ask(1), POLICY)).job  # 50 of 60
     with pytest.raises(AllowanceShort, match="needs 50, you have 10 of 60"):
         await admit(store, ask(1), Policy(default_plan="enterprise", welcome_credits=500))
@@ -82,12 +83,12 @@ async def test_allowance_per_member_per_day(store: Store) -> None:
 
 async def test_low_balance_alert_once_per_crossing(store: Store) -> None:
     await store.ensure_guild(G, 300)
-    await store.update_guild(G, low_balance_threshold=200, alert_channel_id=55)
+    await store.atomic(lambda tx: pools.update(tx, G, low_balance_threshold=200, alert_channel_id=55))
     seen = [(await admit(store, ask(u), Policy(default_plan="enterprise"))).low_balance for u in range(1, 5)]
     # 300 -> 250 -> 200 -> 150 (crosses: alert) -> 100 (already below: quiet)
     assert [g is not None for g in seen] == [False, False, True, False]
     assert seen[2] is not None and seen[2].balance == 150 and seen[2].alert_channel_id == 55
-    await store.topup(G, 500, actor_id=9)  # back above the line: armed again
+    await store.atomic(lambda tx: pools.topup(tx, G, 500, actor_id=9))  # back above the line: armed again
     again = [
         (await admit(store, ask(u), Policy(default_plan="enterprise"))).low_balance for u in range(5, 14)
     ]
@@ -97,16 +98,17 @@ async def test_low_balance_alert_once_per_crossing(store: Store) -> None:
 
 async def test_blocked_member_and_channel_rules(store: Store) -> None:
     await store.ensure_guild(G, 500)
-    await store.set_member_rule(G, 1, blocked=1, reason="spam")
+    await store.atomic(lambda tx: rules.set_member_rule(tx, G, 1, blocked=1, reason="spam"))
     with pytest.raises(Blocked, match="spam"):
         await admit(store, ask(1), POLICY)
-    await store.set_member_rule(G, 1, blocked=0, reason=None)
+    await store.atomic(lambda tx: rules.set_member_rule(tx, G, 1, blocked=0, reason=None))
     assert await admit(store, ask(1), POLICY)
-    await store.set_channel_rule(G, 8, allowed=False)
+    await store.atomic(lambda tx: rules.set_channel_rule(tx, G, 8, allowed=False))
     with pytest.raises(ChannelClosed):
         await admit(store, ask(2, channel=8), POLICY)
     assert await admit(store, ask(2, channel=CHAN), POLICY)  # no allow list yet: others open
-    await store.set_channel_rule(G, 9, allowed=True)  # an allow list now exists: only 9
+    # An allow list now exists: only 9.
+    await store.atomic(lambda tx: rules.set_channel_rule(tx, G, 9, allowed=True))
     with pytest.raises(ChannelClosed):
         await admit(store, ask(3, channel=CHAN), POLICY)
     assert await admit(store, ask(3, channel=9), POLICY)
@@ -129,12 +131,12 @@ async def test_role_plan_and_override_drive_the_limits(store: Store) -> None:
     await admit(store, ask(1, version="gen-2"), free)
     with pytest.raises(QuotaExceeded, match="Free plan"):
         await admit(store, ask(1, version="gen-2"), free)
-    await store.set_role_plan(G, 42, "starter")  # Starter: 3 at once
+    await store.atomic(lambda tx: rules.set_role_plan(tx, G, 42, "starter"))  # Starter: 3 at once
     for _ in range(2):
         await admit(store, ask(1, version="gen-2"), free, roles=[42])
     with pytest.raises(QuotaExceeded, match="Starter plan"):
         await admit(store, ask(1, version="gen-2"), free, roles=[42])
-    await store.set_member_rule(G, 1, plan="free")  # the override beats the role
+    await store.atomic(lambda tx: rules.set_member_rule(tx, G, 1, plan="free"))  # the override beats the role
     with pytest.raises(QuotaExceeded, match="Free plan"):
         await admit(store, ask(1, version="gen-2"), free, roles=[42])
 
@@ -148,7 +150,7 @@ async def test_quota_reset_starts_windows_afresh(store: Store) -> None:
         await run_to(store, j.id, JobState.COMPLETED, cost=10)
     with pytest.raises(QuotaExceeded, match="last minute"):
         await admit(store, ask(1, version="gen-2"), policy, now=1020.0)
-    await store.set_member_rule(G, 1, reset_at=1015.0)
+    await store.atomic(lambda tx: rules.set_member_rule(tx, G, 1, reset_at=1015.0))
     assert await admit(store, ask(1, version="gen-2"), policy, now=1020.0)
 
 

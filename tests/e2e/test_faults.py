@@ -19,6 +19,7 @@ import pytest
 
 from bot.jobs import Job, JobState
 from bot.store import Store
+from testkit.books import ledger_sum
 from testkit.e2e_world import PNG, World, world
 
 pytestmark = pytest.mark.timeout(900)
@@ -29,9 +30,7 @@ POOL = 1_000_000
 def results(w: World, job: Job) -> list[Any]:
     """Public messages naming the job: its result or notice (each names its job id)."""
     tag = f"`{job.id}`"
-    return [
-        e for e in w.fake.events if e.kind == "create" and not e.ephemeral and tag in (e.content or "")
-    ]
+    return [e for e in w.fake.events if e.kind == "create" and not e.ephemeral and tag in (e.content or "")]
 
 
 async def add_members(w: World, n: int) -> list[Any]:
@@ -62,7 +61,7 @@ async def check_the_books(w: World, jobs: list[Job]) -> Counter[str]:
         guild = await store.get_guild(w.guild.id)
         assert guild is not None
         ledger = await store.ledger_rows(w.guild.id, limit=100_000)
-        assert guild.balance == await store.ledger_sum(w.guild.id)
+        assert guild.balance == await ledger_sum(store, w.guild.id)
     finally:
         await store.close()
     net: Counter[str] = Counter()
@@ -171,5 +170,3 @@ async def test_a_failing_discord_still_reaches_every_member_once(tmp_path: Path)
         assert routes[w.bob.id] is not None and routes[w.bob.id].startswith("direct message")
         assert routes[w.alice.id] is not None and routes[w.alice.id].startswith("channel message")
         assert not w.bot.proc or w.bot.proc.returncode is None  # still running
-
-

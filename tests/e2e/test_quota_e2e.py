@@ -13,6 +13,7 @@ import pytest
 
 from bot.jobs import JobState
 from bot.store import Store
+from testkit.books import ledger_sum
 from testkit.e2e_world import PNG, World, world
 
 pytestmark = pytest.mark.timeout(300)
@@ -56,7 +57,7 @@ async def pool_state(w: World) -> tuple[int, int]:
     try:
         guild = await store.get_guild(w.guild.id)
         assert guild is not None
-        return guild.balance, await store.ledger_sum(w.guild.id)
+        return guild.balance, await ledger_sum(store, w.guild.id)
     finally:
         await store.close()
 

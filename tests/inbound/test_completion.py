@@ -12,6 +12,7 @@ from bot.inbound.completion import Applied, ReportWriter
 from bot.jobs import Job, JobOptions, JobState
 from bot.store import NewJob, Store, pools
 from shared import contract
+from testkit.books import ledger_sum
 
 GUILD = 42
 OPTIONS = JobOptions(prompt="waves")
@@ -21,7 +22,7 @@ COST = OPTIONS.estimated_credits
 async def running_jobs(store: Store, n: int) -> list[Job]:
     """``n`` server jobs the API is working on, each with its pool reservation."""
     await store.ensure_guild(GUILD)
-    await store.topup(GUILD, 100_000, actor_id=1)
+    await store.atomic(lambda tx: pools.topup(tx, GUILD, 100_000, actor_id=1))
     jobs = []
     for i in range(n):
         new = NewJob(source="discord", image_ref="x", options=OPTIONS, user_id=1000 + i, guild_id=GUILD)
@@ -55,7 +56,7 @@ async def test_a_burst_of_reports_ends_each_job_once_and_settles_each_pool_charg
         assert now is not None and now.state is JobState.COMPLETED and now.actual_credits == COST - 10
     # Each job cost 10 less than reserved: 40 refunds of 10, once each, and the pool equals its ledger.
     guild = await store.get_guild(GUILD)
-    assert guild is not None and guild.balance == 100_000 - 40 * (COST - 10) == await store.ledger_sum(GUILD)
+    assert guild is not None and guild.balance == 100_000 - 40 * (COST - 10) == await ledger_sum(store, GUILD)
     assert sum(1 for _, a in followed if a.ended is not None) == 40
 
 
@@ -111,6 +112,6 @@ async def test_a_group_that_costs_more_than_reserved_charges_only_what_the_pool_
 
     # 2 failures give back 2 x COST; the 4 overruns then take what the pool has, never more.
     guild = await store.get_guild(GUILD)
-    assert guild is not None and guild.balance == max(0, 15 + 2 * COST - 40) == await store.ledger_sum(GUILD)
+    assert guild is not None and guild.balance == max(0, 15 + 2 * COST - 40) == await ledger_sum(store, GUILD)
     states = {j.id: j.state for j in await store.jobs_in_states(JobState)}
     assert [states[j.id] for j in jobs] == [JobState.FAILED] * 2 + [JobState.COMPLETED] * 4

@@ -21,11 +21,12 @@ from bot.inbound.receiver import WebhookReceiver
 from bot.jobs import JobOptions, JobState
 from bot.pipeline.delivery import Route
 from bot.pipeline.pipeline import Pipeline, PipelineOptions
-from bot.store import NewJob, Store
+from bot.store import NewJob, Store, pools
 from emulator.server import Emulator
 from shared import contract
 from shared.webhooks import WEBHOOK_PATH
 from testkit.accounts import PRO_KEY, WEBHOOK_SECRET, emulator_config
+from testkit.books import ledger_sum
 from testkit.images import picture
 from testkit.recording_messenger import RecordingMessenger
 
@@ -301,7 +302,7 @@ async def test_account_out_of_credits_pauses_tells_once_and_resumes(store: Store
     messenger = RecordingMessenger()
     emu.set_credits(PRO_KEY, 0)
     await store.ensure_guild(6, 1_000)
-    await store.update_guild(6, alert_channel_id=77)
+    await store.atomic(lambda tx: pools.update(tx, 6, alert_channel_id=77))
     async with Harness(store, emu, True, messenger) as h:
         assert h.pipeline is not None
         first, second = await h.add(user=1), await h.add(user=2)
@@ -392,7 +393,7 @@ async def test_a_result_no_route_can_reach_is_recorded_undeliverable_and_refunde
     assert job.delivery_note.startswith("undeliverable")
     assert messenger.sent == []
     guild = await store.get_guild(6)
-    assert guild is not None and guild.balance == 1_000_000 == await store.ledger_sum(6)  # all given back
+    assert guild is not None and guild.balance == 1_000_000 == await ledger_sum(store, 6)  # all given back
     kinds = [r.kind for r in await store.ledger_rows(6) if r.job_id == job_id]
     assert sorted(kinds) == ["reserve", "settle", "undelivered"]
 

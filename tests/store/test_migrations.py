@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.store import MIGRATIONS, Store
-from bot.store.migrate import split
+from bot.store.migrate import schema_version, split
 
 # sqlite_master of a fresh database migrated by the in-code list the files replaced, one
 # "type name: sql" a line (captured from it once, whitespace collapsed: the files indent the
@@ -40,7 +40,7 @@ async def test_a_migrated_database_is_left_as_it_is(tmp_path: Path) -> None:
         ).fetchall()
     assert [v for v, _ in applied] == list(range(1, len(MIGRATIONS) + 1)) == list(range(1, 8))
     store = await Store.open(tmp_path / "a.db")
-    assert await store.schema_version() == 7
+    assert await store.engine.run(schema_version) == 7
     await store.close()
     with sqlite3.connect(tmp_path / "a.db") as conn:
         again = conn.execute("SELECT version, applied_at FROM schema_migrations ORDER BY version").fetchall()

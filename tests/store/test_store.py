@@ -5,6 +5,8 @@ import pytest
 
 from bot.jobs import TRANSITIONS, IllegalTransition, InvalidOptions, JobOptions, JobState
 from bot.store import MIGRATIONS, NewJob, Store, Tx, jobs, pools
+from bot.store.migrate import schema_version
+from testkit.books import ledger_sum
 
 
 def new(prompt: str = "waves roll in") -> NewJob:
@@ -31,7 +33,7 @@ async def test_key_and_rows_survive_reopen(tmp_path: Path) -> None:
         again = await s.get_job(job.id)
         assert again is not None and again.idempotency_key == job.idempotency_key
         assert again.state is JobState.SUBMITTING
-        assert await s.schema_version() == len(MIGRATIONS)
+        assert await s.engine.run(schema_version) == len(MIGRATIONS)
     finally:
         await s.close()
 
@@ -43,7 +45,7 @@ async def test_full_happy_path(store: Store) -> None:
     job = await store.transition(job.id, JobState.COMPLETED, result_url="http://x/1.mp4", actual_credits=50)
     job = await store.transition(job.id, JobState.DELIVERED, delivered_at=2.0)
     assert (job.api_job_id, job.result_url, job.actual_credits) == ("api-1", "http://x/1.mp4", 50)
-    assert await store.get_job_by_api_id("api-1") == job
+    assert (await store.engine.run(lambda tx: jobs.by_api_ids(tx, ["api-1"])))["api-1"] == job
 
 
 @pytest.mark.parametrize(
@@ -114,7 +116,7 @@ async def test_an_error_inside_atomic_undoes_every_write_of_it(store: Store) -> 
         await store.atomic(spend_then_fail)
     assert await store.count_in_states(JobState) == 0
     guild = await store.get_guild(7)
-    assert guild is not None and guild.balance == 100 == await store.ledger_sum(7)
+    assert guild is not None and guild.balance == 100 == await ledger_sum(store, 7)
     # The connection is usable afterwards: the transaction was closed, not left open.
     assert (await store.insert_job(new())).state is JobState.QUEUED
 
