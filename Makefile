@@ -17,11 +17,12 @@ demo: $(BIN)/animate-bot
 	$(BIN)/python -m bot animate examples/harbour.jpg --prompt "the boat rocks gently at sunset" \
 		--duration 5 --aspect-ratio 16:9 --motion medium --out out/harbour.mp4
 
-# ruff, mypy --strict on the shipped code, the import-linter contracts, then the whole test suite.
+# ruff (lint and format), mypy --strict on the shipped code, the import-linter contracts, then the tests.
 test: $(BIN)/animate-bot lint typecheck imports pytest
 
 lint:
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck:
 	$(BIN)/mypy --strict bot cogs shared emulator relay

@@ -267,7 +267,7 @@ def vm_steps(db: Path, executed: list[str]) -> dict[str, int]:
 @dataclass(frozen=True, slots=True)
 class Costs:
     statements: float  # per admission, as SQLite counts them (BEGIN and COMMIT included)
-    hops: float  # aiosqlite round trips per admission
+    hops: float  # round trips to the database thread per admission
     top: list[tuple[float, float, str]]  # (mean µs waited per admission, calls per admission, sql)
 
 
@@ -327,8 +327,8 @@ async def _measure(smoke: bool, result: Result, tmp: Path) -> None:
             if size == sizes[0]:
                 first_costs, first_hop = costs, hop
                 result.figure("SQL statements per admission", f"{costs.statements:.0f}", "3 bare")
-                result.figure("aiosqlite round trips per admission", f"{costs.hops:.0f}", "3 bare")
-                result.figure("one aiosqlite round trip (SELECT 1)", f"{hop * 1e6:.0f} µs")
+                result.figure("database-thread round trips per admission", f"{costs.hops:.0f}", "3 bare")
+                result.figure("one database-thread round trip (aiosqlite SELECT 1)", f"{hop * 1e6:.0f} µs")
                 result.figure(
                     "ceiling from round trips alone: 1 / (round trips x one round trip)",
                     rate(1 / (costs.hops * hop), "jobs/s"),

@@ -217,7 +217,7 @@ async def _measure(smoke: bool, result: Result, tmp: Path) -> None:
         f"{b_cpu * 1e6:,.0f} µs bare",
     )
     result.figure(
-        "SQL statements / aiosqlite round trips per delivery (Pipeline.report)",
+        "SQL statements / database-thread round trips per delivery (Pipeline.report)",
         f"{statements:.0f} / {hops:.0f}",
     )
     result.figure(

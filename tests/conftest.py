@@ -16,6 +16,7 @@ from testkit.relay import relay_config
 
 MakeRelay = Callable[..., Awaitable[RelayServer]]
 
+
 @pytest.fixture
 async def emulator() -> AsyncIterator[Emulator]:
     async with Emulator(emulator_config()) as emu:

@@ -17,7 +17,7 @@ FIGURES = {
     "admission": [
         "admit() with 1,000 rows",
         "admit() / bare with 1,000 rows",
-        "aiosqlite round trips per admission",
+        "database-thread round trips per admission",
         "Query plans of what admit() runs",
         "SCANs (whole table or index) in those plans",
     ],
@@ -25,7 +25,7 @@ FIGURES = {
         "verified deliveries/s, WebhookReceiver + Pipeline.report",
         "receiver + Pipeline.report / bare",
         "verified deliveries/s, WebhookReceiver + no-op report",
-        "SQL statements / aiosqlite round trips per delivery",
+        "SQL statements / database-thread round trips per delivery",
         "receiver answers",
     ],
     "memory": [

@@ -26,6 +26,8 @@ from testkit.e2e_world import PNG, World, world
 from testkit.images import picture
 
 pytestmark = pytest.mark.timeout(180)
+
+
 def video_of(event: Any) -> bytes:
     (attachment,) = event.attachments
     assert attachment.filename.endswith(".mp4")
@@ -52,7 +54,13 @@ async def test_animate_delivers_the_video(tmp_path: Path, webhooks: bool) -> Non
             assert code == 0, out
             assert "published 7 commands" in out
             assert {c["name"] for c in w.fake.commands(guild=w.guild)} == {
-                "animate", "jobs", "cancel", "quota", "animate-channels", "pool", "credits"
+                "animate",
+                "jobs",
+                "cancel",
+                "quota",
+                "animate-channels",
+                "pool",
+                "credits",
             }
         it = await w.animate(duration=10, aspect_ratio="9:16", motion="high", version="gen-3")
         ack = await it.wait_acknowledged(timeout=3)
