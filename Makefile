@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test test-slow install-check lint typecheck imports pytest clean
+.PHONY: demo test test-slow test-pg install-check lint typecheck imports pytest clean
 
 $(BIN)/animate-bot: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ imports:
 
 pytest:
 	$(BIN)/pytest -q
+
+# Only the cases that use PostgreSQL (marked postgres), and they must run: no skipping when the
+# server cannot start. `make test` runs them too, skipping them where PostgreSQL is missing.
+test-pg: $(BIN)/animate-bot
+	REQUIRE_POSTGRES=1 $(BIN)/pytest -q -m postgres
 
 # The long cases the default run leaves out (marked slow).
 test-slow: $(BIN)/animate-bot

@@ -1,10 +1,13 @@
-"""Shared fixtures: a real emulator on loopback, a store in a temp dir, test pictures."""
+"""Shared fixtures: a real emulator on loopback, a store in a temp dir, test pictures, and a
+throwaway PostgreSQL server with an empty database per test (skipped when there is none, unless
+REQUIRE_POSTGRES=1)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -12,6 +15,14 @@ from bot.store import Store
 from emulator.server import Emulator
 from relay.server import RelayServer
 from testkit.accounts import emulator_config
+from testkit.postgres import (
+    REQUIRE_ENV,
+    PostgresError,
+    PostgresServer,
+    dbname_of,
+    fresh_database,
+    unique_name,
+)
 from testkit.relay import relay_config
 
 MakeRelay = Callable[..., Awaitable[RelayServer]]
@@ -49,3 +60,53 @@ async def make_relay(tmp_path: Path) -> AsyncIterator[MakeRelay]:
 @pytest.fixture
 async def relay(make_relay: MakeRelay) -> RelayServer:
     return await make_relay()
+
+
+def no_postgres(reason: str) -> NoReturn:
+    """Skip, or fail loudly where PostgreSQL is required (CI sets REQUIRE_POSTGRES=1)."""
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{REQUIRE_ENV}=1 but {reason}", pytrace=False)
+    pytest.skip(f"no PostgreSQL: {reason}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One server for the session: TEST_POSTGRES_URL's, or a throwaway one started here."""
+    server = PostgresServer.from_env()
+    try:
+        server.start()
+    except PostgresError as e:
+        no_postgres(str(e))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: PostgresServer) -> Iterator[str]:
+    """The name of an empty database each test's own is cloned from."""
+    name = unique_name("template")
+    try:
+        postgres_server.create_database(name)
+    except PostgresError as e:
+        no_postgres(str(e))
+    yield name
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer, postgres_template: str) -> Iterator[str]:
+    """A libpq URL to a fresh empty database of this test's own (dropped afterwards)."""
+    url = fresh_database(postgres_server, postgres_template)
+    yield url
+    postgres_server.drop_database(dbname_of(url))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use PostgreSQL are marked ``postgres`` (`make test-pg` runs only those)."""
+    for item in items:
+        if "postgres_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "postgres: uses the PostgreSQL server (added by tests/conftest.py)")
