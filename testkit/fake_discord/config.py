@@ -53,6 +53,23 @@ class FakeConfig:
     """Modern applications have ``application_id == bot user id``; set True to make them differ."""
     locale: str = "en-US"
 
+    shard_count: int = 1
+    """Recommended shard count ``GET /gateway/bot`` returns (``shards``); also the count
+    :meth:`FakeDiscord.add_guild`'s ``shard=`` places guilds for."""
+    require_sharding: bool = False
+    """Close an IDENTIFY without ``shard``, or with fewer shards than ``shard_count``, with 4011
+    "Sharding required." (what Discord does to a bot in too many guilds for one session)."""
+    session_start_total: int = 1000
+    """``session_start_limit.total``: successful IDENTIFYs allowed per ``session_start_reset_after``."""
+    session_start_reset_after: int = 24 * 3600 * 1000
+    """Length of the session start window in *unscaled* milliseconds (x time_scale); it starts
+    with the first IDENTIFY counted after a reset, then ``remaining`` goes back to ``total``."""
+    max_concurrency: int = 1
+    """``session_start_limit.max_concurrency``: IDENTIFYs allowed per ``identify_window`` (one
+    per ``rate_limit_key = shard_id % max_concurrency``)."""
+    identify_window: float = 5.0
+    """The identify rate-limit window (Discord: 5 s), x time_scale."""
+
     dispatch_message_events: bool = True
     """Send MESSAGE_CREATE / MESSAGE_UPDATE / MESSAGE_DELETE to the bot (subject to its intents)."""
     ratelimit_limit: int = 50

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
+from .models import IdentifyViolation, IdentifyViolationKind
+
 if TYPE_CHECKING:
     from .server import FakeDiscord
 
@@ -31,6 +33,11 @@ INVALID_SESSION, HELLO, HEARTBEAT_ACK = 9, 10, 11
 INTENT_GUILD_MEMBERS = 1 << 1
 INTENT_GUILD_MESSAGES = 1 << 9
 INTENT_DIRECT_MESSAGES = 1 << 12
+
+
+def shard_for(guild_id: int, shard_count: int) -> int:
+    """Discord's sharding formula: the shard that receives events of ``guild_id``."""
+    return (guild_id >> 22) % shard_count
 
 
 @dataclass
@@ -68,12 +75,23 @@ class GatewaySession:
         """READY and every GUILD_CREATE were written to the socket."""
         return self.ready_at is not None
 
+    @property
+    def shard_id(self) -> int:
+        """The session's shard id (0 for an unsharded session)."""
+        return 0 if self.shard is None else self.shard[0]
+
     def covers_guild(self, guild_id: int | None) -> bool:
+        """Whether events of ``guild_id`` go to this session (``None``: events without a guild).
+
+        Discord: ``shard_id = (guild_id >> 22) % num_shards``; events without a ``guild_id``
+        (DMs, DM interactions) go to shard 0 only. An unsharded session gets everything.
+        """
         if self.shard is None:
             return True
         shard_id, count = self.shard
-        gid = guild_id or 0
-        return (gid >> 22) % count == shard_id
+        if guild_id is None:
+            return shard_id == 0
+        return shard_for(guild_id, count) == shard_id
 
     def has_intent(self, bit: int) -> bool:
         return bool(self.intents & bit)
@@ -156,6 +174,55 @@ class Gateway:
         self.connections: list[GatewayConnection] = []
         self.received: list[dict[str, Any]] = []
         """Every payload a client sent on the gateway (IDENTIFY tokens redacted)."""
+        self.identify_violations: list[IdentifyViolation] = []
+        self._bucket_identified_at: dict[int, float] = {}
+        """rate_limit_key -> time of the bucket's last accepted IDENTIFY."""
+        self._session_starts = 0
+        self._session_window_start: float | None = None
+
+    # --- session start limit ------------------------------------------------------------------
+
+    def _session_window(self) -> float:
+        return self.fake.config.scaled(self.fake.config.session_start_reset_after / 1000.0)
+
+    def _refresh_session_window(self) -> None:
+        start = self._session_window_start
+        if start is not None and self.fake.now() >= start + self._session_window():
+            self._session_starts = 0
+            self._session_window_start = None
+
+    def session_start_limit(self) -> dict[str, int]:
+        """The ``session_start_limit`` object of ``GET /gateway/bot`` as of now."""
+        config = self.fake.config
+        self._refresh_session_window()
+        start = self._session_window_start
+        left = self._session_window() if start is None else start + self._session_window() - self.fake.now()
+        return {
+            "total": config.session_start_total,
+            "remaining": max(0, config.session_start_total - self._session_starts),
+            "reset_after": max(0, int(left * 1000)),
+            "max_concurrency": config.max_concurrency,
+        }
+
+    def _violation(
+        self,
+        kind: IdentifyViolationKind,
+        conn: GatewayConnection,
+        shard: tuple[int, int] | None,
+        key: int,
+        previous: float | None = None,
+    ) -> None:
+        violation = IdentifyViolation(
+            kind=kind,
+            time=self.fake.now(),
+            shard=shard,
+            rate_limit_key=key,
+            connection=conn.number,
+            previous_identify_at=previous,
+        )
+        log.warning("fake gateway refused an IDENTIFY: %s", violation)
+        self.identify_violations.append(violation)
+        self.fake.notify()
 
     # --- dispatching --------------------------------------------------------------------------
 
@@ -273,11 +340,33 @@ class Gateway:
         shard: tuple[int, int] | None = None
         raw_shard = data.get("shard")
         if raw_shard is not None:
-            shard = (int(raw_shard[0]), int(raw_shard[1]))
+            valid = isinstance(raw_shard, list) and len(raw_shard) == 2
+            valid = valid and all(isinstance(x, int) and not isinstance(x, bool) for x in raw_shard)
+            shard = (int(raw_shard[0]), int(raw_shard[1])) if valid else (-1, 0)
             if shard[1] < 1 or not 0 <= shard[0] < shard[1]:
                 await conn.close(4010, "Invalid shard.")
                 return
         fake = self.fake
+        config = fake.config
+        if config.require_sharding and (shard is None or shard[1] < config.shard_count):
+            await conn.close(4011, "Sharding required.")
+            return
+        key = (0 if shard is None else shard[0]) % max(1, config.max_concurrency)
+        if self.session_start_limit()["remaining"] <= 0:
+            # Discord then terminates every session and resets the token; the fake refuses this one.
+            self._violation("session_start_limit", conn, shard, key)
+            await conn.close(4004, "Authentication failed.")
+            return
+        now = fake.now()
+        previous = self._bucket_identified_at.get(key)
+        if previous is not None and now - previous < config.scaled(config.identify_window):
+            self._violation("max_concurrency", conn, shard, key, previous)
+            await conn.send_json({"op": INVALID_SESSION, "t": None, "s": None, "d": False})
+            return
+        self._bucket_identified_at[key] = now
+        self._session_starts += 1
+        if self._session_window_start is None:
+            self._session_window_start = now
         session = GatewaySession(
             session_id=secrets.token_hex(16),
             number=len(self.sessions) + 1,
@@ -350,7 +439,7 @@ class Gateway:
             guild_ids = [guild_ids]
         for gid in guild_ids:
             guild = self.fake.world.guilds.get(int(gid))
-            if guild is None:
+            if guild is None or guild.deleted or not session.covers_guild(guild.id):
                 continue
             members = list(guild.members.values())
             user_ids = data.get("user_ids")

@@ -27,6 +27,22 @@ class SnowflakeFactory:
         self._last = value
         return value
 
+    def on_shard(self, shard_id: int, shard_count: int) -> int:
+        """A snowflake ``s`` with ``(s >> 22) % shard_count == shard_id`` (Discord's shard formula).
+
+        The top bits of a snowflake are its millisecond timestamp, so the timestamp is moved
+        forward by up to ``shard_count - 1`` ms; later snowflakes stay above it (unique, increasing).
+        """
+        if not 0 <= shard_id < shard_count:
+            raise ValueError(f"shard {shard_id} is not in range(0, {shard_count})")
+        value = self()
+        ms = value >> 22
+        ms += (shard_id - ms) % shard_count
+        if ms != value >> 22:
+            value = (ms << 22) | (1 << 17) | (next(self._counter) & 0xFFF)
+            self._last = value
+        return value
+
 
 # --- permissions ------------------------------------------------------------------------------
 
@@ -206,6 +222,28 @@ class FakeGuild:
 
 
 # --- recorded data ----------------------------------------------------------------------------
+
+IdentifyViolationKind = Literal["max_concurrency", "session_start_limit"]
+
+
+@dataclass
+class IdentifyViolation:
+    """An IDENTIFY the fake refused for breaking a session start rule.
+
+    ``max_concurrency``: a second IDENTIFY in the same ``rate_limit_key`` bucket within the
+    identify window (answered op 9 INVALID_SESSION ``d=false``); ``session_start_limit``: an
+    IDENTIFY with ``remaining == 0`` (closed 4004).
+    """
+
+    kind: IdentifyViolationKind
+    time: float
+    shard: tuple[int, int] | None
+    rate_limit_key: int
+    connection: int
+    """Number of the gateway connection (1-based, in connect order)."""
+    previous_identify_at: float | None = None
+    """``max_concurrency``: when the bucket's last accepted IDENTIFY happened."""
+
 
 MessageRoute = Literal[
     "deferred",  # the "thinking..." placeholder a type-5 callback creates (no message event)

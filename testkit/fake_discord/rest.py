@@ -326,13 +326,8 @@ class RestApi:
     async def get_gateway_bot(self, ctx: Ctx) -> Reply:
         return 200, {
             "url": self.fake.gateway_url,
-            "shards": 1,
-            "session_start_limit": {
-                "total": 1000,
-                "remaining": 999,
-                "reset_after": 14_400_000,
-                "max_concurrency": 1,
-            },
+            "shards": self.fake.config.shard_count,
+            "session_start_limit": self.fake.gateway.session_start_limit(),
         }
 
     # --- users --------------------------------------------------------------------------------

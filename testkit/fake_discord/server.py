@@ -20,6 +20,7 @@ from .gateway import (
     INTENT_GUILD_MESSAGES,
     Gateway,
     GatewaySession,
+    shard_for,
 )
 from .http_util import Injection, drain, json_response, ratelimit_headers, route_regex, split_pattern
 from .interactions import AttachmentSpec, FakeInteraction, SlashBuilder
@@ -30,6 +31,7 @@ from .models import (
     FakeMember,
     FakeRole,
     FakeUser,
+    IdentifyViolation,
     MessageEvent,
     MessageRoute,
     Perm,
@@ -191,6 +193,47 @@ class FakeDiscord:
         ready = [s for s in self.gateway.sessions if s.ready and s.connected]
         return max(ready, key=lambda s: s.ready_at or 0.0)
 
+    def _shard_sessions(self, shard_count: int, shard_ids: list[int]) -> dict[int, GatewaySession]:
+        """shard id -> the most recently readied connected session identified as ``[id, shard_count]``."""
+        found: dict[int, GatewaySession] = {}
+        for session in self.gateway.live_sessions():
+            if session.shard is None or session.shard[1] != shard_count or session.shard[0] not in shard_ids:
+                continue
+            if not (session.ready and session.connected):
+                continue
+            best = found.get(session.shard[0])
+            if best is None or (session.ready_at or 0.0) >= (best.ready_at or 0.0):
+                found[session.shard[0]] = session
+        return found
+
+    async def wait_for_all_shards_ready(
+        self,
+        shard_count: int | None = None,
+        timeout: float = 10.0,
+        *,
+        shard_ids: list[int] | None = None,
+    ) -> list[GatewaySession]:
+        """Wait until every shard ``0..shard_count-1`` (or just ``shard_ids``) has a connected session
+        identified with ``shard = [id, shard_count]`` whose READY and GUILD_CREATEs were written.
+
+        ``shard_count`` defaults to ``config.shard_count``. Returns the sessions in shard id order
+        (per shard the most recently readied one).
+        """
+        count = self.config.shard_count if shard_count is None else shard_count
+        wanted = list(range(count)) if shard_ids is None else list(shard_ids)
+        await self.wait_until(
+            lambda: len(self._shard_sessions(count, wanted)) == len(wanted),
+            timeout,
+            lambda: (
+                f"shards {wanted} of {count} not all ready within {timeout}s (ready: "
+                f"{sorted(self._shard_sessions(count, wanted))}; sessions: "
+                f"{[(s.number, s.shard, s.ready, s.connected) for s in self.gateway.sessions]}; "
+                f"identify violations: {self.identify_violations})"
+            ),
+        )
+        found = self._shard_sessions(count, wanted)
+        return [found[i] for i in wanted]
+
     async def wait_for_disconnect(self, timeout: float = 10.0) -> None:
         """Wait until no gateway socket is open."""
         await self.wait_until(
@@ -276,12 +319,15 @@ class FakeDiscord:
         owner: FakeUser | None = None,
         bot_permissions: int = Perm.BOT_DEFAULT,
         locale: str | None = None,
+        shard: int | None = None,
     ) -> FakeGuild:
         """A guild the bot is in (with an @everyone role, a managed bot role and the bot's member).
 
         ``filesize_limit`` (default 10 MiB) is enforced on channel uploads and is the default
         ``attachment_size_limit`` of its interactions; ``premium_tier`` defaults to the tier
         matching it, so discord.py's ``Guild.filesize_limit`` agrees for 10/50/100 MiB.
+        ``shard``: give the guild an id that lands on that shard for ``config.shard_count``
+        (``(id >> 22) % shard_count == shard``); ``None`` = wherever its id falls.
         """
         guild = self.world.add_guild(
             name,
@@ -290,6 +336,7 @@ class FakeDiscord:
             owner=owner,
             bot_permissions=bot_permissions,
             locale=locale,
+            shard=shard,
         )
         for session in self.gateway.live_sessions():
             if session.covers_guild(guild.id):
@@ -421,6 +468,21 @@ class FakeDiscord:
     @property
     def sessions(self) -> list[GatewaySession]:
         return list(self.gateway.sessions)
+
+    @property
+    def identify_violations(self) -> list[IdentifyViolation]:
+        """IDENTIFYs refused for the session start rules (bucket rate: op 9; ``remaining`` 0: 4004)."""
+        return list(self.gateway.identify_violations)
+
+    @property
+    def session_start_limit(self) -> dict[str, int]:
+        """What ``GET /gateway/bot`` would report as ``session_start_limit`` now."""
+        return self.gateway.session_start_limit()
+
+    def shard_of(self, guild: FakeGuild | int, shard_count: int | None = None) -> int:
+        """The shard (of ``shard_count``, default ``config.shard_count``) that gets ``guild``'s events."""
+        gid = guild if isinstance(guild, int) else guild.id
+        return shard_for(gid, self.config.shard_count if shard_count is None else shard_count)
 
     @property
     def ready_count(self) -> int:

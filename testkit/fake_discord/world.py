@@ -140,11 +140,12 @@ class World:
         bot_permissions: int = Perm.BOT_DEFAULT,
         everyone_permissions: int = Perm.EVERYONE_DEFAULT,
         locale: str | None = None,
+        shard: int | None = None,
     ) -> FakeGuild:
         limit = self.config.guild_filesize_limit if filesize_limit is None else filesize_limit
         owner = owner or self.owner
         guild = FakeGuild(
-            id=self.snowflake(),
+            id=self.snowflake() if shard is None else self.snowflake.on_shard(shard, self.config.shard_count),
             name=name,
             owner_id=owner.id,
             filesize_limit=limit,

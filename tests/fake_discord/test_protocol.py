@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from testkit.fake_discord import FakeConfig, FakeDiscord, MiB
+from testkit.fake_discord import FakeConfig, FakeDiscord, GatewaySession, MiB
 
 TOKEN = "raw-token"
 AUTH = {"Authorization": f"Bot {TOKEN}"}
@@ -267,3 +268,204 @@ async def test_gateway_auth_resume_and_invalid_session(
     await gw3.send(6, {"token": TOKEN, "session_id": "unknown", "seq": 1})
     assert (await gw3.recv()) == {"op": 9, "t": None, "s": None, "d": False}
     await gw3.ws.close()
+
+
+# --- sharding and the session start limit ---------------------------------------------------------
+
+
+async def gateway_bot(http: aiohttp.ClientSession, fake: FakeDiscord) -> dict[str, Any]:
+    async with http.get(f"{fake.api_base}/gateway/bot", headers=AUTH) as r:
+        assert r.status == 200
+        return await r.json()  # type: ignore[no-any-return]
+
+
+async def connect(http: aiohttp.ClientSession, fake: FakeDiscord) -> RawGateway:
+    gw = RawGateway(await http.ws_connect(fake.gateway_url + "?v=10&encoding=json"))
+    assert (await gw.recv())["op"] == 10
+    return gw
+
+
+async def identify_shard(
+    http: aiohttp.ClientSession, fake: FakeDiscord, shard: Any, *, intents: int = 1
+) -> RawGateway:
+    gw = await connect(http, fake)
+    d: dict[str, Any] = {"token": TOKEN, "intents": intents, "properties": {}}
+    if shard is not None:
+        d["shard"] = shard
+    await gw.send(2, d)
+    return gw
+
+
+async def closed_with(gw: RawGateway) -> tuple[int | None, str]:
+    msg = await gw.ws.receive(timeout=5)
+    assert msg.type == aiohttp.WSMsgType.CLOSE, msg
+    return gw.ws.close_code, msg.extra or ""
+
+
+async def until_id(gw: RawGateway, event: str, object_id: int) -> dict[str, Any]:
+    """The next ``event`` dispatch whose ``d.id`` is ``object_id`` (skipping others)."""
+    while True:
+        payload = await gw.until(event)
+        if payload["d"]["id"] == str(object_id):
+            return payload
+
+
+def dispatched(session: GatewaySession, event: str) -> list[dict[str, Any]]:
+    """The ``d`` of every ``event`` frame the fake queued for ``session``."""
+    return [json.loads(f.text)["d"] for f in session.frames if f.event == event]
+
+
+async def test_gateway_bot_reports_shards_and_each_shard_gets_its_guilds(http: aiohttp.ClientSession) -> None:
+    config = FakeConfig(
+        token=TOKEN, shard_count=3, max_concurrency=3, session_start_total=10, time_scale=0.01
+    )
+    async with FakeDiscord(config) as fake:
+        guilds = [fake.add_guild(f"G{k}", shard=k) for k in (0, 1, 2, 1)]
+        assert [(g.id >> 22) % 3 for g in guilds] == [0, 1, 2, 1]
+        assert [fake.shard_of(g) for g in guilds] == [0, 1, 2, 1]
+        assert [g.id for g in guilds] == sorted({g.id for g in guilds})  # unique and increasing
+        chan = fake.add_text_channel(guilds[1], "general")
+        alice = fake.add_user("alice")
+        fake.add_member(guilds[1], alice)
+
+        before = await gateway_bot(http, fake)
+        assert before["url"] == fake.gateway_url and before["shards"] == 3
+        limit = before["session_start_limit"]
+        assert set(limit) == {"total", "remaining", "reset_after", "max_concurrency"}
+        assert all(isinstance(v, int) for v in limit.values())
+        assert (limit["total"], limit["remaining"], limit["max_concurrency"]) == (10, 10, 3)
+
+        # max_concurrency 3: the three buckets (shard_id % 3) may identify at once
+        gws = [await identify_shard(http, fake, [k, 3]) for k in range(3)]
+        readies = [await gw.until("READY") for gw in gws]
+        assert [r["d"]["shard"] for r in readies] == [[0, 3], [1, 3], [2, 3]]
+        assert [{g["id"] for g in r["d"]["guilds"]} for r in readies] == [
+            {str(guilds[0].id)},
+            {str(guilds[1].id), str(guilds[3].id)},
+            {str(guilds[2].id)},
+        ]
+        sessions = await fake.wait_for_all_shards_ready(timeout=5)
+        assert [s.shard for s in sessions] == [(0, 3), (1, 3), (2, 3)]
+        assert [[g["id"] for g in dispatched(s, "GUILD_CREATE")] for s in sessions] == [
+            [str(guilds[0].id)],
+            [str(guilds[1].id), str(guilds[3].id)],
+            [str(guilds[2].id)],
+        ]
+        assert fake.identify_violations == []
+        after = (await gateway_bot(http, fake))["session_start_limit"]
+        assert after["remaining"] == 7 and after["reset_after"] <= limit["reset_after"]
+
+        # guild events, interactions and new guilds go to the shard that covers the guild ...
+        late = fake.add_guild("Late", shard=2)
+        it = await fake.invoke_slash("hello", user=alice, guild=guilds[1], channel=chan)
+        await until_id(gws[1], "INTERACTION_CREATE", it.id)
+        await until_id(gws[2], "GUILD_CREATE", late.id)
+        # ... and events without a guild (a DM interaction) to shard 0 only, as Discord does
+        dm = await fake.invoke_slash("hello", user=alice)
+        await until_id(gws[0], "INTERACTION_CREATE", dm.id)
+        assert [[i["id"] for i in dispatched(s, "INTERACTION_CREATE")] for s in sessions] == [
+            [str(dm.id)],
+            [str(it.id)],
+            [],
+        ]
+        assert [[g["id"] for g in dispatched(s, "GUILD_CREATE")][-1:] for s in sessions] == [
+            [str(guilds[0].id)],
+            [str(guilds[3].id)],
+            [str(late.id)],
+        ]
+        fake.add_text_channel(guilds[1], "later")
+        fake.add_role(guilds[2], "Pro")
+        assert [len(dispatched(s, "CHANNEL_CREATE")) for s in sessions] == [0, 1, 0]
+        assert [len(dispatched(s, "GUILD_ROLE_CREATE")) for s in sessions] == [0, 0, 1]
+        for gw in gws:
+            await gw.ws.close()
+
+
+async def test_sharding_required_and_invalid_shards(http: aiohttp.ClientSession) -> None:
+    config = FakeConfig(token=TOKEN, shard_count=2, require_sharding=True, max_concurrency=2, time_scale=0.01)
+    async with FakeDiscord(config) as fake:
+        assert await closed_with(await identify_shard(http, fake, None)) == (4011, "Sharding required.")
+        assert await closed_with(await identify_shard(http, fake, [0, 1])) == (4011, "Sharding required.")
+        for bad in ([2, 2], [-1, 2], [0, 0], "0,2", [0], [0, 2, 1], [0.5, 2]):
+            assert await closed_with(await identify_shard(http, fake, bad)) == (4010, "Invalid shard."), bad
+        # refused IDENTIFYs start no session and cost nothing
+        assert fake.sessions == [] and fake.session_start_limit["remaining"] == 1000
+        gw = await identify_shard(http, fake, [1, 2])
+        assert (await gw.until("READY"))["d"]["shard"] == [1, 2]
+        # more shards than recommended is allowed (Discord only routes by num_shards)
+        gw4 = await identify_shard(http, fake, [0, 4])
+        assert (await gw4.until("READY"))["d"]["shard"] == [0, 4]
+        assert fake.session_start_limit["remaining"] == 998 and fake.identify_violations == []
+        await gw.ws.close()
+        await gw4.ws.close()
+
+
+async def test_identify_rate_limit_per_bucket(http: aiohttp.ClientSession) -> None:
+    # identify window 5 s x 0.2 = 1 s; max_concurrency 1: every shard is in bucket 0
+    async with FakeDiscord(FakeConfig(token=TOKEN, shard_count=2, time_scale=0.2)) as fake:
+        gw0 = await identify_shard(http, fake, [0, 2])
+        await gw0.until("READY")
+        gw1 = await identify_shard(http, fake, [1, 2])
+        assert await gw1.recv() == {"op": 9, "t": None, "s": None, "d": False}
+        [violation] = fake.identify_violations
+        assert violation.kind == "max_concurrency" and violation.shard == (1, 2)
+        assert violation.rate_limit_key == 0 and violation.previous_identify_at is not None
+        assert fake.session_start_limit["remaining"] == 999  # the refused IDENTIFY started nothing
+        assert len(fake.sessions) == 1
+        # once the window has passed, the same shard may identify
+        await asyncio.sleep(fake.config.scaled(fake.config.identify_window))
+        await gw1.send(2, {"token": TOKEN, "intents": 1, "properties": {}, "shard": [1, 2]})
+        assert (await gw1.until("READY"))["d"]["shard"] == [1, 2]
+        assert len(fake.identify_violations) == 1
+        await fake.wait_for_all_shards_ready(2, timeout=5)
+        await gw0.ws.close()
+        await gw1.ws.close()
+
+    # max_concurrency 2: shards 0 and 1 (keys 0 and 1) may identify at once; shard 2 (key 0) not
+    config = FakeConfig(token=TOKEN, shard_count=3, max_concurrency=2, time_scale=0.2)
+    async with FakeDiscord(config) as fake:
+        gws = [await identify_shard(http, fake, [k, 3]) for k in range(3)]
+        assert [(await gw.until("READY"))["d"]["shard"] for gw in gws[:2]] == [[0, 3], [1, 3]]
+        assert await gws[2].recv() == {"op": 9, "t": None, "s": None, "d": False}
+        assert [(v.kind, v.shard, v.rate_limit_key) for v in fake.identify_violations] == [
+            ("max_concurrency", (2, 3), 0)
+        ]
+        for gw in gws:
+            await gw.ws.close()
+
+
+async def test_session_start_limit_exhausted(http: aiohttp.ClientSession) -> None:
+    config = FakeConfig(
+        token=TOKEN,
+        shard_count=2,
+        max_concurrency=2,
+        session_start_total=2,
+        session_start_reset_after=200_000,  # 200 s x 0.01 = 2 s
+        time_scale=0.01,
+    )
+    async with FakeDiscord(config) as fake:
+        gws = [await identify_shard(http, fake, [k, 2]) for k in range(2)]
+        for gw in gws:
+            await gw.until("READY")
+        limit = (await gateway_bot(http, fake))["session_start_limit"]
+        assert (limit["total"], limit["remaining"]) == (2, 0) and 0 < limit["reset_after"] <= 2000
+        # a RESUME is not a session start
+        await gws[0].ws.close()
+        await fake.wait_until(lambda: not fake.sessions[0].connected, 5, "shard 0 to disconnect")
+        resumed = await connect(http, fake)
+        await resumed.send(6, {"token": TOKEN, "session_id": fake.sessions[0].session_id, "seq": 1})
+        await resumed.until("RESUMED")
+        # remaining 0: Discord resets the token and ends the sessions; the fake closes 4004
+        refused = await identify_shard(http, fake, [0, 2])
+        assert await closed_with(refused) == (4004, "Authentication failed.")
+        [violation] = fake.identify_violations
+        assert violation.kind == "session_start_limit" and violation.shard == (0, 2)
+        assert len(fake.sessions) == 2
+        # after reset_after, remaining is back to total
+        await asyncio.sleep(limit["reset_after"] / 1000 + 0.05)
+        assert (await gateway_bot(http, fake))["session_start_limit"]["remaining"] == 2
+        again = await identify_shard(http, fake, [0, 2])
+        await again.until("READY")
+        assert fake.session_start_limit["remaining"] == 1
+        for gw in (resumed, gws[1], again):
+            await gw.ws.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+from typing import Any
 
 import discord
 import pytest
@@ -11,7 +13,14 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
-from testkit.fake_discord import FakeConfig, FakeDiscord, MiB, WaitTimeout
+from testkit.fake_discord import (
+    FakeConfig,
+    FakeDiscord,
+    GatewaySession,
+    MiB,
+    NoBotConnected,
+    WaitTimeout,
+)
 
 from .conftest import TOKEN, make_bot, png_bytes, running
 
@@ -563,3 +572,146 @@ async def test_other_response_paths(fake: FakeDiscord) -> None:
     assert edited.route == "original_edit" and [a.data for a in edited.attachments] == [b"final"]
     assert picked.route == "original_edit" and picked.content == "picked ['b']" and picked.components == []
     assert picked.message is created.message and created.message.edited
+
+
+# (11) AutoShardedBot: shards from /gateway/bot, each guild and interaction on its own shard ----------
+
+
+class PacedShardedBot(commands.AutoShardedBot):
+    """An AutoShardedBot whose non-initial IDENTIFYs wait ``pause`` s instead of discord.py's 5 s
+    (the fake's identify window is 5 s x time_scale)."""
+
+    def __init__(self, pause: float, **kwargs: object) -> None:
+        super().__init__(
+            command_prefix="!",
+            intents=discord.Intents.default(),
+            guild_ready_timeout=0.05,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        self.pause = pause
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        if not initial:
+            await asyncio.sleep(self.pause)
+
+
+def sharded_world(fake: FakeDiscord):  # type: ignore[no-untyped-def]
+    alice = fake.add_user("alice")
+    guilds, chans = [], []
+    for k in (0, 1):
+        guild = fake.add_guild(f"Shard {k}", shard=k)
+        chans.append(fake.add_text_channel(guild, "general"))
+        fake.add_member(guild, alice)
+        guilds.append(guild)
+    return guilds, chans, alice
+
+
+def where_command(bot: commands.AutoShardedBot, seen: list[tuple[int, int | None]]) -> None:
+    @bot.tree.command(name="where", description="Which shard has this guild")
+    async def where(interaction: discord.Interaction) -> None:
+        shard = interaction.guild.shard_id if interaction.guild else None
+        seen.append((interaction.id, shard))
+        await interaction.response.send_message(f"shard {shard}")
+
+
+async def test_auto_sharded_bot_gets_its_shard_count_and_guilds_per_shard(
+    point_discord_py, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    # window 5 s x 0.01 = 50 ms; the bot's second shard waits 0.5 s before identifying
+    async with FakeDiscord(FakeConfig(token=TOKEN, shard_count=2, time_scale=0.01)) as fake:
+        point_discord_py(fake)
+        # the shard count and the gateway url must come from GET /gateway/bot
+        monkeypatch.setattr(
+            discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL("ws://127.0.0.1:9/none")
+        )
+        (g0, g1), (_, c1), alice = sharded_world(fake)
+        bot = PacedShardedBot(pause=0.5)
+        seen: list[tuple[int, int | None]] = []
+        where_command(bot, seen)
+        async with running(bot, fake):
+            s0, s1 = await fake.wait_for_all_shards_ready(timeout=10)
+            assert (s0.shard, s1.shard) == ((0, 2), (1, 2))
+            assert bot.shard_count == 2 and sorted(bot.shards) == [0, 1]
+            d0, d1 = bot.get_guild(g0.id), bot.get_guild(g1.id)
+            assert d0 is not None and d0.shard_id == 0
+            assert d1 is not None and d1.shard_id == 1
+            # each shard's READY / GUILD_CREATE carried only its own guild
+            assert [g["id"] for g in json_frames(s0, "GUILD_CREATE")] == [str(g0.id)]
+            assert [g["id"] for g in json_frames(s1, "GUILD_CREATE")] == [str(g1.id)]
+
+            it = await fake.invoke_slash("where", user=alice, guild=g1, channel=c1)
+            [answer] = await it.wait_for_messages(1)
+            assert answer.content == "shard 1"
+            # it reached the client through shard 1's session, not shard 0's
+            assert str(it.id) in [d["id"] for d in json_frames(s1, "INTERACTION_CREATE")]
+            assert json_frames(s0, "INTERACTION_CREATE") == []
+            dm = await fake.invoke_slash("where", user=alice)
+            [dm_answer] = await dm.wait_for_messages(1)
+            assert dm_answer.content == "shard None"
+            assert [d["id"] for d in json_frames(s0, "INTERACTION_CREATE")] == [str(dm.id)]
+
+            # a guild joined later arrives on its shard
+            joined = asyncio.ensure_future(bot.wait_for("guild_join", timeout=5))
+            late = fake.add_guild("Late", shard=1)
+            assert (await joined).id == late.id and bot.get_guild(late.id).shard_id == 1  # type: ignore[union-attr]
+        assert [i for i, _ in seen] == [it.id, dm.id] and [s for _, s in seen] == [1, None]
+        assert fake.identify_violations == []  # the bot's pacing kept to max_concurrency 1
+        assert fake.session_start_limit["remaining"] == 998
+        assert ("GET", "GET /gateway/bot") in [(r.method, r.route) for r in fake.requests]
+
+
+def json_frames(session: GatewaySession, event: str) -> list[dict[str, Any]]:
+    return [json.loads(f.text)["d"] for f in session.frames if f.event == event]
+
+
+async def test_one_process_of_two_sees_only_its_shard(point_discord_py) -> None:  # type: ignore[no-untyped-def]
+    async with FakeDiscord(FakeConfig(token=TOKEN, shard_count=2, time_scale=0.01)) as fake:
+        point_discord_py(fake)  # explicit shard_count: discord.py uses DEFAULT_GATEWAY
+        (g0, g1), (c0, c1), alice = sharded_world(fake)
+        bot = PacedShardedBot(pause=0.5, shard_ids=[1], shard_count=2)
+        seen: list[tuple[int, int | None]] = []
+        where_command(bot, seen)
+        async with running(bot, fake):
+            [session] = await fake.wait_for_all_shards_ready(2, timeout=10, shard_ids=[1])
+            assert session.shard == (1, 2)
+            assert [g.id for g in bot.guilds] == [g1.id] and bot.get_guild(g0.id) is None
+            it = await fake.invoke_slash("where", user=alice, guild=g1, channel=c1)
+            assert (await it.wait_for_messages(1))[0].content == "shard 1"
+            # shard 0 (its guilds and the DMs) belongs to the other process, which is not running
+            with pytest.raises(NoBotConnected):
+                await fake.invoke_slash("where", user=alice, guild=g0, channel=c0)
+            with pytest.raises(NoBotConnected):
+                await fake.invoke_slash("where", user=alice)
+            with pytest.raises(WaitTimeout):
+                await fake.wait_for_all_shards_ready(2, timeout=0.2)
+        assert [s for _, s in seen] == [1]
+        assert not any(r.route == "GET /gateway/bot" for r in fake.requests)
+
+
+@pytest.mark.parametrize("max_concurrency", [1, 2])
+async def test_two_processes_identify_at_once(point_discord_py, max_concurrency: int) -> None:  # type: ignore[no-untyped-def]
+    # window 5 s x 0.2 = 1 s; both processes start together, as two containers would
+    config = FakeConfig(token=TOKEN, shard_count=2, max_concurrency=max_concurrency, time_scale=0.2)
+    async with FakeDiscord(config) as fake:
+        point_discord_py(fake)
+        (g0, g1), _, _ = sharded_world(fake)
+        bots = [PacedShardedBot(pause=1.2, shard_ids=[k], shard_count=2) for k in (0, 1)]
+        tasks = [asyncio.create_task(b.start(TOKEN)) for b in bots]
+        try:
+            await fake.wait_for_all_shards_ready(timeout=10)
+            await asyncio.wait_for(asyncio.gather(*(b.wait_until_ready() for b in bots)), 10)
+            assert [[g.id for g in b.guilds] for b in bots] == [[g0.id], [g1.id]]
+        finally:
+            for b in bots:
+                await b.close()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        violations = fake.identify_violations
+        if max_concurrency == 2:
+            assert violations == []  # shards 0 and 1 are in buckets 0 and 1
+        else:
+            # both in bucket 0: one of them got op 9 INVALID_SESSION, discord.py identified again
+            [violation] = violations
+            assert violation.kind == "max_concurrency" and violation.rate_limit_key == 0
+            assert len(fake.sessions) == 2
