@@ -48,6 +48,9 @@ class SqliteTx:
     def write_many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
         self.connection.executemany(sql, params)
 
+    def serialize(self, *keys: str) -> None:
+        """Nothing to do: BEGIN IMMEDIATE already serializes every write transaction."""
+
 
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)  # explicit transactions only
@@ -91,6 +94,9 @@ class SqliteEngine:
             executor.shutdown(wait=False)
             raise
         return cls(executor, SqliteTx(conn))
+
+    def dialect(self, sql: str) -> str:
+        return sql  # the migrations are written in SQLite's dialect
 
     async def _hop(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the connection's thread: the one hand-off of every call."""
