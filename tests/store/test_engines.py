@@ -9,9 +9,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.community.admission import Policy, PoolShort, QuotaExceeded, Refused, admit
 from bot.jobs import JobOptions, JobState
-from bot.store import NewJob, Store, Tx, is_url, rules
+from bot.store import NewJob, Store, Tx, is_url, pools, rules
 from bot.store.postgres import dialect, lock_id, pyformat
 from shared import contract
 from testkit.books import ledger_sum
@@ -190,3 +192,53 @@ def test_the_dialect_turns_sqlites_rowid_into_an_identity() -> None:
 def test_lock_ids_are_stable_signed_64_bit_numbers() -> None:
     assert lock_id("member:1") == lock_id("member:1") != lock_id("member:2")
     assert all(-(2**63) <= lock_id(f"pool:{i}") < 2**63 for i in range(1000))
+
+
+async def test_a_lost_connection_is_reopened_and_no_transaction_is_replayed(
+    store: Store, location: Path | str
+) -> None:
+    if not is_url(location):
+        pytest.skip("PostgreSQL only: a SQLite file has no connection to lose")
+    import psycopg
+
+    async def terminate() -> None:
+        pid = await store.engine.run(lambda tx: tx.scalar("SELECT pg_backend_pid()"))
+        with psycopg.connect(str(location), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    await terminate()
+    # A transaction that finds the connection dead at BEGIN has run nothing: it runs on a new one.
+    await store.atomic(lambda tx: pools.ensure(tx, GUILD, 10))
+    await terminate()
+    # A statement outside a transaction fails (its caller decides), and the next call reconnects.
+    with pytest.raises(psycopg.OperationalError):
+        await store.get_guild(GUILD)
+    guild = await store.get_guild(GUILD)
+    assert guild is not None and guild.balance == 10
+
+
+async def test_a_database_that_stays_away_is_retried_with_a_pause_not_forever_refused(
+    store: Store, location: Path | str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not is_url(location):
+        pytest.skip("PostgreSQL only")
+    import psycopg
+
+    from bot.store import postgres
+
+    engine = store.engine
+    assert isinstance(engine, postgres.PostgresEngine)
+    monkeypatch.setattr(postgres, "CONNECT_TIMEOUT", 1)
+    pid = await engine.run(lambda tx: tx.scalar("SELECT pg_backend_pid()"))
+    real_url, engine._url = engine._url, "postgresql://postgres@127.0.0.1:1/none"  # nobody listens
+    with psycopg.connect(str(location), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(psycopg.OperationalError):
+        await store.get_guild(GUILD)  # the dead connection
+    with pytest.raises(psycopg.OperationalError):
+        await store.get_guild(GUILD)  # a reconnect that fails: the pause starts
+    with pytest.raises(psycopg.OperationalError, match="reconnecting shortly"):
+        await store.get_guild(GUILD)  # within the pause: no attempt, an answer at once
+    engine._url = real_url  # the database is back
+    await asyncio.sleep(postgres.RETRY_FIRST)
+    assert await store.get_guild(GUILD) is None
