@@ -63,8 +63,9 @@ _INTEGER_PRIMARY_KEY: Final = re.compile(r"\bINTEGER\s+PRIMARY\s+KEY\b", re.IGNO
 def pyformat(sql: str) -> str:
     """``sql`` with ``?`` placeholders as psycopg's ``%s``, and ``%`` as ``%%``.
 
-    A ``?`` inside a quoted literal or identifier is left alone. Cached: the store's statements
-    are a few hundred distinct strings, and admission runs a dozen of them per job.
+    A ``?`` inside a quoted literal or identifier is left alone; comments are not parsed (the
+    store's SQL has none inside a statement: migrate.py drops comment lines). Cached: the
+    store's statements are a few hundred distinct strings, and admission runs a dozen per job.
     """
     out: list[str] = []
     quote = ""
