@@ -127,7 +127,7 @@ async def animate(settings: Settings, args: argparse.Namespace, *, out: TextIO =
                 "No DOITONG_API_KEY set: using the built-in emulator (a local stand-in that pans and "
                 "zooms your image; it is not a model).\n"
             )
-        store = await Store.open(settings.database_path)
+        store = await Store.open(settings.database)
         try:
             job = await store.insert_job(NewJob(source="cli", image_ref=image_path.as_uri(), options=options))
             progress.show(f"job {job.id}: submitting ({options.estimated_credits} credits estimated)")
@@ -226,7 +226,7 @@ def describe_api_error(exc: DoitongError, base_url: str) -> str:
 
 async def check(settings: Settings, *, out: TextIO = sys.stdout) -> int:
     out.write("configuration: ok\n")
-    out.write(f"  database: {settings.database_path}\n")
+    out.write(f"  database: {settings.database_shown}\n")
     out.write(f"  plan (DOITONG_PLAN): {settings.doitong_plan} ({_plan_text(settings.plan)})\n")
     out.write(f"  discord token: {'set' if settings.discord_token else 'not set (needed to run the bot)'}\n")
     async with open_api(settings) as api:

@@ -7,6 +7,7 @@ setting; secret values are never echoed (they are wrapped in :class:`Secret`).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from shared import contract
 DEFAULT_DISCORD_API_BASE: Final = "https://discord.com/api/v10"
 DEFAULT_DISCORD_GATEWAY_URL: Final = "wss://gateway.discord.gg/"
 DEFAULT_DATABASE_PATH: Final = "data/animate-bot.db"
+DATABASE_SCHEMES: Final = ("postgresql", "postgres")
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 TRANSPORTS: Final = ("graphql", "rest")
 
@@ -77,6 +79,7 @@ class Settings:
     relay_url: str | None = None  # a webhook relay to subscribe to (bot/inbound/relay_subscriber.py)
     relay_token: Secret | None = None
     database_path: Path = field(default_factory=lambda: Path(DEFAULT_DATABASE_PATH))
+    database_url: Secret | None = None  # PostgreSQL; wins over database_path (it may hold a password)
     log_level: str = "INFO"
     # The built-in emulator, used when no DOITONG_API_KEY is set.
     emulator_time_scale: float = 0.2
@@ -96,6 +99,17 @@ class Settings:
         return self.doitong_rate_window
 
     @property
+    def database(self) -> Path | str:
+        """Where the store is: the PostgreSQL URL when DATABASE_URL is set, else the SQLite file
+        (what :meth:`bot.store.Store.open` takes; the URL revealed, so never log this)."""
+        return self.database_url.reveal() if self.database_url is not None else self.database_path
+
+    @property
+    def database_shown(self) -> str:
+        """:attr:`database` as it may be shown or logged: a URL's password masked."""
+        return masked_url(self.database_url.reveal()) if self.database_url else str(self.database_path)
+
+    @property
     def uses_emulator(self) -> bool:
         return self.doitong_api_key is None
 
@@ -107,6 +121,18 @@ class Settings:
     @property
     def plan(self) -> contract.Plan:
         return self.plans[self.doitong_plan]
+
+
+_PASSWORD_PARAM: Final = re.compile(r"(password=)[^&]*", re.IGNORECASE)
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password (in the user part or as a ``password=`` parameter) masked."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        user, _, host = parts.netloc.rpartition("@")
+        url = parts._replace(netloc=f"{user.partition(':')[0]}:********@{host}").geturl()
+    return _PASSWORD_PARAM.sub(r"\1********", url)
 
 
 class _Reader:
@@ -129,6 +155,16 @@ class _Reader:
     def secret(self, name: str) -> Secret | None:
         value = self.raw(name)
         return Secret(value) if value else None
+
+    def database_url(self, name: str) -> Secret | None:
+        """A PostgreSQL URL, checked without echoing it (it may hold a password)."""
+        value = self.raw(name)
+        if value is None:
+            return None
+        if urlsplit(value).scheme not in DATABASE_SCHEMES:
+            self.problems.append(f"{name}: not a postgresql:// URL (for SQLite set DATABASE_PATH instead)")
+            return None
+        return Secret(value)
 
     def convert(self, name: str, default: T, parse: Callable[[str], T], expected: str) -> T:
         value = self.raw(name)
@@ -232,6 +268,7 @@ def load_settings(values: Mapping[str, str | None], *, require_discord: bool = F
         relay_url=r.url("RELAY_URL", None, ("http", "https")),
         relay_token=r.secret("RELAY_TOKEN"),
         database_path=Path(r.text("DATABASE_PATH", DEFAULT_DATABASE_PATH)),
+        database_url=r.database_url("DATABASE_URL"),
         log_level=r.choice("LOG_LEVEL", "INFO", LOG_LEVELS, fold=str.upper),
         emulator_time_scale=r.convert(
             "EMULATOR_TIME_SCALE", 0.2, _positive_float, "a positive number (1.0 = real time)"

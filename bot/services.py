@@ -131,7 +131,7 @@ async def open_services(
     secret = settings.doitong_webhook_secret
     webhook_url = settings.public_webhook_url if settings.public_webhook_url and secret is not None else None
     async with contextlib.AsyncExitStack() as stack:
-        store = await Store.open(settings.database_path)
+        store = await Store.open(settings.database)
         stack.push_async_callback(store.close)
         api = await stack.enter_async_context(
             open_api(settings, before_request=budget.acquire, on_rate_limit=budget.observe)

@@ -77,3 +77,22 @@ def test_the_owner_sets_the_enterprise_numbers() -> None:
     for bad in ("600/50", "0/5/10", "a/b/c", "600/-1/unlimited"):
         with pytest.raises(ConfigError, match="ENTERPRISE_LIMITS"):
             load_settings({"ENTERPRISE_LIMITS": bad})
+
+
+def test_the_store_is_sqlite_unless_a_database_url_is_set() -> None:
+    assert load_settings({}).database == Path("data/animate-bot.db")
+    assert load_settings({"DATABASE_PATH": "/data/x.db"}).database == Path("/data/x.db")
+    url = "postgresql://bot:pw-SECRET@db.example:5432/animate"
+    settings = load_settings({"DATABASE_PATH": "/data/x.db", "DATABASE_URL": url})
+    assert settings.database == url  # the URL wins over the path
+    assert "pw-SECRET" not in repr(settings) + str(settings) + settings.database_shown
+    assert settings.database_shown == "postgresql://bot:********@db.example:5432/animate"
+
+
+def test_a_database_url_is_postgresql_and_is_not_echoed_when_wrong() -> None:
+    with pytest.raises(ConfigError, match="DATABASE_URL: not a postgresql:// URL") as caught:
+        load_settings({"DATABASE_URL": "mysql://bot:pw-SECRET@db/animate"})
+    assert "pw-SECRET" not in str(caught.value)
+    assert load_settings({"DATABASE_URL": "postgres:///animate?password=pw-SECRET"}).database_shown == (
+        "postgres:///animate?password=********"
+    )

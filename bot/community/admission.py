@@ -3,9 +3,10 @@
 In order: the member is not blocked, /animate may run in this channel, the member's plan
 (override, best role, server default, bot default) has room in its windows, and the server's
 pool and the member's daily allowance cover the estimate. Then the job row and its pool
-reservation are written together. Because the checks and the writes share an IMMEDIATE
-transaction, two commands sent at the same moment cannot both pass a limit of one, and a
-refusal writes nothing.
+reservation are written together. Because the checks and the writes share one transaction
+that holds the member's and the pool's keys (:meth:`bot.store.Tx.serialize`; SQLite's
+IMMEDIATE transaction holds them all), two commands sent at the same moment, from one process
+or several, cannot both pass a limit of one, and a refusal writes nothing.
 
 Counting is derived from the job rows themselves, so it is exact and survives restarts.
 Windows: "per minute" is the last 60 s, "concurrent" is jobs not yet ended, "per day" is a
@@ -22,7 +23,7 @@ from typing import Any
 
 from bot.community.plans import PlanChoice, resolve
 from bot.jobs import Job
-from bot.store import Guild, MemberRule, NewJob, Store, Tx, jobs, pools, rules
+from bot.store import Guild, MemberRule, NewJob, Store, Tx, jobs, member_key, pool_key, pools, rules
 from shared import contract
 
 
@@ -161,6 +162,9 @@ async def admit(
 
 def _admit(new: NewJob, policy: Policy, roles: Sequence[int], now: float, user_id: int, tx: Tx) -> Admitted:
     guild_id = new.guild_id
+    # Before any read: another process admitting this member, or spending this pool, waits
+    # for this transaction, so two of them cannot both pass a limit of one (SQLite: no-op).
+    tx.serialize(member_key(user_id), *([pool_key(guild_id)] if guild_id is not None else []))
     rule = rules.member_rule(tx, guild_id, user_id) if guild_id is not None else None
     if rule is not None and rule.blocked:
         raise Blocked(rule.reason)

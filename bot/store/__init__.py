@@ -9,8 +9,10 @@ The SQL lives in one module per table family, as plain functions of a transactio
 - :mod:`bot.store.audit`: the moderators' audit trail;
 - :mod:`bot.store.migrate`: the schema, from the numbered files in ``migrations/``.
 
-The engine (SQLite today, :mod:`bot.store.sqlite`) sits behind :mod:`bot.store.engine`, and
-the SQL is kept portable so a PostgreSQL engine can follow as one more module.
+The engine sits behind :mod:`bot.store.engine`: SQLite (:mod:`bot.store.sqlite`, the default:
+a file, nothing to install) or PostgreSQL (:mod:`bot.store.postgres`, for several processes
+sharing one store). :meth:`Store.open` picks it from the location, in that one place; the SQL
+is the same for both.
 
 :class:`Store` is what the rest of the bot holds: each of its async methods is ONE hop to the
 database running one of those functions; :meth:`Store.atomic` runs a caller's function of a
@@ -22,18 +24,27 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from bot.jobs import Job, JobState
 from bot.store import audit, jobs, pools, rules
-from bot.store.engine import Engine, Tx
+from bot.store.engine import Engine, Tx, member_key, pool_key
 from bot.store.migrate import MIGRATIONS, migrate
 from bot.store.records import AuditRow, Guild, LedgerRow, MemberRule, NewJob, Usage
 from bot.store.sqlite import SqliteEngine
 
 __all__ = [
     "MIGRATIONS", "AuditRow", "Engine", "Guild", "LedgerRow", "MemberRule", "NewJob", "Store", "Tx", "Usage",
+    "is_url", "member_key", "pool_key",
 ]  # fmt: skip
+
+_SCHEMES: Final = ("postgresql://", "postgres://")
+
+
+def is_url(location: Path | str) -> bool:
+    """Whether ``location`` names a PostgreSQL database (else it is a SQLite file's path)."""
+    return isinstance(location, str) and location.startswith(_SCHEMES)
+
 
 T = TypeVar("T")
 
@@ -45,9 +56,17 @@ class Store:
         self.engine = engine
 
     @classmethod
-    async def open(cls, path: Path | str) -> Store:
-        """Open (creating if need be) the SQLite file at ``path`` and bring its schema up to date."""
-        engine = await SqliteEngine.open(path)
+    async def open(cls, location: Path | str) -> Store:
+        """Open the database at ``location`` and bring its schema up to date: a
+        ``postgresql://`` (or ``postgres://``) URL opens PostgreSQL, anything else is the path
+        of a SQLite file (created if need be). The one place an engine is chosen."""
+        engine: Engine
+        if is_url(location):
+            from bot.store.postgres import PostgresEngine  # psycopg is loaded only when used
+
+            engine = await PostgresEngine.open(str(location))
+        else:
+            engine = await SqliteEngine.open(location)
         try:
             await migrate(engine)
         except BaseException:
@@ -166,6 +185,7 @@ class Store:
         """
 
         def unit(tx: Tx) -> T:
+            tx.serialize(pool_key(guild_id))  # a change may read the pool and write on it (the alert)
             pools.ensure(tx, guild_id, welcome_credits)
             result = change(tx)
             said = detail(result) if callable(detail) else detail

@@ -2,12 +2,19 @@
 
 Everything engine-specific sits behind these two small interfaces: opening the connection and
 its settings, the placeholder style, the hop to the thread (or socket) that talks to the
-database, and how a transaction takes the write lock. The table-family modules
+database, how a transaction takes the write lock, and the dialect of the migrations' DDL. The
+table-family modules
 (:mod:`bot.store.jobs`, :mod:`~bot.store.pools`, :mod:`~bot.store.rules`,
 :mod:`~bot.store.audit`) write portable SQL with ``?`` placeholders and run it through a
 :class:`Tx`; an engine whose driver uses another style (PostgreSQL's ``$1`` or ``%s``)
-rewrites them in its ``Tx``. A second engine is one new module implementing these, as
-:mod:`bot.store.sqlite` does for SQLite.
+rewrites them in its ``Tx``. Two engines implement these: :mod:`bot.store.sqlite` and
+:mod:`bot.store.postgres`.
+
+Many writers: SQLite serializes every write transaction (BEGIN IMMEDIATE); PostgreSQL does
+not, so a transaction that checks something and then writes on it names what it works on with
+:meth:`Tx.serialize` (keys made by :func:`member_key` and :func:`pool_key`), once, before its
+checks. The keys share one string space and are always taken sorted, so two transactions
+never wait on each other's keys in opposite orders.
 """
 
 from __future__ import annotations
@@ -43,19 +50,41 @@ class Tx(Protocol):
         """Run one statement once per parameter row."""
         ...
 
+    def serialize(self, *keys: str) -> None:
+        """Hold these keys until the transaction ends: another transaction naming one of them
+        waits until this one has committed or rolled back, and its later reads see what this
+        one wrote. Call it once per transaction, before the reads the keys protect (the keys
+        are taken sorted; a second call could take them out of order). SQLite: nothing to do,
+        its write transactions are serialized already; PostgreSQL: advisory locks."""
+        ...
+
+
+def member_key(user_id: int) -> str:
+    """The key of one person's quotas (they count across servers: by user id alone)."""
+    return f"member:{user_id}"
+
+
+def pool_key(guild_id: int) -> str:
+    """The key of one server's pool: its balance, allowance and alert."""
+    return f"pool:{guild_id}"
+
 
 class Engine(Protocol):
     """An open database: one hop per call, whatever the function runs."""
 
+    def dialect(self, sql: str) -> str:
+        """A migration statement (written for SQLite) as this engine needs it."""
+        ...
+
     async def atomic(self, fn: Callable[[Tx], T]) -> T:
         """Run ``fn`` inside one transaction that holds the write lock from its first statement
-        (SQLite: BEGIN IMMEDIATE), so its checks and its writes see no one else's writes.
+        (SQLite: BEGIN IMMEDIATE; PostgreSQL: READ COMMITTED, with :meth:`Tx.serialize` for the
+        checks that must see no one else's writes).
         An exception from ``fn`` rolls the transaction back and reaches the caller."""
         ...
 
     async def run(self, fn: Callable[[Tx], T]) -> T:
-        """Run ``fn`` outside any transaction: each statement commits on its own (reads, and
-        statements that must run outside a transaction, such as creating the migrations table)."""
+        """Run ``fn`` outside any transaction: each statement commits on its own (reads)."""
         ...
 
     async def close(self) -> None: ...

@@ -8,6 +8,14 @@ edit one that has shipped. The files ship inside the package and are read with
 Splitting a file into statements is deliberately simple: a statement ends with ``;`` at the
 end of a line, and lines starting with ``--`` are comments. Our SQL has no triggers and no
 semicolons inside strings; a file that needs either needs a real splitter first.
+
+The files are written in SQLite's dialect and run on both engines; each statement passes
+through the engine's :meth:`~bot.store.engine.Engine.dialect` hook first, the one place the
+engines' DDL differs (PostgreSQL: ``INTEGER PRIMARY KEY`` becomes an identity column).
+
+Several processes may start at once: each step runs in a transaction holding the key
+:data:`MIGRATING` (:meth:`~bot.store.engine.Tx.serialize`) and re-reads the version inside it,
+so one process applies a file and the others skip it.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from bot.store.engine import Engine, Tx
 log = logging.getLogger(__name__)
 
 _FILE: Final = re.compile(r"(\d{3})_\w+\.sql")
+MIGRATING: Final = "schema:migrations"  # the key every migrating transaction holds
 
 
 def split(text: str) -> list[str]:
@@ -59,19 +68,25 @@ MIGRATIONS: Final = load()
 
 async def migrate(engine: Engine) -> None:
     """Bring the database to the latest schema version (a no-op when it is there already)."""
-    await engine.run(
-        lambda tx: tx.write(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
-        )
-    )
+    await engine.atomic(_create_table)
     current = await engine.run(schema_version)
     for version, statements in enumerate(MIGRATIONS, start=1):
-        if version > current and await engine.atomic(functools.partial(_apply, version, statements)):
+        dialect = [engine.dialect(statement) for statement in statements]
+        if version > current and await engine.atomic(functools.partial(_apply, version, dialect)):
             log.info("database migrated to schema version %d", version)
 
 
+def _create_table(tx: Tx) -> None:
+    # Under the key: PostgreSQL's IF NOT EXISTS is no guard against a creation in flight.
+    tx.serialize(MIGRATING)
+    tx.write(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+    )
+
+
 def _apply(version: int, statements: list[str], tx: Tx) -> bool:
+    tx.serialize(MIGRATING)
     # Re-read inside the lock: another process may have migrated meanwhile.
     if version <= schema_version(tx):
         return False

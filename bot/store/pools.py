@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from bot.jobs import Job, JobState
-from bot.store.engine import Tx
+from bot.store.engine import Tx, pool_key
 from bot.store.records import Guild, LedgerRow
 
 _SELECT: Final = (
@@ -110,6 +110,16 @@ def settle(tx: Tx, jobs: Sequence[Job]) -> None:
             f"SELECT job_id, -amount FROM ledger WHERE kind = 'reserve' AND job_id IN ({marks})", list(pooled)
         )
     }
+    # A job that cost more than its reservation is charged from the balance read here: hold
+    # those pools, so no admission elsewhere spends the balance between the read and the write.
+    charged = {
+        job.guild_id
+        for job in pooled.values()
+        if job.guild_id is not None and job.id in reserved and job.outcome == "completed"
+        and job.actual_credits is not None and job.actual_credits > reserved[job.id]
+    }  # fmt: skip
+    if charged:
+        tx.serialize(*map(pool_key, charged))
     moved: dict[int, int] = {}  # server -> credits back to its pool in this call
     rows = []
     for job in pooled.values():

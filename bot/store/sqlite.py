@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+WAL_ATTEMPTS = 40  # x 50 ms
 MIN_VERSION = (3, 35)  # UPDATE ... RETURNING; upserts (ON CONFLICT ... DO UPDATE) need 3.24
 
 
@@ -48,10 +50,22 @@ class SqliteTx:
     def write_many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
         self.connection.executemany(sql, params)
 
+    def serialize(self, *keys: str) -> None:
+        """Nothing to do: BEGIN IMMEDIATE already serializes every write transaction."""
+
 
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)  # explicit transactions only
-    conn.execute("PRAGMA journal_mode=WAL")
+    for attempt in range(WAL_ATTEMPTS):
+        # Two processes opening a new file at once: the switch to WAL can fail with "database
+        # is locked" at once, without waiting for the busy timeout (seen in the tests).
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError:
+            if attempt == WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05)
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA synchronous=NORMAL")  # durable in WAL across a process crash
     conn.execute("PRAGMA busy_timeout=5000")  # the CLI and the bot may share one file
@@ -91,6 +105,9 @@ class SqliteEngine:
             executor.shutdown(wait=False)
             raise
         return cls(executor, SqliteTx(conn))
+
+    def dialect(self, sql: str) -> str:
+        return sql  # the migrations are written in SQLite's dialect
 
     async def _hop(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the connection's thread: the one hand-off of every call."""
