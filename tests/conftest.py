@@ -34,8 +34,43 @@ async def emulator() -> AsyncIterator[Emulator]:
         yield emu
 
 
+OpenStore = Callable[[], Awaitable[Store]]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where an empty store of the engine under test is: a SQLite file, or a fresh PostgreSQL
+    database of this test's own (skipped without PostgreSQL, unless REQUIRE_POSTGRES=1)."""
+    if request.param == "sqlite":
+        return tmp_path / "jobs.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
+async def open_store(location: Path | str) -> AsyncIterator[OpenStore]:
+    """Opens stores on the test's database (each its own connection, as another process would
+    have), all closed at the end."""
+    opened: list[Store] = []
+
+    async def open_one() -> Store:
+        opened.append(await Store.open(location))
+        return opened[-1]
+
+    yield open_one
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+async def store(open_store: OpenStore) -> Store:
+    """A store on each engine: every test that asks for one runs on SQLite and on PostgreSQL."""
+    return await open_store()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A SQLite store, for the few tests that use SQLite itself (its trace hook, a trigger)."""
     s = await Store.open(tmp_path / "jobs.db")
     yield s
     await s.close()

@@ -1,6 +1,6 @@
 """The same store on SQLite and on PostgreSQL: the schema, a job's life, upserts, and many
 writers at once (two stores on one database stand for two processes). Each test runs on every
-engine of tests/store/conftest.py (PostgreSQL when TEST_DATABASE_URL is set)."""
+engine of tests/conftest.py (PostgreSQL from the throwaway server)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from bot.store import NewJob, Store, Tx, is_url, pools, rules
 from bot.store.postgres import dialect, lock_id, pyformat
 from shared import contract
 from testkit.books import ledger_sum
-from tests.store.conftest import OpenStore
+from tests.conftest import OpenStore
 
 FREE = Policy(default_plan="free")
 WIDE = Policy(  # room for many jobs at once: only the pool limits them
