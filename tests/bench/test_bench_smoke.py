@@ -3,11 +3,14 @@ bench/RESULTS.md alone. Figures are only printed, never compared with a target h
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from testkit.postgres import URL_ENV, PostgresServer
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -53,3 +56,18 @@ def test_smoke_run_prints_every_figure(tmp_path: Path) -> None:
         assert f"[{name}] target " in run.stdout  # met or missed, said in words
     assert "CRASHED" not in run.stdout
     assert (RESULTS.read_bytes() if RESULTS.exists() else None) == before  # smoke never overwrites it
+
+
+@pytest.mark.timeout(150)
+def test_postgres_admission_smoke_prints_its_figures(postgres_server: PostgresServer) -> None:
+    # The benchmark uses this session's server (TEST_POSTGRES_URL), so it runs wherever the
+    # PostgreSQL tests run and skips (or, with REQUIRE_POSTGRES=1, fails) where they do.
+    env = {**os.environ, URL_ENV: postgres_server.admin_url}
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "admission_pg"],
+        cwd=ROOT, capture_output=True, text=True, timeout=140, env=env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    for label in ("admit() on PostgreSQL, one store (one connection)", "admit() / bare on PostgreSQL"):
+        assert f"[admission_pg] {label}" in run.stdout, run.stdout[-3000:]
+    assert "[admission_pg] target " in run.stdout
