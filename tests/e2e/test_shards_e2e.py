@@ -124,7 +124,9 @@ async def test_one_process_serves_both_shards(tmp_path: Path) -> None:
         assert health["discord"] is True and health["shard_ids"] == [0, 1] and health["shard_count"] == 2
         assert "on shards 0,1 of 2" in w.bot.log()
         assert "shard 0 of 2 ready: 1 guilds" in w.bot.log() and "shard 1 of 2 ready: 1 guilds" in w.bot.log()
+        # two buckets: both shards identified at once, neither waited (discord.py waits 5 s)
         assert w.fake.identify_violations == []
+        assert "max_concurrency 2" in w.bot.log() and "for its identify turn" not in w.bot.log()
 
 
 async def test_after_the_token_each_shards_channel_is_reached_from_the_cache(tmp_path: Path) -> None:
@@ -166,6 +168,8 @@ async def test_when_discord_requires_sharding_the_bot_asks_for_the_count(tmp_pat
     async with sharded_world(tmp_path, fake={"shard_count": 2, "require_sharding": True}) as w:
         assert ("GET", "GET /gateway/bot") in [(r.method, r.route) for r in w.fake.requests]
         assert [c.close_code for c in w.fake.gateway.connections if c.close_code == 4011] == []
+        # max_concurrency 1: shard 1 waited for shard 0's window, and Discord refused nothing
+        assert "shard 1 waits" in w.bot.log() and w.fake.identify_violations == []
         # `sync` logs in and publishes over REST only: no gateway session of its own
         connections = len(w.fake.gateway.connections)
         code, out = await w.bot.run_command("sync", "--guild", str(w.guilds[1].id))
