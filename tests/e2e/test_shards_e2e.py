@@ -191,3 +191,32 @@ async def test_stopped_while_a_shard_waits_its_turn_the_process_still_exits(tmp_
         assert len(w.fake.sessions) == 1
         assert await w.bot.stop() == 0  # not killed after its stop_timeout
         assert "stopping: jobs in flight stay recorded" in w.bot.log()
+
+
+async def test_two_processes_started_together_split_the_shards(tmp_path: Path) -> None:
+    # max_concurrency 1: both processes' first IDENTIFY is in bucket 0 at once. Neither knows of
+    # the other: Discord (the fake) refuses the second with op 9 and discord.py identifies again
+    # a window later. Each process then serves its own shard's server.
+    (tmp_path / "p0").mkdir()
+    async with sharded_world(
+        tmp_path / "p0", fake={"shard_count": 2}, shard_count=2, shard_ids=[0],
+        wait_shards=[], wait_logged_in=False,
+    ) as w:  # fmt: skip
+        other = BotProcess(tmp_path, w.fake, w.bot.env["DOITONG_API_URL"], shard_count=2, shard_ids=[1])
+        await other.start()
+        try:
+            await w.fake.wait_for_all_shards_ready(timeout=60)
+            await logged(w.bot, "logged in as")
+            await logged(other, "logged in as")
+            assert all(v.kind == "max_concurrency" for v in w.fake.identify_violations)
+            for k in (0, 1):
+                it = await w.animate(k)
+                await it.wait_acknowledged(timeout=3)
+                await w.delivered(it)
+            assert [j.guild_id for j in await w.bot.jobs()] == [w.guilds[0].id]
+            assert [j.guild_id for j in await other.jobs()] == [w.guilds[1].id]
+        except BaseException:
+            print(other.log()[-6000:])
+            raise
+        finally:
+            await other.stop()
