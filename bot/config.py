@@ -81,6 +81,10 @@ class Settings:
     database_path: Path = field(default_factory=lambda: Path(DEFAULT_DATABASE_PATH))
     database_url: Secret | None = None  # PostgreSQL; wins over database_path (it may hold a password)
     log_level: str = "INFO"
+    # Gateway shards: None = one process with Discord's recommended count (GET /gateway/bot);
+    # shard_ids (only with shard_count) = this process's share when several split the shards.
+    shard_count: int | None = None
+    shard_ids: tuple[int, ...] | None = None
     # The built-in emulator, used when no DOITONG_API_KEY is set.
     emulator_time_scale: float = 0.2
     # Length of the API's rate window; only a time-scaled emulator makes it shorter than 60 s.
@@ -230,6 +234,25 @@ def _non_negative_int(value: str) -> int:
     return number
 
 
+def positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(value)
+    return number
+
+
+def shard_id_list(value: str) -> tuple[int, ...]:
+    """``0,1,5``: distinct shard ids (whole numbers >= 0), in the order given."""
+    ids = tuple(_non_negative_int(part.strip()) for part in value.split(","))
+    if len(set(ids)) != len(ids):
+        raise ValueError(value)
+    return ids
+
+
+SHARD_COUNT_EXPECTED: Final = "a whole number >= 1"
+SHARD_IDS_EXPECTED: Final = "a comma-separated list of distinct shard ids (whole numbers >= 0), e.g. 0,1"
+
+
 def read_environment(env_file: Path | None = Path(".env")) -> dict[str, str | None]:
     """The process environment over the ``.env`` file: a real variable always wins."""
     values: dict[str, str | None] = {}
@@ -270,6 +293,8 @@ def load_settings(values: Mapping[str, str | None], *, require_discord: bool = F
         database_path=Path(r.text("DATABASE_PATH", DEFAULT_DATABASE_PATH)),
         database_url=r.database_url("DATABASE_URL"),
         log_level=r.choice("LOG_LEVEL", "INFO", LOG_LEVELS, fold=str.upper),
+        shard_count=r.convert("SHARD_COUNT", None, positive_int, SHARD_COUNT_EXPECTED),
+        shard_ids=r.convert("SHARD_IDS", None, shard_id_list, SHARD_IDS_EXPECTED),
         emulator_time_scale=r.convert(
             "EMULATOR_TIME_SCALE", 0.2, _positive_float, "a positive number (1.0 = real time)"
         ),
@@ -309,6 +334,18 @@ def load_settings(values: Mapping[str, str | None], *, require_discord: bool = F
             r.problems.append(
                 "PUBLIC_WEBHOOK_URL: missing; with RELAY_URL it is the relay's public URL for this bot's "
                 "channel (https://relay.example/webhooks/doitong/CHANNEL), given to the API as webhookUrl"
+            )
+    if settings.shard_ids is not None:
+        if settings.shard_count is None:
+            if r.raw("SHARD_COUNT") is None:  # else its own problem is named above
+                r.problems.append(
+                    "SHARD_COUNT: missing; SHARD_IDS is set and needs the total number of shards "
+                    "across every process"
+                )
+        elif outside := [i for i in settings.shard_ids if i >= settings.shard_count]:
+            r.problems.append(
+                f"SHARD_IDS: {', '.join(map(str, outside))} not below SHARD_COUNT {settings.shard_count} "
+                f"(shard ids run from 0 to {settings.shard_count - 1})"
             )
     if settings.doitong_api_key is None and r.raw("DOITONG_API_URL"):
         r.problems.append("DOITONG_API_KEY: missing; DOITONG_API_URL is set but no key to use it with")

@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +66,17 @@ class BotProcess(ChildProcess):
         api_key: str | None = PRO_KEY,
         plan: str = "pro",
         rate_window: float = 1.2,
+        shard_count: int | None = None,
+        shard_ids: Sequence[int] | None = None,
+        run_args: Sequence[str] = (),
         extra: dict[str, str] | None = None,
     ) -> None:
         self.tmp = tmp
         self.db = tmp / "bot.db"
         self.webhook_port = free_port()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DOITONG_", "DISCORD_"))}
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("DOITONG_", "DISCORD_", "SHARD_"))
+        }
         self.env.update(
             PYTHONPATH=str(ROOT),
             DISCORD_TOKEN=fake.config.token,
@@ -90,10 +95,19 @@ class BotProcess(ChildProcess):
             self.env.update(DOITONG_API_URL=emulator_url, DOITONG_API_KEY=api_key)
         if webhooks:
             self.env["PUBLIC_WEBHOOK_URL"] = self.webhook_url
+        if shard_count is not None:  # else: discord.py asks GET /gateway/bot, all shards here
+            self.env["SHARD_COUNT"] = str(shard_count)
+        if shard_ids is not None:
+            self.env["SHARD_IDS"] = ",".join(map(str, shard_ids))
+        self.run_args = list(run_args)  # after `python -m bot`, e.g. ["run", "--shard-ids", "1", ...]
         self.env.update(extra or {})
         self.proc: asyncio.subprocess.Process | None = None
         self.starts = 0
         self.log_path = tmp / "bot.log"
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.webhook_port}/healthz"
 
     @property
     def webhook_url(self) -> str:
@@ -113,7 +127,7 @@ class BotProcess(ChildProcess):
         log.write(f"\n===== start {self.starts} =====\n".encode())
         log.flush()
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", env=self.env, cwd=self.tmp, stdout=log, stderr=log
+            sys.executable, "-m", "bot", *self.run_args, env=self.env, cwd=self.tmp, stdout=log, stderr=log
         )
         log.close()
 

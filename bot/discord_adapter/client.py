@@ -4,14 +4,23 @@ With RoboDanny's shape (its launcher opens the database pool and sets ``bot.pool
 opens every service with :func:`bot.services.open_services` and sets :attr:`AnimateBot.services`
 before logging in; the client builds nothing of its own. Cogs are extensions loaded in
 ``setup_hook`` and reach the services through the bot they are given.
+
+The client is an ``AutoShardedBot``: one process runs the shards ``SHARD_IDS`` of
+``SHARD_COUNT`` (or every shard of Discord's recommended count). Its cache holds only those
+shards' guilds, their channels and members, and only their interactions reach it (shard 0's
+also every DM); REST works for any guild.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
 
+import aiohttp
 import discord
 import yarl
 from discord.ext import commands
@@ -25,6 +34,12 @@ log = logging.getLogger(__name__)
 
 EXTENSIONS = ("cogs.animate", "cogs.jobs", "cogs.moderation")
 
+# Discord: one IDENTIFY per rate-limit bucket (shard_id % max_concurrency) per 5 s. The bucket's
+# clock starts in the hook, just before the IDENTIFY is sent: the margin keeps the next one from
+# arriving a hair early.
+IDENTIFY_WINDOW: Final = 5.0
+IDENTIFY_MARGIN: Final = 0.25
+
 # A job's status card as the cog that owns it draws it: the embed and its buttons.
 CardRenderer = Callable[[Job, str], tuple[discord.Embed, discord.ui.View]]
 
@@ -35,18 +50,91 @@ def point_discord_at(settings: Settings) -> None:
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
 
 
-class AnimateBot(commands.Bot):
+def shard_of(guild_id: int, shard_count: int) -> int:
+    """Discord's formula: the shard whose session receives this guild's events."""
+    return (guild_id >> 22) % shard_count
+
+
+class AnimateBot(commands.AutoShardedBot):
     services: Services  # set by the runner before login (not for `sync`, which runs no command)
     render_card: CardRenderer | None = None  # registered by the cog that owns the card
 
     def __init__(self, settings: Settings) -> None:
+        # discord.py's own "no count": GET /gateway/bot gives the count and every shard runs here.
+        shards: dict[str, Any] = {}
+        if settings.shard_count is not None:
+            shards["shard_count"] = settings.shard_count
+        if settings.shard_ids is not None:
+            shards["shard_ids"] = list(settings.shard_ids)
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents.default(),
             help_command=None,
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True),
+            **shards,
         )
         self.settings = settings
+        self._max_concurrency: int | None = None  # from GET /gateway/bot, asked once
+        self._limits_lock = asyncio.Lock()
+        self._bucket_free_at: dict[int, float] = {}  # bucket -> when it may IDENTIFY again
+        self._clock: Callable[[], float] = time.monotonic
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    @property
+    def own_shard_ids(self) -> list[int] | None:
+        """This process's shards: the ones it was given, or all of the count once known (None
+        before ``GET /gateway/bot`` answered)."""
+        if self.shard_ids is not None:
+            return sorted(self.shard_ids)
+        return None if self.shard_count is None else list(range(self.shard_count))
+
+    def serves_guild(self, guild_id: int) -> bool:
+        """Whether this guild's events (and so its cache) come to this process; False while the
+        shard count is unknown."""
+        own, count = self.own_shard_ids, self.shard_count
+        return own is not None and count is not None and shard_of(guild_id, count) in own
+
+    async def identify_concurrency(self) -> int:
+        """``session_start_limit.max_concurrency`` of ``GET /gateway/bot``, asked once (discord.py
+        reads that answer for the shard count and drops the rest); 1, the safe pace, if it fails."""
+        async with self._limits_lock:
+            if self._max_concurrency is None:
+                try:
+                    limits = await self.fetch_session_start_limits()
+                except (discord.DiscordException, aiohttp.ClientError, TimeoutError) as exc:
+                    log.warning("GET /gateway/bot failed (%s): identifying one shard per 5 s", exc)
+                    return 1
+                self._max_concurrency = max(1, limits.max_concurrency)
+                log.info(
+                    "session starts: %d of %d left (reset in %.0f s), max_concurrency %d",
+                    limits.remaining,
+                    limits.total,
+                    limits.reset_after / 1000,
+                    limits.max_concurrency,
+                )
+                if limits.remaining < len(self.own_shard_ids or [0]):
+                    log.warning("too few session starts left for this process's shards")
+            return self._max_concurrency
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Identify as fast as Discord allows: at most one IDENTIFY per bucket per window among
+        this process's shards, instead of discord.py's 5 s before every one but the first.
+
+        Other processes' shards are not counted: processes started together on one bucket get
+        op 9 for the IDENTIFY that came too soon and discord.py identifies again (through this
+        hook, a window later)."""
+        bucket = (shard_id or 0) % await self.identify_concurrency()
+        while (wait := self._bucket_free_at.get(bucket, 0.0) - self._clock()) > 0:
+            log.info("shard %s waits %.1f s for its identify turn (bucket %d)", shard_id, wait, bucket)
+            await self._sleep(wait)
+        self._bucket_free_at[bucket] = self._clock() + IDENTIFY_WINDOW + IDENTIFY_MARGIN
+
+    async def launch_shard(self, gateway: yarl.URL, shard_id: int, *, initial: bool = False) -> None:
+        # discord.py retries a shard that failed to connect every 5 s, forever, even once the
+        # client is closed (its HTTP session then refuses): stop launching on close.
+        if self.is_closed():
+            return
+        await super().launch_shard(gateway, shard_id, initial=initial)
 
     async def setup_hook(self) -> None:
         self.tree.error(self.on_app_command_error)
@@ -64,16 +152,22 @@ class AnimateBot(commands.Bot):
 
     async def serve_when_ready(self, services: Services) -> None:
         """Start the pipeline's loops once Discord is ready: deliveries and card edits need the
-        channel cache, which READY and GUILD_CREATE fill."""
+        channel cache, which READY and GUILD_CREATE fill. discord.py's ready waits for every
+        shard of this process (READY and its guilds each)."""
         await self.wait_until_ready()
         await services.pipeline.start()
 
     def health(self) -> dict[str, object]:
-        """The client's part of the receiver's ``/healthz``."""
-        latency = self.latency  # NaN until the first heartbeat is acknowledged
+        """The client's part of the receiver's ``/healthz``: ready once every shard of this
+        process was; the mean heartbeat latency of the shards that have one."""
+        # A shard's latency is inf until its first heartbeat is acknowledged (the mean with it
+        # too), and NaN before any shard connects.
+        latencies = [latency for _, latency in self.latencies if math.isfinite(latency)]
         return {
             "discord": not self.is_closed() and self.is_ready(),
-            "latency_ms": None if math.isnan(latency) else round(latency * 1000),
+            "latency_ms": round(1000 * sum(latencies) / len(latencies)) if latencies else None,
+            "shard_ids": self.own_shard_ids,
+            "shard_count": self.shard_count,
         }
 
     async def on_app_command_error(
@@ -92,6 +186,17 @@ class AnimateBot(commands.Bot):
         else:
             await interaction.response.send_message(message, ephemeral=True)
 
+    async def on_shard_ready(self, shard_id: int) -> None:
+        guilds = sum(1 for guild in self.guilds if guild.shard_id == shard_id)
+        log.info("shard %d of %s ready: %d guilds", shard_id, self.shard_count, guilds)
+
     async def on_ready(self) -> None:
         assert self.user is not None
-        log.info("logged in as %s (%s) in %d guilds", self.user, self.user.id, len(self.guilds))
+        log.info(
+            "logged in as %s (%s) in %d guilds on shards %s of %s",
+            self.user,
+            self.user.id,
+            len(self.guilds),
+            ",".join(map(str, self.own_shard_ids or [])),
+            self.shard_count,
+        )

@@ -3,6 +3,10 @@
 The delivery rules stay in :mod:`bot.pipeline.delivery`; this class only knows how to reach
 Discord with discord.py. The card itself (embed and buttons) is drawn by the cog that owns it,
 through the renderer it registers on the client (:attr:`AnimateBot.render_card`).
+
+Every post goes by id through REST (an interaction webhook, a partial messageable, a DM), so
+it works for a job from any shard; only the channel route's permission check reads the cache,
+which holds this process's shards' guilds alone.
 """
 
 from __future__ import annotations
@@ -43,6 +47,12 @@ class DiscordMessenger(Messenger):
             if job.guild_id is None:
                 return DEFAULT_UPLOAD_LIMIT  # the DM the command came from
             channel = self.bot.get_channel(job.channel_id)
+            if channel is None and not self.bot.serves_guild(job.guild_id):
+                # Another process's shard: its guild is not in this cache, so neither are the
+                # bot's permissions there. Post by id through REST at the smallest limit any
+                # server has: a 403 or 404 moves on to the next route (so no send permission, or
+                # no attach permission, means the DM), a 413 sends the link instead.
+                return DEFAULT_UPLOAD_LIMIT
             if not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
                 return None  # deleted, or no longer visible to the bot
             perms = channel.permissions_for(channel.guild.me)

@@ -16,6 +16,8 @@ from shared.signals import stop_requested
 
 log = logging.getLogger(__name__)
 
+STOP_GRACE = 2.0  # seconds the gateway may take to finish after close() before it is cancelled
+
 
 async def run_bot(settings: Settings) -> int:
     """Run until SIGINT/SIGTERM; in-flight jobs stay recorded and resume at the next start."""
@@ -46,6 +48,11 @@ async def run_bot(settings: Settings) -> int:
                 return 0
             log.info("stopping: jobs in flight stay recorded and resume at the next start")
         await bot.close()
+        # AutoShardedClient.start can outlive close(): a shard still launching (waiting for its
+        # identify turn) retries its connection every 5 s forever. Give it a moment, then cancel.
+        _, pending = await asyncio.wait({runner}, timeout=STOP_GRACE)
+        for task in pending:
+            task.cancel()
         await asyncio.gather(runner, return_exceptions=True)
     return 0
 
