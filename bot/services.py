@@ -22,6 +22,8 @@ from bot.community.moderation import Moderation
 from bot.config import Settings
 from bot.inbound.receiver import Health, WebhookReceiver
 from bot.inbound.relay_subscriber import RelaySubscriber
+from bot.jobs import JobState
+from bot.metrics import Metrics, Snapshot
 from bot.pipeline.animations import Animations
 from bot.pipeline.delivery import Messenger
 from bot.pipeline.pipeline import Pipeline, PipelineOptions
@@ -151,6 +153,7 @@ async def open_services(
         )
         relay: RelaySubscriber | None = None
         receiver: WebhookReceiver | None = None
+        metrics = Metrics()
 
         def receiver_health() -> dict[str, object]:
             state = dict(health()) if health else {}
@@ -158,11 +161,30 @@ async def open_services(
                 state["relay"] = relay.connected
             return state
 
+        async def metrics_page() -> bytes:
+            shards = receiver_health().get("shard_ids") or ()
+            return metrics.render(
+                Snapshot(
+                    jobs_by_state=await store.count_by_state(
+                        s for s in JobState if s is not JobState.DELIVERED
+                    ),
+                    api_requests=api.client.requests_sent,
+                    api_rate_limited=api.client.rate_limited,
+                    budget_in_use=budget.in_use(),
+                    budget_limit=budget.limit,
+                    leader=True,  # one process per store until leadership is elected
+                    shards=tuple(int(s) for s in shards) if isinstance(shards, list | tuple) else (),
+                )
+            )
+
         # Listening unless WEBHOOK_PORT=off: /healthz serves the container's health check even when
         # webhooks are off (then every POST is refused, having no secret to verify it with).
         if settings.webhook_port is not None:
             receiver = WebhookReceiver(
-                secret.reveal().encode() if secret else None, pipeline.report, health=receiver_health
+                secret.reveal().encode() if secret else None,
+                pipeline.report,
+                health=receiver_health,
+                metrics=metrics_page,
             )
             await receiver.start(settings.webhook_host, settings.webhook_port)
             stack.push_async_callback(receiver.stop)
@@ -186,7 +208,7 @@ async def open_services(
             stack.push_async_callback(relay.stop)  # stops before the pipeline and the store
         yield Services(
             pipeline=pipeline,
-            animations=Animations(store, pipeline, policy),
+            animations=Animations(store, pipeline, policy, metrics=metrics),
             moderation=Moderation(store, policy, pipeline.scheduler),
             receiver=receiver,
             relay=relay,

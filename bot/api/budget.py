@@ -41,10 +41,14 @@ class RequestBudget:
                 self.waited += wait
                 await asyncio.sleep(wait)
 
-    def available(self) -> int:
+    def in_use(self) -> int:
+        """Requests sent in the current window (for /metrics)."""
         now = time.monotonic()
-        recent = sum(1 for t in self._sent if t > now - self.window)
-        return 0 if self._blocked_until > now else max(0, self.limit - recent)
+        return sum(1 for t in self._sent if t > now - self.window)
+
+    def available(self) -> int:
+        blocked = self._blocked_until > time.monotonic()
+        return 0 if blocked else max(0, self.limit - self.in_use())
 
     def observe(self, rate: RateLimit) -> None:
         """Follow the server: when it says nothing is left, hold every permit until its reset."""

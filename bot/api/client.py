@@ -187,6 +187,7 @@ class DoitongClient:
         self._on_rate_limit = on_rate_limit
         self.rate_limit = RateLimit()
         self.requests_sent = 0  # every HTTP attempt, retries included: the account's budget
+        self.rate_limited = 0  # of those, the ones the API answered 429 (or a GraphQL 429 code)
 
     def __repr__(self) -> str:
         return f"DoitongClient(base_url={self.base_url!r}, transport={self.transport!r})"
@@ -318,6 +319,8 @@ class DoitongClient:
                 error = self._error_from(response)
                 if error is None:
                     return _json_body(response)
+                if error.status == 429:
+                    self.rate_limited += 1
                 hint = self._retry_hint(response, error)
                 # 408, 429 and 5xx, also when a GraphQL 200 carries their codes.
                 retryable = error.status in (408, 429) or error.status >= 500

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from bot.api.client import ApiJob
+from bot.metrics import CONTENT_TYPE
 from shared import contract
 from shared.webhooks import WEBHOOK_PATH, read_capped, verify_signature
 
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024  # a completion event is a few hundred bytes
 Report = Callable[[ApiJob], Awaitable[bool]]  # False: unknown job, ask the sender to retry
 Health = Callable[[], dict[str, object]]  # more fields for GET /healthz
+MetricsPage = Callable[[], Awaitable[bytes]]  # the exposition text for GET /metrics
 
 
 def parse_event(body: bytes) -> ApiJob:
@@ -54,7 +56,7 @@ def parse_event(body: bytes) -> ApiJob:
 
 
 class WebhookReceiver:
-    """aiohttp server for ``POST /webhooks/doitong`` and ``GET /healthz``.
+    """aiohttp server for ``POST /webhooks/doitong``, ``GET /healthz`` and ``GET /metrics``.
 
     The signature is checked over the raw bytes before anything is parsed; a missing or wrong
     signature is 401, an oversized body 413, a malformed one 400, and none of them reaches
@@ -62,13 +64,23 @@ class WebhookReceiver:
     redelivery is answered 200 and changes nothing.
     """
 
-    def __init__(self, secret: bytes | None, report: Report, *, health: Health | None = None) -> None:
+    def __init__(
+        self,
+        secret: bytes | None,
+        report: Report,
+        *,
+        health: Health | None = None,
+        metrics: MetricsPage | None = None,
+    ) -> None:
         self.secret = secret
         self.report = report
         self.health = health or (lambda: {})
+        self.metrics = metrics
         self.app = web.Application(client_max_size=MAX_BODY_BYTES)
         self.app.router.add_post(WEBHOOK_PATH, self._webhook)
         self.app.router.add_get("/healthz", self._healthz)
+        if metrics is not None:
+            self.app.router.add_get("/metrics", self._metrics)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self.accepted = 0
@@ -111,6 +123,10 @@ class WebhookReceiver:
         self.rejected += 1
         log.warning("webhook refused (%d): %s", status, reason)
         return web.json_response({"error": reason}, status=status)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        assert self.metrics is not None
+        return web.Response(body=await self.metrics(), headers={"Content-Type": CONTENT_TYPE})
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, **self.health()})

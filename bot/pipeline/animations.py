@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import time
 from dataclasses import dataclass
 from typing import Final
 
@@ -17,6 +18,7 @@ from bot.community.admission import Admitted, Policy, admit, low_balance_alert
 from bot.jobs import Job, JobOptions, may_cancel
 from bot.media.fetch import FetchError, fetch_bytes
 from bot.media.image import InvalidImage, check_image_size, validate_image
+from bot.metrics import Metrics
 from bot.pipeline.pipeline import JobBusy, Pipeline
 from bot.store import NewJob, Store
 from shared import contract
@@ -64,10 +66,13 @@ class Cancelled(enum.Enum):
 
 
 class Animations:
-    def __init__(self, store: Store, pipeline: Pipeline, policy: Policy) -> None:
+    def __init__(
+        self, store: Store, pipeline: Pipeline, policy: Policy, *, metrics: Metrics | None = None
+    ) -> None:
         self.store = store
         self.pipeline = pipeline
         self.policy = policy
+        self.metrics = metrics
         # A few at a time: a burst of hundreds would otherwise crowd the image fetches and the
         # store's write lock all at once, starving the defers of later commands and the scheduler.
         self._slots = asyncio.Semaphore(ADMISSIONS_AT_ONCE)
@@ -76,6 +81,7 @@ class Animations:
         """Check the picture and admit the job; raises InvalidImage or admission's Refused
         (QuotaExceeded, Blocked, ChannelClosed, PoolShort, AllowanceShort) with nothing written."""
         async with self._slots:
+            began = time.monotonic()
             await self._read_source(source)
             new = NewJob(
                 source=self.pipeline.options.source,
@@ -90,6 +96,8 @@ class Animations:
                 upload_limit=requester.upload_limit,
             )
             admitted = await admit(self.store, new, self.policy, roles=list(requester.role_ids))
+            if self.metrics is not None:
+                self.metrics.admission_seconds.observe(time.monotonic() - began)
             await self._alert_if_low(admitted)
             return Accepted(admitted.job, await self.store.queue_position(admitted.job))
 

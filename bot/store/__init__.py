@@ -106,6 +106,9 @@ class Store:
     async def count_in_states(self, states: Iterable[JobState], *, source: str | None = None) -> int:
         return await self._read(lambda tx: jobs.count_in_states(tx, states, source))
 
+    async def count_by_state(self, states: Iterable[JobState]) -> dict[str, int]:
+        return await self._read(lambda tx: jobs.count_by_state(tx, states))
+
     async def transition(
         self, job_id: str, target: JobState, *, expected: JobState | None = None, **fields: Any
     ) -> Job:

@@ -161,6 +161,16 @@ def count_in_states(tx: Tx, states: Iterable[JobState], source: str | None) -> i
     return int(tx.scalar(f"SELECT COUNT(*) FROM jobs WHERE {where}", params) or 0)
 
 
+def count_by_state(tx: Tx, states: Iterable[JobState]) -> dict[str, int]:
+    """How many jobs are in each of these states (a state with none is 0)."""
+    wanted = [s.value for s in states]
+    rows = tx.rows(
+        f"SELECT state, COUNT(*) FROM jobs WHERE state IN ({', '.join('?' * len(wanted))}) GROUP BY state",
+        wanted,
+    )
+    return {state: 0 for state in wanted} | {str(state): int(count) for state, count in rows}
+
+
 def _states_filter(states: Iterable[JobState], source: str | None) -> tuple[str, list[Any]]:
     params: list[Any] = [s.value for s in states]
     where = f"state IN ({', '.join('?' * len(params))})"

@@ -13,6 +13,7 @@ from bot.api.client import DoitongClient
 from bot.community.admission import Policy, QuotaExceeded
 from bot.jobs import InvalidOptions, JobOptions, JobState
 from bot.media.image import InvalidImage
+from bot.metrics import Metrics
 from bot.pipeline.animations import Animations, Cancelled, ImageSource, Requester
 from bot.pipeline.pipeline import Pipeline, PipelineOptions
 from bot.store import Store, pools
@@ -83,7 +84,7 @@ async def w(store: Store, emulator: Emulator, pictures: Pictures) -> AsyncIterat
     messenger = RecordingMessenger()
     client = DoitongClient(emulator.base_url, PRO_KEY)
     pipeline = Pipeline(store, client, messenger, PipelineOptions(plan=contract.PLANS["pro"]))
-    yield World(Animations(store, pipeline, POLICY), messenger, store, pictures)
+    yield World(Animations(store, pipeline, POLICY, metrics=Metrics()), messenger, store, pictures)
     await pipeline.stop()  # no loop was started: this closes its HTTP client
     await client.aclose()
 
@@ -109,6 +110,9 @@ async def test_an_accepted_request_is_one_queued_job_with_its_place_in_the_queue
     assert (stored.user_id, stored.guild_id, stored.channel_id) == (ALICE, G, CHAN)
     assert stored.image_ref == w.pictures.url("cat.png") and stored.options == OPTIONS
     assert await books(w.store) == (2, 3, 500 - 2 * OPTIONS.estimated_credits)  # grant + 2 reserves
+    metrics = w.animations.metrics
+    assert metrics is not None  # /metrics counts both admissions
+    assert metrics.registry.get_sample_value("animate_admission_seconds_count") == 2
 
 
 async def test_a_page_that_is_not_a_picture_is_refused_with_nothing_written_or_charged(w: World) -> None:
