@@ -17,8 +17,8 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Final
 
 from bot.jobs import IN_FLIGHT, IllegalTransition, Job, JobOptions, JobState, can_transition
-from bot.store import pools
-from bot.store.engine import Row, Tx
+from bot.store import leader, pools
+from bot.store.engine import NotLeader, Row, Tx
 from bot.store.records import NewJob, Usage
 
 # Every column a Job is read from and written with, in order, and the Job attribute it holds
@@ -225,14 +225,23 @@ def set_status_card(tx: Tx, job_id: str, channel_id: int, message_id: int) -> No
 
 
 def transition(
-    tx: Tx, job_id: str, target: JobState, expected: JobState | None, fields: dict[str, Any]
-) -> Job:
+    tx: Tx, job_id: str, target: JobState, expected: JobState | None, fields: dict[str, Any],
+    fence: int | None = None,
+) -> Job:  # fmt: skip
     """Move a job to ``target`` and set ``fields``, or raise :class:`IllegalTransition`.
 
     ``expected`` pins the state the caller saw; without it the current state is read. Either
     way the write only happens if the row is still in that state, so of two racing callers
     exactly one wins. An end also settles the pool: call it inside a transaction.
+
+    ``fence``: a leader-only move (the scheduler's claim) made in leader term ``fence``; it
+    raises :class:`NotLeader` and writes nothing once another term began. It takes the term's
+    key (:data:`bot.store.leader.TERM_KEY`) first: call it as the transaction's first step.
     """
+    if fence is not None:
+        tx.serialize(leader.TERM_KEY)
+        if not leader.term_is(tx, fence):
+            raise NotLeader(f"leader term {fence} is over: job {job_id} left as it was")
     current = expected
     if current is None:
         job = get(tx, job_id)
