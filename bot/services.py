@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -101,7 +103,12 @@ class Services:
     animations: Animations
     moderation: Moderation
     receiver: WebhookReceiver | None  # None with WEBHOOK_PORT=off
-    relay: RelaySubscriber | None  # set with RELAY_URL
+    relay: RelaySubscriber | None  # set with RELAY_URL; runs only while this process leads
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this process runs the leader's loops (scheduler, poller, relay) now."""
+        return self.pipeline.is_leader
 
     @property
     def webhooks(self) -> str:
@@ -118,8 +125,9 @@ async def open_services(
     """Open every service the bot needs; on the way out stop them, jobs resting where they are.
 
     ``messenger`` is how the pipeline reaches Discord; ``health`` adds the client's state to the
-    receiver's ``/healthz``. The pipeline's loops start later (:meth:`Pipeline.start`), once the
-    client's caches are filled.
+    receiver's ``/healthz``, which also says whether this process leads (``"leader"``). The
+    pipeline's loops start later (:meth:`Pipeline.start`), once the client's caches are filled;
+    the leader's among them (and the relay subscriber) only while this process is the leader.
     """
     budget = RequestBudget(settings.plan.requests_per_minute, settings.rate_window)
     policy = Policy(
@@ -133,6 +141,9 @@ async def open_services(
     async with contextlib.AsyncExitStack() as stack:
         store = await Store.open(settings.database)
         stack.push_async_callback(store.close)
+        # SQLite: always the leader. PostgreSQL: one process among those sharing the database.
+        leadership = store.leadership(f"{socket.gethostname()}:{os.getpid()}")
+        stack.push_async_callback(leadership.close)  # after the pipeline stopped: lock released
         api = await stack.enter_async_context(
             open_api(settings, before_request=budget.acquire, on_rate_limit=budget.observe)
         )
@@ -148,12 +159,14 @@ async def open_services(
                 rate_window=settings.rate_window,
                 job_timeout=settings.job_timeout,
             ),
+            leadership=leadership,
         )
         relay: RelaySubscriber | None = None
         receiver: WebhookReceiver | None = None
 
         def receiver_health() -> dict[str, object]:
             state = dict(health()) if health else {}
+            state["leader"] = pipeline.is_leader
             if relay is not None:
                 state["relay"] = relay.connected
             return state
@@ -182,8 +195,8 @@ async def open_services(
                 on_change=pipeline.poller.set_webhooks,
             )
             pipeline.poller.set_webhooks(False)  # poll at the normal pace until the stream is up
-            await relay.start()
-            stack.push_async_callback(relay.stop)  # stops before the pipeline and the store
+            # One stream per bot: the leader subscribes (pipeline.stop_leading stops it).
+            pipeline.while_leading(relay.start, relay.stop)
         yield Services(
             pipeline=pipeline,
             animations=Animations(store, pipeline, policy),

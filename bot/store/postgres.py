@@ -328,7 +328,6 @@ class PostgresLeadership:
         self._term: int | None = None
         self._renewed = 0.0  # monotonic time at which the last good renewal was sent
         self._suspect: tuple[int, float] | None = None  # a holder with no fresh lease, first seen
-        self._notified = False
         self._closed = False
 
     @property
@@ -435,27 +434,21 @@ class PostgresLeadership:
         return True
 
     def _listen(self, seconds: float) -> bool:
-        """Wait up to ``seconds`` for a wake-up on the jobs channel; True if one came."""
+        """Wait up to ``seconds`` for a wake-up on the jobs channel; True if one came (psycopg
+        keeps those that arrived during another statement for the next call)."""
         tx = self._tx
         if tx is None:
             time.sleep(seconds)
             return False
         try:
-            for _ in tx.connection.notifies(timeout=seconds, stop_after=1):
-                self._notified = True
+            return any(True for _ in tx.connection.notifies(timeout=seconds, stop_after=1))
         except psycopg.Error:
             return False  # the next tick finds the connection dead and steps down
-        got, self._notified = self._notified, False
-        return got
 
     def _connection(self) -> PostgresTx:
         if self._tx is None or self._tx.connection.closed or self._tx.connection.broken:
             self._tx = _connect(self._url, "animate-bot-leader")
-            self._tx.connection.add_notify_handler(self._on_notify)
         return self._tx
-
-    def _on_notify(self, _: psycopg.Notify) -> None:
-        self._notified = True  # one that arrived during another statement
 
     def _step_down(self) -> None:
         """Close the lock connection: PostgreSQL releases the lock with it."""
