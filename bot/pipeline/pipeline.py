@@ -26,7 +26,7 @@ from bot.api.client import ApiJob, DoitongClient
 from bot.inbound.completion import Applied, ReportWriter
 from bot.inbound.poller import Poller
 from bot.jobs import IN_FLIGHT, IllegalTransition, Job, JobState
-from bot.pipeline.delivery import Delivery, Messenger
+from bot.pipeline.delivery import CLAIM_LEASE, Delivery, Messenger
 from bot.pipeline.leader import LeaderLoops
 from bot.pipeline.scheduler import Scheduler
 from bot.store import Leadership, Store
@@ -50,6 +50,7 @@ class PipelineOptions:
     progress_interval: float = 5.0  # Discord edits: at most one per job per this many seconds
     source: str = "discord"  # the jobs this pipeline serves (the CLI drives its own)
     leader_tick: float = 1.0  # seconds between leadership ticks (campaign or renewal)
+    delivery_lease: float = CLAIM_LEASE  # seconds a delivery claim holds (a dead owner's runs out)
 
 
 Hook = Callable[[], Awaitable[None]]
@@ -90,7 +91,9 @@ class Pipeline:
             source=options.source,
             on_slot_freed=self.scheduler.wake,
         )
-        self.delivery = Delivery(store, messenger, self.http, source=options.source)
+        self.delivery = Delivery(
+            store, messenger, self.http, source=options.source, lease=options.delivery_lease
+        )
         self.reports = ReportWriter(store, self._after_report)
         self._tasks: list[asyncio.Task[None]] = []
         self._leader_tasks: list[asyncio.Task[None]] = []
@@ -113,7 +116,11 @@ class Pipeline:
     async def start(self) -> None:
         """Start every process's loops, and the leader's while this process leads."""
         await self.delivery.resume()
-        for name, loop in (("delivery", self.delivery.run), ("progress", self._progress_loop)):
+        for name, loop in (
+            ("delivery", self.delivery.run),
+            ("delivery-sweep", self.delivery.sweep_loop),
+            ("progress", self._progress_loop),
+        ):
             self._tasks.append(asyncio.create_task(self._guard(name, loop), name=name))
         if self.leadership is None:
             await self.start_leading()
@@ -155,6 +162,10 @@ class Pipeline:
         self._tasks.clear()
         if self._leader_tasks:
             await self.stop_leading()
+        try:
+            await self.delivery.release()
+        except Exception:  # the database away: the claims run out by themselves
+            log.exception("releasing the delivery claims failed")
         await self.http.aclose()
 
     # --- inputs ------------------------------------------------------------------------------

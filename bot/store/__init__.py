@@ -131,6 +131,21 @@ class Store:
         """Close a job no route could reach, giving a completed job's charge back to its pool."""
         return await self.atomic(lambda tx: jobs.mark_undeliverable(tx, job, note))
 
+    async def claim_delivery(self, job_id: str, owner: str, lease: float) -> Job | None:
+        """Claim (or renew) one finished job for ``owner``'s delivery; None when it is not
+        ours to deliver (delivered already, or another live owner holds it)."""
+        return await self.atomic(lambda tx: jobs.claim_delivery(tx, job_id, owner, lease))
+
+    async def claim_deliveries(
+        self, owner: str, lease: float, *, source: str | None = None, limit: int = 100
+    ) -> list[Job]:
+        """Claim finished jobs nobody holds (new, or their owner's lease ran out), oldest first."""
+        return await self.atomic(lambda tx: jobs.claim_deliveries(tx, owner, lease, source, limit))
+
+    async def release_deliveries(self, owner: str) -> int:
+        """Give up ``owner``'s claims on jobs not yet delivered (a clean stop)."""
+        return await self.atomic(lambda tx: jobs.release_deliveries(tx, owner))
+
     async def mark_delivery_started(self, job_id: str, at: float) -> None:
         await self.atomic(lambda tx: jobs.mark_delivery_started(tx, job_id, at))
 

@@ -26,7 +26,8 @@ replayed: the error reaches its caller, as any other error does. Only a BEGIN th
 connection dead (the server restarted while the bot was idle) is tried once more on a new
 one: nothing of the transaction had run.
 
-Not yet done, for when several hosts share one database: the clocks. Every timestamp
+Not yet done, for when several hosts share one database: the clocks. The leases (the leader's,
+delivery claims) use the database's clock, but every job timestamp
 (``created_at``, the quota windows' ``now - 60 s``, settlements) is the writing host's
 ``time.time()``; hosts whose clocks differ by a few seconds shift one another's per-minute
 windows by that much (the day window and the ordering of the queue barely notice). Taking

@@ -167,3 +167,88 @@ async def test_a_leader_that_lost_its_lock_connection_stops_its_loops(
 
 async def _not_leading(process: Process) -> bool:
     return not process.pipeline.is_leader
+
+
+async def test_a_followers_admission_wakes_the_leaders_scheduler(processes: Callable[[str], object]) -> None:
+    a: Process = await processes("a")  # type: ignore[misc]
+    b: Process = await processes("b")  # type: ignore[misc]
+    scan = 60.0  # the leader's periodic scan: far longer than the wake-up may take
+    a.pipeline.scheduler.idle_check = scan
+    await a.pipeline.start()
+    await b.pipeline.start()
+    assert a.pipeline.is_leader and not b.pipeline.is_leader
+    await asyncio.sleep(0.5)  # the leader's first round (at its start) is over: it sleeps now
+    for user in (1, 2, 3):
+        started = time.monotonic()
+        job_id = await admitted(b.store, user=user)  # admitted in the follower, NOTIFY on commit
+        b.pipeline.accepted(await b.store.get_job(job_id))  # type: ignore[arg-type]
+        await wait_for(lambda job_id=job_id: _left_queue(b.store, job_id), timeout=scan / 2)  # type: ignore[misc]
+        print(f"\nfollower's job {user} submitted by the leader after {time.monotonic() - started:.2f}s")
+        await asyncio.sleep(0.3)
+
+
+async def _left_queue(store: Store, job_id: str) -> bool:
+    return await state_of(store, job_id) is not JobState.QUEUED
+
+
+UNREACHABLE = "http://127.0.0.1:9/result.mp4"  # the video cannot be fetched: the link is sent
+
+
+async def finished(store: Store, user: int) -> str:
+    """A job the API finished, awaiting delivery (as a leader's poller or a webhook left it)."""
+    job_id = await admitted(store, user=user)
+    await store.transition(job_id, JobState.SUBMITTING, expected=JobState.QUEUED)
+    await store.transition(job_id, JobState.PROCESSING, expected=JobState.SUBMITTING,
+                           api_job_id=f"api-{job_id}", submitted_at=time.time())  # fmt: skip
+    await store.transition(job_id, JobState.COMPLETED, expected=JobState.PROCESSING,
+                           result_url=UNREACHABLE, completed_at=time.time())  # fmt: skip
+    return job_id
+
+
+async def test_two_processes_deliver_disjoint_sets_and_every_result_once(
+    processes: Callable[[str], object],
+) -> None:
+    a: Process = await processes("a")  # type: ignore[misc]
+    b: Process = await processes("b")  # type: ignore[misc]
+    for process in (a, b):
+        process.pipeline.delivery.lease = 1.0  # sweeps every 0.5 s
+        process.pipeline.delivery.batch = 2  # a few at a time, so both take some
+    await asyncio.gather(a.pipeline.start(), b.pipeline.start())
+    # Finished while both run, with no process told in memory: the sweeps share them out.
+    jobs = [await finished(a.store, user) for user in range(1, 13)]
+    await wait_for(lambda: _all_delivered(a.store, jobs))
+    await asyncio.sleep(1.2)  # more sweeps: nothing is sent again
+    by_a = [s.job_id for s in a.messenger.sent]
+    by_b = [s.job_id for s in b.messenger.sent]
+    print(f"\ndelivered by a: {len(by_a)}, by b: {len(by_b)}")
+    assert not set(by_a) & set(by_b)
+    assert sorted(by_a + by_b) == sorted(jobs)  # each exactly once
+
+
+async def _all_delivered(store: Store, jobs: list[str]) -> bool:
+    return all([await _is(store, job_id, JobState.DELIVERED) for job_id in jobs])
+
+
+async def test_a_dead_owners_delivery_claim_is_taken_again_after_its_lease(
+    open_store: Callable[[], object], emu: Emulator
+) -> None:
+    store: Store = await open_store()  # type: ignore[misc]
+    job_id = await finished(store, user=1)
+    lease = 1.5
+    # A process claimed it and died (kill -9: its claim was never released).
+    assert await store.claim_delivery(job_id, "dead-process", lease) is not None
+    started = time.monotonic()
+    client = DoitongClient(emu.base_url, PRO_KEY)
+    messenger = RecordingMessenger()
+    pipeline = Pipeline(store, client, messenger, PipelineOptions(plan=PRO, delivery_lease=1.0))
+    await pipeline.start()
+    try:
+        assert await store.claim_delivery(job_id, "someone", 1.0) is None  # the claim still holds
+        await wait_for(lambda: _is(store, job_id, JobState.DELIVERED))
+        took = time.monotonic() - started
+        print(f"\na dead owner's delivery claim was taken again after {took:.2f}s (lease {lease}s)")
+        assert took >= lease * 0.5
+        assert [s.job_id for s in messenger.sent] == [job_id]
+    finally:
+        await pipeline.stop()
+        await client.aclose()
