@@ -18,7 +18,6 @@ A clean stop releases its claims (:meth:`Delivery.release`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -151,9 +150,9 @@ class Delivery:
                 log.exception("job=%s delivery crashed; will retry", job.id)
                 await self._retry_later(job)
             finally:
+                # Not awaited: awaiting it under a suppress(CancelledError) would also swallow a
+                # cancel of this loop landing right then, and Pipeline.stop would wait forever.
                 keeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await keeper
 
     async def _keep_claim(self, job_id: str) -> None:
         """Renew the claim while an attempt runs (a download and a re-encode can be long)."""
