@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -22,7 +24,7 @@ from bot.community.moderation import Moderation
 from bot.config import Settings
 from bot.inbound.receiver import Health, WebhookReceiver
 from bot.inbound.relay_subscriber import RelaySubscriber
-from bot.jobs import JobState
+from bot.jobs import Job, JobState
 from bot.metrics import Metrics, Snapshot
 from bot.pipeline.animations import Animations
 from bot.pipeline.delivery import Messenger
@@ -103,7 +105,12 @@ class Services:
     animations: Animations
     moderation: Moderation
     receiver: WebhookReceiver | None  # None with WEBHOOK_PORT=off
-    relay: RelaySubscriber | None  # set with RELAY_URL
+    relay: RelaySubscriber | None  # set with RELAY_URL; runs only while this process leads
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this process runs the leader's loops (scheduler, poller, relay) now."""
+        return self.pipeline.is_leader
 
     @property
     def webhooks(self) -> str:
@@ -120,8 +127,9 @@ async def open_services(
     """Open every service the bot needs; on the way out stop them, jobs resting where they are.
 
     ``messenger`` is how the pipeline reaches Discord; ``health`` adds the client's state to the
-    receiver's ``/healthz``. The pipeline's loops start later (:meth:`Pipeline.start`), once the
-    client's caches are filled.
+    receiver's ``/healthz``, which also says whether this process leads (``"leader"``). The
+    pipeline's loops start later (:meth:`Pipeline.start`), once the client's caches are filled;
+    the leader's among them (and the relay subscriber) only while this process is the leader.
     """
     budget = RequestBudget(settings.plan.requests_per_minute, settings.rate_window)
     policy = Policy(
@@ -135,6 +143,9 @@ async def open_services(
     async with contextlib.AsyncExitStack() as stack:
         store = await Store.open(settings.database)
         stack.push_async_callback(store.close)
+        # SQLite: always the leader. PostgreSQL: one process among those sharing the database.
+        leadership = store.leadership(f"{socket.gethostname()}:{os.getpid()}")
+        stack.push_async_callback(leadership.close)  # after the pipeline stopped: lock released
         api = await stack.enter_async_context(
             open_api(settings, before_request=budget.acquire, on_rate_limit=budget.observe)
         )
@@ -150,13 +161,21 @@ async def open_services(
                 rate_window=settings.rate_window,
                 job_timeout=settings.job_timeout,
             ),
+            leadership=leadership,
         )
         relay: RelaySubscriber | None = None
         receiver: WebhookReceiver | None = None
         metrics = Metrics()
 
+        def delivered(job: Job) -> None:
+            if job.outcome == "completed" and job.completed_at and job.delivered_at:
+                metrics.delivery_seconds.observe(max(0.0, job.delivered_at - job.completed_at))
+
+        pipeline.delivery.on_delivered = delivered
+
         def receiver_health() -> dict[str, object]:
             state = dict(health()) if health else {}
+            state["leader"] = pipeline.is_leader
             if relay is not None:
                 state["relay"] = relay.connected
             return state
@@ -172,7 +191,7 @@ async def open_services(
                     api_rate_limited=api.client.rate_limited,
                     budget_in_use=budget.in_use(),
                     budget_limit=budget.limit,
-                    leader=True,  # one process per store until leadership is elected
+                    leader=pipeline.is_leader,
                     shards=tuple(int(s) for s in shards) if isinstance(shards, list | tuple) else (),
                 )
             )
@@ -204,8 +223,8 @@ async def open_services(
                 on_change=pipeline.poller.set_webhooks,
             )
             pipeline.poller.set_webhooks(False)  # poll at the normal pace until the stream is up
-            await relay.start()
-            stack.push_async_callback(relay.stop)  # stops before the pipeline and the store
+            # One stream per bot: the leader subscribes (pipeline.stop_leading stops it).
+            pipeline.while_leading(relay.start, relay.stop)
         yield Services(
             pipeline=pipeline,
             animations=Animations(store, pipeline, policy, metrics=metrics),

@@ -7,6 +7,12 @@ Route order: the interaction follow-up while its token lives (15 minutes), then 
 the channel (with the bot's own token, where it may post and attach), then a DM. The video is
 attached when it fits that route's upload limit; if not, it is re-encoded smaller (PyAV); only
 when that cannot fit either does the person get the link, with a word that it expires.
+
+Any process may deliver (several processes share one PostgreSQL store): a job is sent only by
+the process holding its claim (``owner`` and a lease on the database's clock, renewed while an
+attempt runs). A dead process's claims run out and :meth:`Delivery.sweep` claims them again;
+``delivery_started_at`` then makes the new owner look for the message before sending it again.
+A clean stop releases its claims (:meth:`Delivery.release`).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -30,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MAX_VIDEO_BYTES = 200 * 1024 * 1024  # what we download at most; a 10 s clip is a few MiB
 RETRY_DELAYS = (5.0, 30.0, 120.0, 600.0)  # when no route works at all (Discord down)
+CLAIM_LEASE = 30.0  # seconds a delivery claim holds; renewed every third of it while sending
 
 
 class Route(StrEnum):
@@ -79,12 +87,17 @@ class Delivery:
         *,
         on_delivered: Callable[[Job], None] | None = None,
         source: str | None = None,
+        owner: str | None = None,
+        lease: float = CLAIM_LEASE,
     ) -> None:
         self.store = store
         self.messenger = messenger
         self.http = http
         self.on_delivered = on_delivered
         self.source = source
+        self.owner = owner or uuid.uuid4().hex  # this process's name on its claims
+        self.lease = lease
+        self.batch = 100  # jobs claimed per sweep: what one process takes on at a time
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
         self._attempts: dict[str, int] = {}
@@ -96,22 +109,59 @@ class Delivery:
             self._queue.put_nowait(job.id)
 
     async def resume(self) -> None:
-        """After a start: everything finished but not delivered goes out (once)."""
-        for job in await self.store.jobs_in_states(AWAITING_DELIVERY, source=self.source):
+        """After a start: everything finished, not delivered and held by nobody goes out (once)."""
+        await self.sweep()
+
+    async def sweep(self) -> int:
+        """Claim finished jobs nobody holds (a dead process's, or ones no process took up) and
+        queue them; how many."""
+        claimed = await self.store.claim_deliveries(
+            self.owner, self.lease, source=self.source, limit=self.batch
+        )
+        for job in claimed:
             self.enqueue(job)
+        return len(claimed)
+
+    async def sweep_loop(self) -> None:
+        """Sweep every half lease: a dead owner's jobs go out soon after its claims run out."""
+        while True:
+            await asyncio.sleep(self.lease / 2)
+            try:
+                await self.sweep()
+            except Exception:  # the database away for a moment: the next sweep tries again
+                log.exception("delivery sweep failed")
+
+    async def release(self) -> None:
+        """Give up this process's claims (a clean stop: the next one need not wait)."""
+        await self.store.release_deliveries(self.owner)
 
     async def run(self) -> None:
         while True:
             job_id = await self._queue.get()
             self._queued.discard(job_id)
-            job = await self.store.get_job(job_id)
-            if job is None or job.state not in AWAITING_DELIVERY:
-                continue  # already delivered (a duplicate report)
+            # Ours to send only with the claim: delivered already or held by a live process: skip.
+            job = await self.store.claim_delivery(job_id, self.owner, self.lease)
+            if job is None:
+                continue
+            keeper = asyncio.create_task(self._keep_claim(job.id), name=f"claim-{job.id}")
             try:
                 await self.deliver(job)
             except Exception:
                 log.exception("job=%s delivery crashed; will retry", job.id)
                 await self._retry_later(job)
+            finally:
+                # Not awaited: awaiting it under a suppress(CancelledError) would also swallow a
+                # cancel of this loop landing right then, and Pipeline.stop would wait forever.
+                keeper.cancel()
+
+    async def _keep_claim(self, job_id: str) -> None:
+        """Renew the claim while an attempt runs (a download and a re-encode can be long)."""
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                await self.store.claim_delivery(job_id, self.owner, self.lease)
+            except Exception:
+                log.exception("job=%s delivery claim renewal failed", job_id)
 
     async def deliver(self, job: Job) -> bool:
         """Try every route in order; True when the person got it."""

@@ -1,8 +1,13 @@
 """The life of a job after admission, wired together: scheduler -> completion -> delivery.
 
-Every arrow is a row change in SQLite first and an action second, so :meth:`Pipeline.resume`
-after a restart finds each job where it was and carries it on: ``submitting`` jobs are sent
-again with their stored key, ``processing`` jobs are polled, finished ones are delivered.
+Every arrow is a row change in the store first and an action second, so a (re)start finds each
+job where it was and carries it on: ``submitting`` jobs are sent again with their stored key,
+``processing`` jobs are polled, finished ones are delivered.
+
+Every process runs delivery, the status cards and the webhook reports; only the leader runs
+the scheduler and the poller (and whatever :meth:`Pipeline.while_leading` adds: the relay
+subscriber), each time it becomes leader (:mod:`bot.pipeline.leader`). Without a
+``leadership`` (the tests, one process) the pipeline simply leads.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +26,10 @@ from bot.api.client import ApiJob, DoitongClient
 from bot.inbound.completion import Applied, ReportWriter
 from bot.inbound.poller import Poller
 from bot.jobs import IN_FLIGHT, IllegalTransition, Job, JobState
-from bot.pipeline.delivery import Delivery, Messenger
+from bot.pipeline.delivery import CLAIM_LEASE, Delivery, Messenger
+from bot.pipeline.leader import LeaderLoops
 from bot.pipeline.scheduler import Scheduler
-from bot.store import Store
+from bot.store import Leadership, Store
 from shared import contract
 
 log = logging.getLogger(__name__)
@@ -43,16 +49,23 @@ class PipelineOptions:
     job_timeout: float = 900.0
     progress_interval: float = 5.0  # Discord edits: at most one per job per this many seconds
     source: str = "discord"  # the jobs this pipeline serves (the CLI drives its own)
+    leader_tick: float = 1.0  # seconds between leadership ticks (campaign or renewal)
+    delivery_lease: float = CLAIM_LEASE  # seconds a delivery claim holds (a dead owner's runs out)
+
+
+Hook = Callable[[], Awaitable[None]]
 
 
 class Pipeline:
     def __init__(
-        self, store: Store, client: DoitongClient, messenger: Messenger, options: PipelineOptions
-    ) -> None:
+        self, store: Store, client: DoitongClient, messenger: Messenger, options: PipelineOptions,
+        *, leadership: Leadership | None = None,
+    ) -> None:  # fmt: skip
         self.store = store
         self.client = client
         self.messenger = messenger
         self.options = options
+        self.leadership = leadership
         self.http = httpx.AsyncClient(timeout=60.0, follow_redirects=True)
         self.scheduler = Scheduler(
             store,
@@ -65,6 +78,7 @@ class Pipeline:
             on_paused=self._tell_moderators,
             operator_pause=options.rate_window,  # one API window: 60 s live, less when time-scaled
             job_timeout=options.job_timeout,
+            fence=leadership.fence if leadership is not None else None,
         )
         self.poller = Poller(
             store,
@@ -77,21 +91,68 @@ class Pipeline:
             source=options.source,
             on_slot_freed=self.scheduler.wake,
         )
-        self.delivery = Delivery(store, messenger, self.http, source=options.source)
+        self.delivery = Delivery(
+            store, messenger, self.http, source=options.source, lease=options.delivery_lease
+        )
         self.reports = ReportWriter(store, self._after_report)
         self._tasks: list[asyncio.Task[None]] = []
+        self._leader_tasks: list[asyncio.Task[None]] = []
+        self._while_leading: list[tuple[Hook, Hook]] = []
+        self._leader: LeaderLoops | None = None
         self._shown: dict[str, tuple[str, int, float]] = {}  # job -> state, position, when shown
 
+    @property
+    def is_leader(self) -> bool:
+        """Whether this process runs the leader's loops now (for the health check)."""
+        if self.leadership is None:
+            return bool(self._leader_tasks)
+        return self._leader is not None and self._leader.leading and self.leadership.is_leader
+
+    def while_leading(self, start: Hook, stop: Hook) -> None:
+        """Run ``start`` each time this process becomes leader and ``stop`` when it stops (the
+        relay subscriber: one stream per bot, and it must not run twice). Call before start()."""
+        self._while_leading.append((start, stop))
+
     async def start(self) -> None:
+        """Start every process's loops, and the leader's while this process leads."""
         await self.delivery.resume()
         for name, loop in (
-            ("scheduler", self.scheduler.run),
-            ("poller", self.poller.run),
             ("delivery", self.delivery.run),
+            ("delivery-sweep", self.delivery.sweep_loop),
             ("progress", self._progress_loop),
         ):
             self._tasks.append(asyncio.create_task(self._guard(name, loop), name=name))
+        if self.leadership is None:
+            await self.start_leading()
+            return
+        self._leader = LeaderLoops(
+            self.leadership, self.start_leading, self.stop_leading, on_notify=self.scheduler.wake,
+            tick=self.options.leader_tick,
+        )  # fmt: skip
+        await self._leader.step()  # the first campaign now: a sole process leads at once
+        self._tasks.append(asyncio.create_task(self._guard("leader", self._leader.run), name="leader"))
+
+    async def start_leading(self) -> None:
+        """The leader's loops. The scheduler's first round resubmits ``submitting`` jobs with
+        their stored keys and the poller's reads every ``processing`` job: what a dead leader
+        left in flight is carried on by the next one."""
+        for name, loop in (("scheduler", self.scheduler.run), ("poller", self.poller.run)):
+            self._leader_tasks.append(asyncio.create_task(self._guard(name, loop), name=name))
         self.scheduler.wake()
+        for start, _ in self._while_leading:
+            await start()
+
+    async def stop_leading(self) -> None:
+        """Stop the leader's loops (leadership lost, or the process stops)."""
+        tasks, self._leader_tasks = self._leader_tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for _, stop in reversed(self._while_leading):
+            try:
+                await stop()
+            except Exception:
+                log.exception("stopping a leader-only service failed")
 
     async def stop(self) -> None:
         """Stop the loops; every job stays recorded where it is for the next start."""
@@ -99,6 +160,12 @@ class Pipeline:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self._leader_tasks:
+            await self.stop_leading()
+        try:
+            await self.delivery.release()
+        except Exception:  # the database away: the claims run out by themselves
+            log.exception("releasing the delivery claims failed")
         await self.http.aclose()
 
     # --- inputs ------------------------------------------------------------------------------

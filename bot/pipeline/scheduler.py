@@ -25,7 +25,7 @@ from bot.api.client import (
 )
 from bot.jobs import Job, JobHook, JobState
 from bot.pipeline.submission import submit
-from bot.store import Store
+from bot.store import NotLeader, Store
 from shared import contract
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ class Scheduler:
         on_paused: Callable[[str], Awaitable[None]] | None = None,
         operator_pause: float = contract.RATE_WINDOW_SECONDS,
         job_timeout: float = 900.0,
+        fence: Callable[[], int | None] | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -59,6 +60,8 @@ class Scheduler:
         # After a refusal only the operator can fix (key, credits): probe again this much later.
         self.operator_pause = operator_pause
         self.job_timeout = job_timeout  # a cancelled job holds its API slot at most this long
+        # The leader's term for each claim (raises NotLeader once it is over); None: no fence.
+        self.fence = fence or _unfenced
         self._wake = asyncio.Event()
         self.paused_until = 0.0  # Unix time
         self.pause_reason: str | None = None
@@ -90,7 +93,10 @@ class Scheduler:
             await self.submit_ready()
 
     async def submit_ready(self) -> None:
-        """Submit as many waiting jobs as the account has free slots."""
+        """Submit as many waiting jobs as the account has free slots.
+
+        Run by each leader at its start, too: jobs a dead leader left ``submitting`` are sent
+        again with their stored keys, which the API answers with the job it already started."""
         # Jobs caught mid-call by a crash go first: their key makes the resubmission safe.
         pending = await self.store.jobs_in_states([JobState.SUBMITTING], source=self.source)
         # Every face's running jobs use the account's slots, the CLI's included.
@@ -106,11 +112,15 @@ class Scheduler:
                 return
 
     async def _submit(self, job: Job) -> bool:
-        """Submit one job; False when submitting must pause."""
+        """Submit one job; False when submitting must pause (or stop: no longer the leader)."""
         try:
             job = await submit(
-                self.store, self.client, job, image_url=job.image_ref, webhook_url=self.webhook_url
-            )
+                self.store, self.client, job, image_url=job.image_ref, webhook_url=self.webhook_url,
+                fence=self.fence(),
+            )  # fmt: skip
+        except NotLeader as exc:  # a freeze outlived the lease; the leader loop stops us next
+            log.warning("not submitting: %s", exc)
+            return False
         except RateLimitedError as exc:
             self._pause(exc.retry_after or self._next_backoff(), "rate limited by the API")
             return False
@@ -161,6 +171,10 @@ def fair_order(queued: list[Job], last_served: dict[int | None, float]) -> list[
 
 
 async def _nobody(text: str) -> None:
+    return None
+
+
+def _unfenced() -> int | None:
     return None
 
 

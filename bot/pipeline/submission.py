@@ -20,16 +20,20 @@ log = logging.getLogger(__name__)
 
 
 async def submit(
-    store: Store, client: DoitongClient, job: Job, *, image_url: str, webhook_url: str | None = None
-) -> Job:
+    store: Store, client: DoitongClient, job: Job, *, image_url: str, webhook_url: str | None = None,
+    fence: int | None = None,
+) -> Job:  # fmt: skip
     """Create ``job`` at the API and record the outcome.
+
+    ``fence``: the leader's term; the claim of a queued job then raises
+    :class:`~bot.store.NotLeader` and changes nothing once another process leads.
 
     A refused input (400) fails the job for good. Any other error puts the job back in
     ``queued`` and is raised, so the caller decides: wait for the rate-limit reset, pause on
     402, or give up (the CLI marks it failed with the reason).
     """
     if job.state is JobState.QUEUED:
-        job = await store.transition(job.id, JobState.SUBMITTING, expected=JobState.QUEUED)
+        job = await store.transition(job.id, JobState.SUBMITTING, expected=JobState.QUEUED, fence=fence)
     elif job.state is not JobState.SUBMITTING:
         raise ValueError(f"job {job.id} is {job.state}, not waiting to be submitted")
     opts = job.options

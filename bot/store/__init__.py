@@ -7,6 +7,7 @@ The SQL lives in one module per table family, as plain functions of a transactio
 - :mod:`bot.store.pools`: servers' rows, the credit ledger, reservations and settlements;
 - :mod:`bot.store.rules`: members' overrides and blocks, plans by role, channel rules;
 - :mod:`bot.store.audit`: the moderators' audit trail;
+- :mod:`bot.store.leader`: the leader's lease and term (which process runs the leader's loops);
 - :mod:`bot.store.migrate`: the schema, from the numbered files in ``migrations/``.
 
 The engine sits behind :mod:`bot.store.engine`: SQLite (:mod:`bot.store.sqlite`, the default:
@@ -27,18 +28,19 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from bot.jobs import Job, JobState
-from bot.store import audit, jobs, pools, rules
-from bot.store.engine import Engine, Tx, member_key, pool_key
+from bot.store import audit, jobs, leader, pools, rules
+from bot.store.engine import Engine, Leadership, NotLeader, Tx, member_key, pool_key
 from bot.store.migrate import MIGRATIONS, migrate
 from bot.store.records import AuditRow, Guild, LedgerRow, MemberRule, NewJob, Usage
 from bot.store.sqlite import SqliteEngine
 
 __all__ = [
-    "MIGRATIONS", "AuditRow", "Engine", "Guild", "LedgerRow", "MemberRule", "NewJob", "Store", "Tx", "Usage",
-    "is_url", "member_key", "pool_key",
+    "MIGRATIONS", "AuditRow", "Engine", "Guild", "Leadership", "LedgerRow", "MemberRule", "NewJob",
+    "NotLeader", "Store", "Tx", "Usage", "is_url", "member_key", "pool_key",
 ]  # fmt: skip
 
 _SCHEMES: Final = ("postgresql://", "postgres://")
+LEASE: Final = 3.0  # seconds a leader's renewal stays good; it renews every second
 
 
 def is_url(location: Path | str) -> bool:
@@ -110,15 +112,42 @@ class Store:
         return await self._read(lambda tx: jobs.count_by_state(tx, states))
 
     async def transition(
-        self, job_id: str, target: JobState, *, expected: JobState | None = None, **fields: Any
-    ) -> Job:
+        self, job_id: str, target: JobState, *, expected: JobState | None = None, fence: int | None = None,
+        **fields: Any,
+    ) -> Job:  # fmt: skip
         """Move a job to ``target`` and set ``fields``, or raise :class:`IllegalTransition`
-        (see :func:`bot.store.jobs.transition`); an end settles the job's pool with it."""
-        return await self.atomic(lambda tx: jobs.transition(tx, job_id, target, expected, fields))
+        (see :func:`bot.store.jobs.transition`); an end settles the job's pool with it.
+        ``fence``: the leader's term for a leader-only move (:class:`NotLeader` once it is over)."""
+        return await self.atomic(lambda tx: jobs.transition(tx, job_id, target, expected, fields, fence))
+
+    # --- leadership ------------------------------------------------------------------------------
+
+    def leadership(self, holder: str, lease: float = LEASE) -> Leadership:
+        """This process's leadership among those sharing the database (see :mod:`bot.store.leader`)."""
+        return self.engine.leadership(holder, lease)
+
+    async def leader_term(self) -> int | None:
+        """The current leader's term (None before any process led)."""
+        return await self._read(leader.current_term)
 
     async def mark_undeliverable(self, job: Job, note: str) -> Job:
         """Close a job no route could reach, giving a completed job's charge back to its pool."""
         return await self.atomic(lambda tx: jobs.mark_undeliverable(tx, job, note))
+
+    async def claim_delivery(self, job_id: str, owner: str, lease: float) -> Job | None:
+        """Claim (or renew) one finished job for ``owner``'s delivery; None when it is not
+        ours to deliver (delivered already, or another live owner holds it)."""
+        return await self.atomic(lambda tx: jobs.claim_delivery(tx, job_id, owner, lease))
+
+    async def claim_deliveries(
+        self, owner: str, lease: float, *, source: str | None = None, limit: int = 100
+    ) -> list[Job]:
+        """Claim finished jobs nobody holds (new, or their owner's lease ran out), oldest first."""
+        return await self.atomic(lambda tx: jobs.claim_deliveries(tx, owner, lease, source, limit))
+
+    async def release_deliveries(self, owner: str) -> int:
+        """Give up ``owner``'s claims on jobs not yet delivered (a clean stop)."""
+        return await self.atomic(lambda tx: jobs.release_deliveries(tx, owner))
 
     async def mark_delivery_started(self, job_id: str, at: float) -> None:
         await self.atomic(lambda tx: jobs.mark_delivery_started(tx, job_id, at))

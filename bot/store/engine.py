@@ -15,6 +15,12 @@ not, so a transaction that checks something and then writes on it names what it 
 :meth:`Tx.serialize` (keys made by :func:`member_key` and :func:`pool_key`), once, before its
 checks. The keys share one string space and are always taken sorted, so two transactions
 never wait on each other's keys in opposite orders.
+
+Several processes: :class:`Leadership` says whether this process is the one leader (SQLite: always,
+one process per file; PostgreSQL: an advisory lock on a connection of its own plus a lease row,
+see :mod:`bot.store.leader`). The few other engine differences the table families need are
+attributes of :class:`Tx`: the database's clock (:attr:`Tx.clock`), row locks a claim skips
+(:attr:`Tx.skip_locked`), and a wake-up for other processes (:meth:`Tx.notify`).
 """
 
 from __future__ import annotations
@@ -33,6 +39,14 @@ class Tx(Protocol):
     A function of a ``Tx`` is what :meth:`Engine.atomic` and :meth:`Engine.run` hand to the
     database in one hop: however many statements it runs, it costs one hand-off.
     """
+
+    # An SQL expression: the database's clock in Unix seconds (a DOUBLE PRECISION), the one clock
+    # every process agrees on; for leases, which hosts with skewed clocks must not misjudge.
+    clock: str
+    # Appended to a SELECT of rows a claim is about to update: rows another transaction has
+    # locked are skipped, not waited for (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: nothing,
+    # its one writer at a time already excludes a second claimer).
+    skip_locked: str
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
 
@@ -58,6 +72,12 @@ class Tx(Protocol):
         its write transactions are serialized already; PostgreSQL: advisory locks."""
         ...
 
+    def notify(self, channel: str) -> None:
+        """Tell processes listening on ``channel`` that something changed, when (and only if)
+        this transaction commits. SQLite: nothing (one process per file, which wakes its own
+        loops in memory); PostgreSQL: NOTIFY."""
+        ...
+
 
 def member_key(user_id: int) -> str:
     """The key of one person's quotas (they count across servers: by user id alone)."""
@@ -67,6 +87,44 @@ def member_key(user_id: int) -> str:
 def pool_key(guild_id: int) -> str:
     """The key of one server's pool: its balance, allowance and alert."""
     return f"pool:{guild_id}"
+
+
+class NotLeader(Exception):
+    """This process no longer leads (its lease ran out, or another process took over): a
+    leader-only write was refused and changed nothing."""
+
+
+class Leadership(Protocol):
+    """Whether this process is the one leader among the processes sharing the database.
+
+    The loop driving it (:mod:`bot.pipeline.leader`) calls :meth:`tick` about every second:
+    a follower campaigns, the leader renews its lease. Leader-only writes carry :meth:`fence`'s
+    term, checked in their own transaction, so a leader that was frozen and replaced changes
+    nothing when it wakes.
+    """
+
+    @property
+    def is_leader(self) -> bool:
+        """True while this process leads and its lease, by its own clock, has not run out."""
+        ...
+
+    async def tick(self) -> bool:
+        """Campaign (a follower) or renew the lease (the leader); whether this process leads."""
+        ...
+
+    async def wait(self, seconds: float, on_notify: Callable[[], None]) -> None:
+        """Sleep ``seconds``; while leading, call ``on_notify`` at once for each wake-up another
+        process sent (:meth:`Tx.notify` on the jobs channel)."""
+        ...
+
+    def fence(self) -> int | None:
+        """The term leader-only writes check (None: nothing to check, SQLite); raises
+        :class:`NotLeader` when this process knows it no longer leads."""
+        ...
+
+    async def close(self) -> None:
+        """Step down (the lock is released with its connection) and stop."""
+        ...
 
 
 class Engine(Protocol):
@@ -85,6 +143,11 @@ class Engine(Protocol):
 
     async def run(self, fn: Callable[[Tx], T]) -> T:
         """Run ``fn`` outside any transaction: each statement commits on its own (reads)."""
+        ...
+
+    def leadership(self, holder: str, lease: float) -> Leadership:
+        """This process's :class:`Leadership`: ``holder`` names it in the lease row (for people
+        reading it), ``lease`` is how long the leader's renewal stays good (seconds)."""
         ...
 
     async def close(self) -> None: ...

@@ -4,6 +4,10 @@ State changes are compare-and-set (``UPDATE ... WHERE id = ? AND state = ?``), c
 the state machine in :mod:`bot.jobs` first: an illegal move raises instead of writing, and two
 paths racing to apply the same move (a webhook and the poller) cannot both win. An end settles
 the job's pool (:func:`bot.store.pools.settle`) in the same transaction.
+
+A new job and an end (an API slot freed) also wake the leader's scheduler in whichever process
+leads (:meth:`~bot.store.engine.Tx.notify` on :data:`bot.store.leader.JOBS_CHANNEL`, sent on
+commit); the scheduler's periodic scan stays the fallback.
 """
 
 from __future__ import annotations
@@ -16,9 +20,17 @@ import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Final
 
-from bot.jobs import IN_FLIGHT, IllegalTransition, Job, JobOptions, JobState, can_transition
-from bot.store import pools
-from bot.store.engine import Row, Tx
+from bot.jobs import (
+    AWAITING_DELIVERY,
+    IN_FLIGHT,
+    IllegalTransition,
+    Job,
+    JobOptions,
+    JobState,
+    can_transition,
+)
+from bot.store import leader, pools
+from bot.store.engine import NotLeader, Row, Tx
 from bot.store.records import NewJob, Usage
 
 # Every column a Job is read from and written with, in order, and the Job attribute it holds
@@ -133,6 +145,7 @@ def insert(tx: Tx, new: NewJob, now: float) -> Job:
             upload_limit=new.upload_limit,
         )  # fmt: skip
         if tx.write(_INSERT, _row_of(job)):
+            tx.notify(leader.JOBS_CHANNEL)  # a follower admitted it: the leader submits it
             return job
     raise RuntimeError("could not allocate a unique job id")
 
@@ -231,18 +244,78 @@ def set_status_card(tx: Tx, job_id: str, channel_id: int, message_id: int) -> No
     )
 
 
+# --- delivery claims ----------------------------------------------------------------------
+# Any process may deliver a finished job, but only the one holding its claim does. A claim is
+# an owner and a lease (the database's clock): a live owner renews it; a dead one's runs out.
+
+_AWAITING: Final = tuple(sorted(state.value for state in AWAITING_DELIVERY))
+_AWAITING_IN: Final = f"state IN ({', '.join('?' * len(_AWAITING))})"
+_RETURNING: Final = f" RETURNING {', '.join(name for name, _ in COLUMNS)}"
+
+
+def claim_delivery(tx: Tx, job_id: str, owner: str, lease: float) -> Job | None:
+    """Claim (or renew the claim on) one job awaiting delivery for ``lease`` seconds; None when
+    it is delivered already or another owner's claim still holds."""
+    row = tx.first(
+        f"UPDATE jobs SET delivery_owner = ?, delivery_lease_until = {tx.clock} + ?"
+        f" WHERE id = ? AND {_AWAITING_IN} AND (delivery_owner = ? OR delivery_lease_until IS NULL"
+        f" OR delivery_lease_until < {tx.clock}){_RETURNING}",
+        (owner, lease, job_id, *_AWAITING, owner),
+    )
+    return from_row(row) if row is not None else None
+
+
+def claim_deliveries(tx: Tx, owner: str, lease: float, source: str | None, limit: int) -> list[Job]:
+    """Claim up to ``limit`` jobs awaiting delivery that nobody holds (never claimed, or their
+    owner's lease ran out), oldest first; the owner's own claims are left alone (it knows of
+    them). Two processes claiming at once get disjoint sets (PostgreSQL: SKIP LOCKED)."""
+    where = (
+        f"{_AWAITING_IN} AND (delivery_lease_until IS NULL OR delivery_lease_until < {tx.clock})"
+        " AND (delivery_owner IS NULL OR delivery_owner <> ?)"
+    )
+    params: list[Any] = [*_AWAITING, owner]
+    if source is not None:
+        where += " AND source = ?"
+        params.append(source)
+    rows = tx.rows(
+        f"UPDATE jobs SET delivery_owner = ?, delivery_lease_until = {tx.clock} + ? WHERE id IN"
+        f" (SELECT id FROM jobs WHERE {where} ORDER BY created_at LIMIT ?{tx.skip_locked}){_RETURNING}",
+        (owner, lease, *params, limit),
+    )
+    return sorted(map(from_row, rows), key=lambda job: job.created_at)
+
+
+def release_deliveries(tx: Tx, owner: str) -> int:
+    """Give up every claim of ``owner`` on a job still awaiting delivery (a clean stop): the
+    next process need not wait for the leases to run out."""
+    return tx.write(
+        f"UPDATE jobs SET delivery_owner = NULL, delivery_lease_until = NULL"
+        f" WHERE delivery_owner = ? AND {_AWAITING_IN}",
+        (owner, *_AWAITING),
+    )
+
+
 # --- state moves ----------------------------------------------------------------------------
 
 
 def transition(
-    tx: Tx, job_id: str, target: JobState, expected: JobState | None, fields: dict[str, Any]
-) -> Job:
+    tx: Tx, job_id: str, target: JobState, expected: JobState | None, fields: dict[str, Any],
+    fence: int | None = None,
+) -> Job:  # fmt: skip
     """Move a job to ``target`` and set ``fields``, or raise :class:`IllegalTransition`.
 
     ``expected`` pins the state the caller saw; without it the current state is read. Either
     way the write only happens if the row is still in that state, so of two racing callers
     exactly one wins. An end also settles the pool: call it inside a transaction.
+
+    ``fence``: a leader-only move (the scheduler's claim) made in leader term ``fence``; it
+    raises :class:`NotLeader` and writes nothing once another term began. It takes the term's
+    key (:data:`bot.store.leader.TERM_KEY`) first: call it as the transaction's first step.
     """
+    if fence is not None:
+        tx.serialize(leader.TERM_KEY)
+        if not leader.term_is(tx, fence):
+            raise NotLeader(f"leader term {fence} is over: job {job_id} left as it was")
     current = expected
     if current is None:
         job = get(tx, job_id)
@@ -258,6 +331,7 @@ def transition(
     moved = from_row(row)
     if target in _OUTCOME_OF:
         pools.settle(tx, [moved])
+        tx.notify(leader.JOBS_CHANNEL)  # its API slot is free
     return moved
 
 
@@ -277,7 +351,10 @@ def end_many(tx: Tx, moves: Sequence[tuple[Job, JobState, dict[str, Any]]]) -> l
         sql, params, values = _move(job.id, job.state, target, fields, now)
         changed = tx.write(sql, params)
         ended.append(dataclasses.replace(job, state=target, updated_at=now, **values) if changed else None)
-    pools.settle(tx, [job for job in ended if job is not None])
+    settled = [job for job in ended if job is not None]
+    pools.settle(tx, settled)
+    if settled:
+        tx.notify(leader.JOBS_CHANNEL)  # their API slots are free (a webhook in a follower)
     return ended
 
 

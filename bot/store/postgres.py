@@ -15,7 +15,10 @@ Engine differences live here and only here:
 - writers in other processes: PostgreSQL does not serialize write transactions as SQLite's
   BEGIN IMMEDIATE does, so a transaction that reads and then writes on what it read names
   what it works on (:meth:`PostgresTx.serialize`), and takes transaction-scoped advisory
-  locks on those names before its reads.
+  locks on those names before its reads;
+- the clock of leases (:attr:`PostgresTx.clock`), claims that skip locked rows, NOTIFY;
+- leadership (:class:`PostgresLeadership`): a session advisory lock on a connection of its own
+  (not the engine's), the lease row of :mod:`bot.store.leader`, and LISTEN for wake-ups.
 
 A lost connection is reopened on the next call, with a growing pause between failed attempts
 (the call in between fails at once instead of waiting); a transaction that failed is never
@@ -23,7 +26,8 @@ replayed: the error reaches its caller, as any other error does. Only a BEGIN th
 connection dead (the server restarted while the bot was idle) is tried once more on a new
 one: nothing of the transaction had run.
 
-Not yet done, for when several hosts share one database: the clocks. Every timestamp
+Not yet done, for when several hosts share one database: the clocks. The leases (the leader's,
+delivery claims) use the database's clock, but every job timestamp
 (``created_at``, the quota windows' ``now - 60 s``, settlements) is the writing host's
 ``time.time()``; hosts whose clocks differ by a few seconds shift one another's per-minute
 windows by that much (the day window and the ordering of the queue barely notice). Taking
@@ -34,6 +38,7 @@ fix. Statements are prepared by psycopg after a few uses: behind PgBouncer, use 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import logging
@@ -47,6 +52,9 @@ import psycopg
 from psycopg.adapt import Dumper
 from psycopg.postgres import types as pg_types
 
+from bot.store import leader
+from bot.store.engine import NotLeader
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -55,6 +63,9 @@ CONNECT_TIMEOUT: Final = 10  # seconds; a server that does not answer fails the 
 RETRY_FIRST: Final = 0.5  # seconds before a second attempt to reconnect, doubling up to RETRY_MOST
 RETRY_MOST: Final = 30.0
 BEGIN: Final = "BEGIN ISOLATION LEVEL READ COMMITTED"  # PostgreSQL's default, said out loud
+# The leader's session advisory lock: one 32-bit number, so pg_locks shows it as classid 0,
+# objid LEADER_LOCK, objsubid 1 (how a follower finds the holder's backend).
+LEADER_LOCK: Final = 0x616E696D  # "anim"
 
 _INTEGER_PRIMARY_KEY: Final = re.compile(r"\bINTEGER\s+PRIMARY\s+KEY\b", re.IGNORECASE)
 
@@ -113,6 +124,8 @@ class PostgresTx:
     """:class:`bot.store.engine.Tx` on a psycopg connection (statements written with ``?``)."""
 
     __slots__ = ("connection", "cursor")
+    clock = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"  # not now(): the tx's start
+    skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, connection: psycopg.Connection[Any]) -> None:
         self.connection = connection
@@ -145,10 +158,15 @@ class PostgresTx:
             ordered = sorted(set(keys))
             self.cursor.execute(_lock_sql(len(ordered)), [lock_id(key) for key in ordered])
 
+    def notify(self, channel: str) -> None:
+        """NOTIFY ``channel``: delivered when the transaction commits, once per channel and
+        transaction however often it is called."""
+        self.cursor.execute("SELECT pg_notify(%s, '')", (channel,))
 
-def _connect(url: str) -> PostgresTx:
+
+def _connect(url: str, application_name: str = "animate-bot") -> PostgresTx:
     conn = psycopg.connect(
-        url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, application_name="animate-bot"
+        url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, application_name=application_name
     )
     conn.adapters.register_dumper(bool, _FlagDumper)
     return PostgresTx(conn)
@@ -252,6 +270,9 @@ class PostgresEngine:
     async def atomic(self, fn: Callable[[PostgresTx], T]) -> T:
         return await self._hop(fn, True)
 
+    def leadership(self, holder: str, lease: float) -> PostgresLeadership:
+        return PostgresLeadership(self._url, holder, lease)
+
     async def run(self, fn: Callable[[PostgresTx], T]) -> T:
         return await self._hop(fn, False)
 
@@ -266,4 +287,175 @@ class PostgresEngine:
     def _drop_quietly(self) -> None:
         if self._tx is not None:
             self._tx.connection.close()
+            self._tx = None
+
+
+def _in_transaction(tx: PostgresTx, fn: Callable[[PostgresTx], T]) -> T:
+    tx.cursor.execute(BEGIN)
+    try:
+        result = fn(tx)
+    except BaseException:
+        tx.cursor.execute("ROLLBACK")
+        raise
+    tx.cursor.execute("COMMIT")
+    return result
+
+
+class PostgresLeadership:
+    """:class:`bot.store.engine.Leadership` on PostgreSQL: the leader holds the session advisory
+    lock :data:`LEADER_LOCK` on a connection of its own, with its own thread.
+
+    - A follower's tick tries the lock (``pg_try_advisory_lock``, never waiting). When a process
+      dies or its connection drops, PostgreSQL releases the lock, and the next tick of a
+      follower takes it.
+    - A frozen leader (SIGSTOP, a stalled VM) keeps its connection and so its lock; it stops
+      renewing the lease row, though. A follower that sees the lease older than ``lease``
+      seconds (the database's clock) ends the holder's backend (``pg_terminate_backend``, which
+      needs the same role or ``pg_signal_backend``) and takes the lock.
+    - Taking the lock starts a new term (:func:`bot.store.leader.take_over`) and LISTENs on the
+      jobs channel. The leader's tick renews the lease, which also proves its connection alive;
+      a failed or refused renewal (the term moved on) ends its leadership at once.
+    - By its own clock, too: :attr:`is_leader` turns False once ``lease`` seconds passed since
+      the last renewal began, so a leader waking from a freeze stops before its next tick.
+    """
+
+    def __init__(self, url: str, holder: str, lease: float) -> None:
+        self._url = url
+        self._holder = holder
+        self._lease = lease
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-leader")
+        self._tx: PostgresTx | None = None
+        self._pid: int | None = None  # the backend of our lock connection
+        self._term: int | None = None
+        self._renewed = 0.0  # monotonic time at which the last good renewal was sent
+        self._suspect: tuple[int, float] | None = None  # a holder with no fresh lease, first seen
+        self._closed = False
+
+    @property
+    def is_leader(self) -> bool:
+        return self._term is not None and time.monotonic() - self._renewed < self._lease
+
+    @property
+    def term(self) -> int | None:
+        return self._term
+
+    def fence(self) -> int | None:
+        if not self.is_leader:
+            raise NotLeader("this process does not lead")
+        return self._term
+
+    async def tick(self) -> bool:
+        if self._closed:
+            return False
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._tick)
+
+    async def wait(self, seconds: float, on_notify: Callable[[], None]) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._closed and (left := deadline - time.monotonic()) > 0:
+            if self._term is None:
+                await asyncio.sleep(left)
+                return
+            if await asyncio.get_running_loop().run_in_executor(self._executor, self._listen, left):
+                on_notify()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._step_down)
+        self._executor.shutdown(wait=False)
+
+    # --- on the leadership's thread ---------------------------------------------------------
+
+    def _tick(self) -> bool:
+        try:
+            return self._renew() if self._term is not None else self._campaign()
+        except psycopg.Error as exc:
+            if self._term is not None:
+                log.warning("leadership lost: its connection failed (%s)", exc)
+            self._step_down()
+            return False
+
+    def _renew(self) -> bool:
+        assert self._tx is not None and self._term is not None
+        sent = time.monotonic()
+        if not leader.renew(self._tx, self._term, self._pid):
+            log.warning("leadership lost: term %d was taken over", self._term)
+            self._step_down()
+            return False
+        self._renewed = sent
+        return True
+
+    def _campaign(self) -> bool:
+        tx = self._connection()
+        # Not free: take it only after ending a holder whose lease ran out.
+        if not self._try_lock(tx) and not (self._end_stale_holder(tx) and self._try_lock(tx)):
+            return False
+        self._suspect = None
+        sent = time.monotonic()
+        self._pid = int(tx.scalar("SELECT pg_backend_pid()"))
+        self._term = _in_transaction(tx, lambda t: leader.take_over(t, self._holder, self._pid))
+        tx.write(f"LISTEN {leader.JOBS_CHANNEL}")
+        self._renewed = sent
+        log.warning("this process leads now (term %d, backend %d)", self._term, self._pid)
+        return True
+
+    @staticmethod
+    def _try_lock(tx: PostgresTx) -> bool:
+        return bool(tx.scalar("SELECT pg_try_advisory_lock(?)", (LEADER_LOCK,)))
+
+    def _end_stale_holder(self, tx: PostgresTx) -> bool:
+        """End the lock holder's backend if its lease ran out; True when one was ended.
+
+        A holder that has not written its lease yet (it took the lock a moment ago, or froze
+        right then) is given ``lease`` seconds, counted here, before it is ended too.
+        """
+        holder = tx.scalar(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 0"
+            f" AND objid = {LEADER_LOCK} AND objsubid = 1 AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        if holder is None:
+            return True  # released meanwhile: try again at once
+        now = time.monotonic()
+        current = leader.lease(tx)
+        if current is not None and current[1] == holder:
+            stale = current[2] > self._lease
+            self._suspect = None
+        else:
+            if self._suspect is None or self._suspect[0] != holder:
+                self._suspect = (int(holder), now)
+            stale = now - self._suspect[1] > self._lease
+        if not stale:
+            return False
+        log.warning("the leader (backend %s) stopped renewing its lease: ending its connection", holder)
+        # With a timeout (ms) the call waits for the backend to be gone, its lock with it.
+        tx.scalar("SELECT pg_terminate_backend(?, 2000)", (int(holder),))
+        self._suspect = None
+        return True
+
+    def _listen(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for a wake-up on the jobs channel; True if one came (psycopg
+        keeps those that arrived during another statement for the next call)."""
+        tx = self._tx
+        if tx is None:
+            time.sleep(seconds)
+            return False
+        try:
+            return any(True for _ in tx.connection.notifies(timeout=seconds, stop_after=1))
+        except psycopg.Error:
+            return False  # the next tick finds the connection dead and steps down
+
+    def _connection(self) -> PostgresTx:
+        if self._tx is None or self._tx.connection.closed or self._tx.connection.broken:
+            self._tx = _connect(self._url, "animate-bot-leader")
+        return self._tx
+
+    def _step_down(self) -> None:
+        """Close the lock connection: PostgreSQL releases the lock with it."""
+        self._term = None
+        self._pid = None
+        if self._tx is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._tx.connection.close()
             self._tx = None

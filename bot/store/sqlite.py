@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bot.store.leader import SoleLeader
+
 T = TypeVar("T")
 
 WAL_ATTEMPTS = 40  # x 50 ms
@@ -30,6 +32,9 @@ class SqliteTx:
     """:class:`bot.store.engine.Tx` on a ``sqlite3`` connection (its placeholders are ``?``)."""
 
     __slots__ = ("connection",)
+    # Unix seconds with milliseconds (unixepoch('subsec') needs SQLite 3.42; this works on 3.35).
+    clock = "((julianday('now') - 2440587.5) * 86400.0)"
+    skip_locked = ""  # one writer at a time: no row lock to skip
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self.connection = connection
@@ -52,6 +57,9 @@ class SqliteTx:
 
     def serialize(self, *keys: str) -> None:
         """Nothing to do: BEGIN IMMEDIATE already serializes every write transaction."""
+
+    def notify(self, channel: str) -> None:
+        """Nothing to do: one process per file, which wakes its own loops in memory."""
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -120,6 +128,9 @@ class SqliteEngine:
 
     async def run(self, fn: Callable[[SqliteTx], T]) -> T:
         return await self._hop(fn, self._tx)
+
+    def leadership(self, holder: str, lease: float) -> SoleLeader:
+        return SoleLeader()  # one process per file: see SoleLeader
 
     async def close(self) -> None:
         """Close the connection; closing again does nothing."""

@@ -86,6 +86,13 @@ async def test_animate_delivers_the_video(tmp_path: Path, webhooks: bool) -> Non
             e for e in w.fake.events if e.kind == "create" and f"<@{w.alice.id}>" in (e.content or "")
         ]
         assert len(mentions) == 1  # delivered once
+        # What the operator's Prometheus sees of it, on the receiver's port.
+        async with httpx.AsyncClient() as http:
+            metrics = (await http.get(w.bot.health_url.replace("/healthz", "/metrics"))).text
+        assert 'animate_jobs{state="queued"} 0.0' in metrics
+        assert "animate_admission_seconds_count 1.0" in metrics
+        assert "animate_delivery_seconds_count 1.0" in metrics
+        assert "animate_leader 1.0" in metrics
 
 
 async def test_dm_context(tmp_path: Path) -> None:

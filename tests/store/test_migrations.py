@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot.store import MIGRATIONS, Store
-from bot.store.migrate import schema_version, split
+from bot.store.migrate import migrate, schema_version, split
+from bot.store.sqlite import SqliteEngine
 
 # sqlite_master of a fresh database migrated by the in-code list the files replaced, one
 # "type name: sql" a line (captured from it once, whitespace collapsed: the files indent the
@@ -26,8 +27,9 @@ def schema(db: Path) -> list[str]:
 
 
 async def test_a_fresh_database_gets_exactly_the_former_schema(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "a.db")
-    await store.close()
+    engine = await SqliteEngine.open(tmp_path / "a.db")
+    await migrate(engine, upto=7)  # the files that replaced the list; later ones add to it
+    await engine.close()
     assert schema(tmp_path / "a.db") == SCHEMA_V7
 
 
@@ -38,13 +40,14 @@ async def test_a_migrated_database_is_left_as_it_is(tmp_path: Path) -> None:
         applied = conn.execute(
             "SELECT version, applied_at FROM schema_migrations ORDER BY version"
         ).fetchall()
-    assert [v for v, _ in applied] == list(range(1, len(MIGRATIONS) + 1)) == list(range(1, 8))
+    assert [v for v, _ in applied] == list(range(1, len(MIGRATIONS) + 1))
+    before = schema(tmp_path / "a.db")
     store = await Store.open(tmp_path / "a.db")
-    assert await store.engine.run(schema_version) == 7
+    assert await store.engine.run(schema_version) == len(MIGRATIONS)
     await store.close()
     with sqlite3.connect(tmp_path / "a.db") as conn:
         again = conn.execute("SELECT version, applied_at FROM schema_migrations ORDER BY version").fetchall()
-    assert again == applied and schema(tmp_path / "a.db") == SCHEMA_V7
+    assert again == applied and schema(tmp_path / "a.db") == before
 
 
 def test_a_file_splits_at_semicolons_ending_a_line_and_drops_comment_lines() -> None:
