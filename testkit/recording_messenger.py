@@ -59,3 +59,6 @@ class RecordingMessenger:
         if self.history_hidden:
             return None
         return any(s.job_id == job.id for s in self.sent)
+
+    def owns_card(self, job: Job) -> bool:
+        return True  # one process: every card is this one's

@@ -19,7 +19,7 @@ from typing import Any
 
 import discord
 
-from bot.discord_adapter.client import AnimateBot
+from bot.discord_adapter.client import AnimateBot, shard_of
 from bot.discord_adapter.limits import DEFAULT_UPLOAD_LIMIT, TOKEN_MARGIN
 from bot.jobs import Job
 from bot.pipeline.delivery import Attachment, Messenger, Route, RouteUnavailable, UploadTooLarge
@@ -81,6 +81,13 @@ class DiscordMessenger(Messenger):
             if exc.status in (401, 403, 404):
                 raise RouteUnavailable(f"{exc.status} {exc.code}: {exc.text}") from None
             raise
+
+    def owns_card(self, job: Job) -> bool:
+        own, count = self.bot.own_shard_ids, self.bot.shard_count
+        if own is None or count is None:  # before the shard count is known: the only process
+            return True
+        # A DM's events come to shard 0, as Discord sends them.
+        return (shard_of(job.guild_id, count) if job.guild_id is not None else 0) in own
 
     async def alert(self, channel_id: int | None, text: str) -> None:
         if channel_id is None:

@@ -77,6 +77,10 @@ class Messenger(Protocol):
     async def alert(self, channel_id: int | None, text: str) -> None:
         """A note to a server's moderators in their alert channel (best effort)."""
 
+    def owns_card(self, job: Job) -> bool:
+        """Whether this process keeps the job's status card fresh while it runs: the one whose
+        Discord shards carry the job's server (so several processes do not edit one card)."""
+
 
 class Delivery:
     def __init__(

@@ -258,7 +258,8 @@ class Pipeline:
         while True:
             await asyncio.sleep(self.options.progress_interval)
             for job in await self.store.jobs_in_states(IN_FLIGHT):
-                await self._show(job)
+                if self.messenger.owns_card(job):
+                    await self._show(job)
 
     async def _show(self, job: Job) -> None:
         """Edit the status card when something a person would notice changed."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 
@@ -87,3 +88,14 @@ async def test_a_job_from_another_processs_shard_goes_to_its_channel_by_id(
                     break
                 await asyncio.sleep(0.05)
             assert messenger.upload_limit(job_in(here.id, here_chan.id), Route.CHANNEL) is None
+
+
+def test_only_the_process_with_the_servers_shard_keeps_its_card_fresh() -> None:
+    # Shard 0 of 2 here; another process has shard 1. Both see every job in the shared store.
+    messenger = DiscordMessenger(
+        AnimateBot(load_settings({"DISCORD_TOKEN": TOKEN, "SHARD_COUNT": "2", "SHARD_IDS": "0"}))
+    )
+    on_shard_0, on_shard_1 = 2 << 22, 1 << 22  # (guild_id >> 22) % 2
+    assert messenger.owns_card(job_in(on_shard_0, 5))
+    assert not messenger.owns_card(job_in(on_shard_1, 5))
+    assert messenger.owns_card(dataclasses.replace(job_in(on_shard_1, 5), guild_id=None))  # DMs: shard 0
