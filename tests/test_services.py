@@ -27,7 +27,8 @@ async def test_metrics_show_jobs_by_state_queue_api_budget_and_leader(tmp_path: 
     )
     async with open_services(settings, RecordingMessenger()) as services:
         assert services.receiver is not None and services.receiver.port
-        store = services.pipeline.store
+        await services.pipeline.start()  # as the bot does once Discord is ready: it leads (SQLite)
+        store = services.pipeline.store  # the CLI's jobs: counted, never picked by the bot's scheduler
         for n in range(3):
             await store.insert_job(
                 NewJob(
