@@ -31,9 +31,7 @@ async def test_metrics_show_jobs_by_state_queue_api_budget_and_leader(tmp_path: 
         store = services.pipeline.store  # the CLI's jobs: counted, never picked by the bot's scheduler
         for n in range(3):
             await store.insert_job(
-                NewJob(
-                    source="discord", image_ref=f"https://cdn.example/{n}.png", options=JobOptions(prompt="x")
-                )
+                NewJob(source="cli", image_ref=f"https://cdn.example/{n}.png", options=JobOptions(prompt="x"))
             )
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{services.receiver.port}") as http:
             answer = await http.get("/metrics")
