@@ -10,6 +10,7 @@ twice. The quick sizes run by default; the full sizes are marked ``slow`` (``mak
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections import Counter
 from pathlib import Path
@@ -109,9 +110,16 @@ async def test_a_flaky_api_every_job_ends_once_and_the_books_balance(tmp_path: P
         # No 429 storm: the share of 429s stays near the 10% the emulator throws at random;
         # the bot's own pacing adds none (backing off honours the reset).
         answers = w.emu.stats()["responses_by_status"]
-        share = answers.get("429", 0) / sum(answers.values())
-        print(f"{jobs} jobs: {dict(outcomes)}; API answers {answers}; 429 share {share:.3f}")
-        assert share <= 0.15
+        total = sum(answers.values())
+        share = answers.get("429", 0) / total
+        # The injected rate plus three standard deviations of a binomial share over this many
+        # answers (about 0.19 at 90 answers, 0.13 at 400): a storm of the bot's own would be far above.
+        rate = float(FLAKY_API["rate_limit_rate"])
+        bound = rate + 3 * math.sqrt(rate * (1 - rate) / total)
+        print(
+            f"{jobs} jobs: {dict(outcomes)}; API answers {answers}; 429 share {share:.3f} (bound {bound:.3f})"
+        )
+        assert share <= bound
 
 
 @pytest.mark.parametrize("rounds", [5, pytest.param(20, marks=pytest.mark.slow)])
