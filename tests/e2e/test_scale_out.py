@@ -285,22 +285,23 @@ async def test_a_free_member_on_two_processes_at_once_is_admitted_once(
     async with cluster(
         tmp_path, postgres_url, emu={"processing_seconds": 300}, extra={"DEFAULT_USER_PLAN": "free"}
     ) as c:  # fmt: skip
-        (carol,) = c.members(1)
-        # shard 0 is process A's, shard 2 process B's: both commands at the same instant
-        its = await asyncio.gather(c.animate(carol, 0), c.animate(carol, 2))
-        for it in its:
-            await it.wait_acknowledged(timeout=10)
-        answers = []
-        for it in its:
-            msgs = await it.wait_for_messages(n=1, timeout=20)
-            answers.append(msgs[0])
+        users = c.members(4)
         limit = "already have 1 animation running"
-        refused = [m for m in answers if m.ephemeral and limit in (m.content or "")]
-        assert len(refused) == 1, [(m.ephemeral, m.content) for m in answers]
+        for i, user in enumerate(users):
+            # shard 0 or 1 is process A's, shard 2 or 3 process B's: both at the same instant
+            its = await asyncio.gather(c.animate(user, i % 2), c.animate(user, 2 + i % 2))
+            for it in its:
+                await it.wait_acknowledged(timeout=10)
+            answers = [(await it.wait_for_messages(n=1, timeout=20))[0] for it in its]
+            refused = [m for m in answers if m.ephemeral and limit in (m.content or "")]
+            assert len(refused) == 1, [(m.ephemeral, m.content) for m in answers]
         jobs = await c.jobs()
-        assert len(jobs) == 1 and jobs[0].user_id == carol.id
-        await c.wait_jobs(1, JobState.DELIVERED, timeout=60)
-        assert c.api_stats()["jobs_created"] == 1
+        assert sorted(j.user_id for j in jobs) == sorted(u.id for u in users)
+        await c.wait_jobs(len(users), JobState.DELIVERED, timeout=60)
+        assert c.api_stats()["jobs_created"] == len(users)
+        books = await c.books()
+        assert all(balance == ledger for balance, ledger in books), books
+        assert sum(WELCOME - balance for balance, _ in books) == len(users) * COST
 
 
 async def test_kill_9_of_the_leader_mid_run_the_other_takes_over(tmp_path: Path, postgres_url: str) -> None:
@@ -323,6 +324,8 @@ async def test_kill_9_of_the_leader_mid_run_the_other_takes_over(tmp_path: Path,
         print(f"kill -9: process {'AB'[1 - k]} leads {took:.2f} s later")
         await check_books(c, users, n, 4)
         assert c.api_stats()["jobs_created"] == n  # resubmitted jobs were replays, not new jobs
+        # the new leader counts the old one's jobs still running at the API
+        assert c.api_stats()["rate_limited"] == 0 and 0 < c.peak_active <= 10, c.peak_active
         assert c.leaders_seen_together() == 0
         # the killed process comes back as a follower
         await leader.start()
@@ -357,6 +360,7 @@ async def test_sigstop_of_the_leader_the_other_takes_over_and_the_old_one_submit
         await check_books(c, users, n, 4)
         await asyncio.sleep(3.0)  # the old leader, running again, must not submit anything
         assert c.api_stats()["jobs_created"] == n
+        assert c.api_stats()["rate_limited"] == 0 and 0 < c.peak_active <= 10, c.peak_active
         assert c.deliveries(users).total() == n
         assert await the_leader(c) == 1 - k
         assert c.leaders_seen_together() == 0
