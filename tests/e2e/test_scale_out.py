@@ -364,3 +364,37 @@ async def test_sigstop_of_the_leader_the_other_takes_over_and_the_old_one_submit
         assert c.deliveries(users).total() == n
         assert await the_leader(c) == 1 - k
         assert c.leaders_seen_together() == 0
+
+
+async def test_a_leader_frozen_with_a_create_in_flight_changes_nothing_when_it_wakes(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # The create is made at the API and its answer held 5 s; the leader is frozen meanwhile.
+    # The new leader resubmits it with its idempotency key (a replay) and sees it to the end;
+    # the old one, woken, gets its stale answer and must neither create nor regress anything.
+    async with cluster(
+        tmp_path, postgres_url, emu={"processing_seconds": 60}, extra={"DEFAULT_USER_PLAN": "pro"}
+    ) as c:  # fmt: skip
+        (dave,) = c.members(1)
+        k = await the_leader(c)
+        leader, other = c.procs[k], c.procs[1 - k]
+        assert leader.proc is not None
+        c.emu.inject(["slow:5"])
+        it = await c.animate(dave, 0)
+        await it.wait_acknowledged(timeout=10)
+        await c.fake.wait_until(lambda: len(c.emu.stats()["jobs"]) == 1, 30, "the job created at the API")
+        os.kill(leader.proc.pid, signal.SIGSTOP)
+        took = await wait_leader(c, other, timeout=60)
+        print(f"SIGSTOP with a create in flight: process {'AB'[1 - k]} leads {took:.2f} s later")
+        (job,) = await c.wait_jobs(1, JobState.DELIVERED, timeout=60)
+        os.kill(leader.proc.pid, signal.SIGCONT)
+        await asyncio.sleep(6.0)  # the held answer reaches the old leader, which wakes
+        (after,) = await c.jobs()
+        assert after.state is JobState.DELIVERED and after.delivered_at == job.delivered_at
+        stats = c.api_stats()
+        assert stats["jobs_created"] == 1 and stats["idempotent_replays"] >= 1, stats
+        assert c.deliveries([dave]) == {dave.id: 1}
+        books = await c.books()
+        assert all(balance == ledger for balance, ledger in books), books
+        assert sum(WELCOME - balance for balance, _ in books) == COST
+        assert await the_leader(c) == 1 - k and c.leaders_seen_together() == 0
