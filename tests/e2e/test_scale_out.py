@@ -398,3 +398,28 @@ async def test_a_leader_frozen_with_a_create_in_flight_changes_nothing_when_it_w
         assert all(balance == ledger for balance, ledger in books), books
         assert sum(WELCOME - balance for balance, _ in books) == COST
         assert await the_leader(c) == 1 - k and c.leaders_seen_together() == 0
+
+
+async def test_kill_9_of_the_leader_while_results_are_delivered(tmp_path: Path, postgres_url: str) -> None:
+    # Short jobs: by the kill both processes are sending results. The dead one's delivery claims
+    # run out (30 s) and are taken again; a result it sent before dying must not be sent twice.
+    async with cluster(
+        tmp_path, postgres_url, emu={"processing_seconds": 60}, extra={"DEFAULT_USER_PLAN": "pro"}
+    ) as c:  # fmt: skip
+        users = c.members(8)
+        n = 40
+        await fire(c, users, 5)
+        deadline = time.monotonic() + 90
+        while sum((jobs := await c.jobs()) and [j.state is JobState.DELIVERED for j in jobs]) < 6:
+            assert time.monotonic() < deadline, Counter(j.state for j in jobs)
+            await asyncio.sleep(0.05)
+        k = await the_leader(c)
+        states = dict(Counter(j.state.value for j in jobs))
+        print(f"killing the leader (process {'AB'[k]}) while delivering, jobs {states}")
+        start = time.monotonic()
+        await c.procs[k].kill()
+        took = await wait_leader(c, c.procs[1 - k])
+        print(f"kill -9 while delivering: process {'AB'[1 - k]} leads {took:.2f} s later")
+        await check_books(c, users, n, 5)
+        print(f"all {n} delivered {time.monotonic() - start:.1f} s after the kill")
+        assert c.api_stats()["jobs_created"] == n
