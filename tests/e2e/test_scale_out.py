@@ -423,3 +423,44 @@ async def test_kill_9_of_the_leader_while_results_are_delivered(tmp_path: Path, 
         await check_books(c, users, n, 5)
         print(f"all {n} delivered {time.monotonic() - start:.1f} s after the kill")
         assert c.api_stats()["jobs_created"] == n
+
+
+async def test_a_process_frozen_mid_send_past_its_delivery_claim_sends_the_result_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # The result's follow-up is held 4 s at Discord and the sender (the leader: the completion
+    # webhook reaches it) is frozen meanwhile; Discord posts it. The claim runs out (30 s), the
+    # other process sweeps the job up, finds the message (delivery_started_at is set) and does
+    # not post it again; woken, the old sender gets its answer and must not post either.
+    async with cluster(
+        tmp_path, postgres_url, emu={"processing_seconds": 60}, extra={"DEFAULT_USER_PLAN": "pro"}
+    ) as c:  # fmt: skip
+        (erin,) = c.members(1)
+        k = await the_leader(c)
+        leader = c.procs[k]
+        assert leader.proc is not None
+        c.fake.inject("POST /webhooks/{app}/{token}", status=None, delay=4.0, count=None)  # follow-ups
+        it = await c.animate(erin, 0)
+        await it.wait_acknowledged(timeout=10)
+        store = await Store.open(c.url)
+        try:  # the send has begun: delivery_started_at is written just before the follow-up
+            deadline = time.monotonic() + 60
+            while not ((jobs := await store.jobs_in_states(JobState)) and jobs[0].delivery_started_at):
+                assert time.monotonic() < deadline, jobs
+                await asyncio.sleep(0.02)
+        finally:
+            await store.close()
+        os.kill(leader.proc.pid, signal.SIGSTOP)
+        stopped = time.monotonic()
+        (job,) = await c.jobs()
+        assert job.state is JobState.COMPLETED, job
+        await c.wait_jobs(1, JobState.DELIVERED, timeout=120)
+        took = time.monotonic() - stopped
+        print(f"frozen sender: the other process recorded the delivery {took:.1f} s later")
+        assert c.deliveries([erin]) == {erin.id: 1}
+        os.kill(leader.proc.pid, signal.SIGCONT)
+        await asyncio.sleep(8.0)  # the old sender wakes and gets its answer
+        assert c.deliveries([erin]) == {erin.id: 1}, "the result was sent twice"
+        (after,) = await c.jobs()
+        assert after.state is JobState.DELIVERED
+        assert "already posted before a restart" in c.procs[1 - k].log()
