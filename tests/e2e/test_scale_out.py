@@ -464,3 +464,59 @@ async def test_a_process_frozen_mid_send_past_its_delivery_claim_sends_the_resul
         (after,) = await c.jobs()
         assert after.state is JobState.DELIVERED
         assert "already posted before a restart" in c.procs[1 - k].log()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a process frozen inside a transaction keeps its row locks: the takeover ends only the "
+    "old leader's lock connection (PostgresLeadership), not its store connection, and nothing "
+    "(lock_timeout, idle_in_transaction_session_timeout) bounds the wait, so the other process's "
+    "one store connection waits behind the lock and the whole process stalls",
+)
+async def test_a_leader_frozen_inside_a_transaction_does_not_stall_the_other_process(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    import psycopg
+
+    async with cluster(
+        tmp_path, postgres_url, emu={"processing_seconds": 300}, extra={"DEFAULT_USER_PLAN": "pro"}
+    ) as c:  # fmt: skip
+        gina, hal = c.members(2)
+        k = await the_leader(c)
+        leader, other = c.procs[k], c.procs[1 - k]
+        assert leader.proc is not None
+        it = await c.animate(gina, 0)
+        await it.wait_acknowledged(timeout=10)
+        await c.wait_jobs(1, JobState.PROCESSING, timeout=30)
+        # Hold the server's pool row so the leader's completion transaction waits inside it.
+        holder = await psycopg.AsyncConnection.connect(c.url)
+        watcher = await psycopg.AsyncConnection.connect(c.url, autocommit=True)
+        try:
+            lock = "SELECT balance FROM guilds WHERE guild_id = %s FOR UPDATE"
+            await holder.execute(lock, (c.guilds[0].id,))
+            deadline = time.monotonic() + 30
+            while True:
+                cur = await watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND datname = current_database()"
+                )
+                row = await cur.fetchone()
+                if row and row[0] > 0:
+                    break
+                assert time.monotonic() < deadline, "the completion never waited on the pool row"
+                await asyncio.sleep(0.05)
+            os.kill(leader.proc.pid, signal.SIGSTOP)  # frozen with its transaction open
+            await holder.rollback()
+        finally:
+            await holder.close()
+            await watcher.close()
+        took = await wait_leader(c, other, timeout=60)
+        print(f"leader frozen inside a transaction: process {'AB'[1 - k]} leads {took:.2f} s later")
+        # The other process must go on serving: a new job in the same server, and the old one
+        # seen to its end.
+        start = time.monotonic()
+        second = await c.animate(hal, 2 * (1 - k))  # a shard of the live process
+        await second.wait_acknowledged(timeout=10)
+        await c.wait_jobs(2, JobState.DELIVERED, timeout=90)
+        print(f"both delivered {time.monotonic() - start:.1f} s after the takeover")
+        assert c.deliveries([gina, hal]) == {gina.id: 1, hal.id: 1}
