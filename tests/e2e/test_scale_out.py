@@ -1,0 +1,522 @@
+"""Scale-out end to end: two real bot processes on one PostgreSQL database, each serving two of
+four shards of the Discord fake, against the time-scaled API emulator, over loopback.
+
+Process A runs ``run --shard-ids 0,1 --shard-count 4``, process B ``--shard-ids 2,3``; the fake
+has four shards with max_concurrency 4 (no identify waits), and one server on each shard. The
+books are read from the shared database; who leads is read from each process's ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.jobs import Job, JobState
+from bot.store import Store
+from emulator.server import Emulator
+from testkit.accounts import emulator_config
+from testkit.books import ledger_sum
+from testkit.e2e_world import PNG
+from testkit.fake_discord import FakeConfig, FakeDiscord
+from testkit.harness import BotProcess
+
+pytestmark = pytest.mark.timeout(300)
+
+SHARDS = 4
+WELCOME = 100_000
+COST = 10  # gen-2 at 5 s
+
+
+@dataclass
+class Cluster:
+    fake: FakeDiscord
+    emu: Emulator
+    url: str
+    procs: list[BotProcess]  # procs[0] serves shards 0,1; procs[1] shards 2,3
+    guilds: list[Any]  # guilds[k] is on shard k
+    channels: list[Any]
+    samples: list[tuple[float, bool, bool]] = field(default_factory=list)  # (time, A leads, B leads)
+    peak_active: int = 0
+
+    async def animate(self, user: Any, shard: int) -> Any:
+        return await self.fake.invoke_slash(
+            "animate", user=user, guild=self.guilds[shard], channel=self.channels[shard],
+            options={"prompt": "the sea moves", "version": "gen-2"},
+            attachments={"image": (PNG, "pic.png", "image/png")},
+        )  # fmt: skip
+
+    def members(self, n: int) -> list[Any]:
+        users = [self.fake.add_user(f"member{i:02d}") for i in range(n)]
+        for u in users:
+            for g in self.guilds:
+                self.fake.add_member(g, u)
+        return users
+
+    def api_stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = self.emu.stats()["accounts"]["pro"]
+        return stats
+
+    async def jobs(self) -> list[Job]:
+        store = await Store.open(self.url)
+        try:
+            return await store.jobs_in_states(JobState)
+        finally:
+            await store.close()
+
+    async def wait_jobs(self, n: int, state: JobState, timeout: float) -> list[Job]:
+        deadline = time.monotonic() + timeout
+        while True:
+            jobs = await self.jobs()
+            if len(jobs) == n and all(j.state is state for j in jobs):
+                return jobs
+            if time.monotonic() > deadline:
+                raise AssertionError(f"jobs never all {state}: {Counter(j.state for j in jobs)}")
+            await asyncio.sleep(0.2)
+
+    async def books(self) -> list[tuple[int, int]]:
+        """(balance, ledger sum) of each server's pool."""
+        store = await Store.open(self.url)
+        try:
+            out = []
+            for g in self.guilds:
+                guild = await store.get_guild(g.id)
+                if guild is not None:
+                    out.append((guild.balance, await ledger_sum(store, g.id)))
+            return out
+        finally:
+            await store.close()
+
+    def deliveries(self, users: list[Any]) -> Counter[int]:
+        """Result messages (with a file) per member."""
+        per: Counter[int] = Counter()
+        for e in self.fake.events:
+            if e.kind != "create" or not e.attachments:
+                continue
+            for u in users:
+                if f"<@{u.id}>" in (e.content or ""):
+                    per[u.id] += 1
+        return per
+
+    def leaders_seen_together(self) -> int:
+        return sum(1 for _, a, b in self.samples if a and b)
+
+
+async def health(http: httpx.AsyncClient, proc: BotProcess) -> dict[str, Any] | None:
+    if proc.proc is None or proc.proc.returncode is not None:
+        return None
+    try:
+        answer: dict[str, Any] = (await http.get(proc.health_url, timeout=1.0)).json()
+        return answer
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+async def leads(http: httpx.AsyncClient, proc: BotProcess) -> bool:
+    h = await health(http, proc)
+    return bool(h and h.get("leader") is True)
+
+
+async def logged(process: BotProcess, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in process.log():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never logged {text!r}\n{process.log()[-3000:]}")
+        await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def cluster(
+    tmp_path: Path, url: str, *, emu: dict[str, Any] | None = None, extra: dict[str, str] | None = None
+) -> AsyncIterator[Cluster]:
+    emu_cfg = emulator_config(time_scale=0.02, **(emu or {}))
+    async with (
+        Emulator(emu_cfg) as emulator,
+        FakeDiscord(FakeConfig(token="e2e-token", shard_count=SHARDS, max_concurrency=SHARDS)) as discord,
+    ):
+        guilds, channels = [], []
+        for k in range(SHARDS):
+            guild = discord.add_guild(f"Shard {k}", shard=k)
+            channels.append(discord.add_text_channel(guild, "general"))
+            guilds.append(guild)
+        env = {"DATABASE_URL": url, "POOL_WELCOME_CREDITS": str(WELCOME)} | (extra or {})
+        procs = []
+        for name, ids in (("a", "0,1"), ("b", "2,3")):
+            (tmp_path / name).mkdir()
+            run = ["run", "--shard-ids", ids, "--shard-count", str(SHARDS)]
+            window = 60 * emu_cfg.time_scale
+            procs.append(
+                BotProcess(
+                    tmp_path / name, discord, emulator.base_url, rate_window=window, run_args=run, extra=env
+                )
+            )
+        c = Cluster(discord, emulator, url, procs, guilds, channels)
+
+        async def watch() -> None:
+            async with httpx.AsyncClient() as http:
+                while True:
+                    a, b = await asyncio.gather(leads(http, procs[0]), leads(http, procs[1]))
+                    c.samples.append((time.monotonic(), a, b))
+                    c.peak_active = max(c.peak_active, c.api_stats()["active_jobs"])
+                    await asyncio.sleep(0.05)
+
+        watcher: asyncio.Task[None] | None = None
+        try:
+            for p in procs:
+                await p.start()
+            await discord.wait_for_all_shards_ready(timeout=90)
+            for p in procs:
+                await logged(p, "logged in as")
+            watcher = asyncio.create_task(watch())
+            yield c
+        except BaseException:
+            for name, p in zip("AB", procs, strict=True):
+                print(f"----- process {name} -----\n{p.log()[-5000:]}")
+            raise
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            for p in procs:
+                if p.proc is not None and p.proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(p.proc.pid, signal.SIGCONT)
+                await p.stop()
+
+
+async def wait_leader(c: Cluster, proc: BotProcess, timeout: float = 30) -> float:
+    """Seconds until ``proc`` says it leads."""
+    start = time.monotonic()
+    async with httpx.AsyncClient() as http:
+        while not await leads(http, proc):
+            if time.monotonic() - start > timeout:
+                raise AssertionError(f"never led within {timeout} s\n{proc.log()[-3000:]}")
+            await asyncio.sleep(0.05)
+    return time.monotonic() - start
+
+
+async def the_leader(c: Cluster) -> int:
+    """The index of the one process that leads (waits for there to be one)."""
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient() as http:
+        while True:
+            a, b = await asyncio.gather(leads(http, c.procs[0]), leads(http, c.procs[1]))
+            assert not (a and b), "both processes lead"
+            if a or b:
+                return 0 if a else 1
+            if time.monotonic() > deadline:
+                raise AssertionError("no leader")
+            await asyncio.sleep(0.1)
+
+
+async def fire(c: Cluster, users: list[Any], per_member: int) -> list[Any]:
+    """``per_member`` /animate from each member, spread round-robin over the four servers."""
+    its = []
+    for i in range(per_member):
+        for j, u in enumerate(users):
+            its.append(await c.animate(u, (i * len(users) + j) % SHARDS))
+    for it in its:
+        assert (await it.wait_acknowledged(timeout=10)).type == 5
+    return its
+
+
+async def check_books(c: Cluster, users: list[Any], n: int, per_member: int) -> list[Job]:
+    jobs = await c.wait_jobs(n, JobState.DELIVERED, timeout=180)
+    assert all(j.outcome == "completed" for j in jobs)
+    await asyncio.sleep(1.0)  # let any duplicate show itself
+    per = c.deliveries(users)
+    assert sum(per.values()) == n and set(per.values()) == {per_member}, per  # each exactly once
+    books = await c.books()
+    assert books and all(balance == ledger for balance, ledger in books), books
+    billed = sum(j["creditCost"] or 0 for j in c.emu.stats()["jobs"] if j["label"] == "pro")
+    assert billed == n * COST == sum(j.actual_credits or 0 for j in jobs)
+    assert sum(WELCOME - balance for balance, _ in books) == billed
+    return jobs
+
+
+async def scale_run(tmp_path: Path, url: str, members: int, per_member: int) -> None:
+    pro = {"DEFAULT_USER_PLAN": "pro"}
+    async with cluster(tmp_path, url, emu={"processing_seconds": 60}, extra=pro) as c:
+        users = c.members(members)
+        n = members * per_member
+        start = time.monotonic()
+        await fire(c, users, per_member)
+        jobs = await check_books(c, users, n, per_member)
+        took = time.monotonic() - start
+        print(f"{n} animations from {members} members on 2 processes x 2 shards: {took:.1f} s")
+
+        stats = c.api_stats()
+        assert stats["rate_limited"] == 0 and c.emu.stats()["responses_by_status"].get("429", 0) == 0
+        assert 0 < c.peak_active <= 10, c.peak_active
+        assert stats["jobs_created"] == n
+        assert {j.guild_id for j in jobs} == {g.id for g in c.guilds}
+        # exactly one leader at a time, and one at the end
+        assert c.leaders_seen_together() == 0
+        assert sum(1 for _, a, b in c.samples if a or b) > 0
+        await the_leader(c)
+
+
+async def test_two_processes_on_two_shards_each_share_one_pro_account(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    await scale_run(tmp_path, postgres_url, members=8, per_member=5)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+async def test_200_animations_from_40_members_on_two_processes(tmp_path: Path, postgres_url: str) -> None:
+    await scale_run(tmp_path, postgres_url, members=40, per_member=5)
+
+
+async def test_a_free_member_on_two_processes_at_once_is_admitted_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    async with cluster(
+        tmp_path, postgres_url, emu={"processing_seconds": 300}, extra={"DEFAULT_USER_PLAN": "free"}
+    ) as c:  # fmt: skip
+        users = c.members(4)
+        limit = "already have 1 animation running"
+        for i, user in enumerate(users):
+            # shard 0 or 1 is process A's, shard 2 or 3 process B's: both at the same instant
+            its = await asyncio.gather(c.animate(user, i % 2), c.animate(user, 2 + i % 2))
+            for it in its:
+                await it.wait_acknowledged(timeout=10)
+            answers = [(await it.wait_for_messages(n=1, timeout=20))[0] for it in its]
+            refused = [m for m in answers if m.ephemeral and limit in (m.content or "")]
+            assert len(refused) == 1, [(m.ephemeral, m.content) for m in answers]
+        jobs = await c.jobs()
+        assert sorted(j.user_id for j in jobs) == sorted(u.id for u in users)
+        await c.wait_jobs(len(users), JobState.DELIVERED, timeout=60)
+        assert c.api_stats()["jobs_created"] == len(users)
+        books = await c.books()
+        assert all(balance == ledger for balance, ledger in books), books
+        assert sum(WELCOME - balance for balance, _ in books) == len(users) * COST
+
+
+async def test_kill_9_of_the_leader_mid_run_the_other_takes_over(tmp_path: Path, postgres_url: str) -> None:
+    async with cluster(
+        tmp_path, postgres_url, emu={"processing_seconds": 300}, extra={"DEFAULT_USER_PLAN": "pro"}
+    ) as c:  # fmt: skip
+        users = c.members(6)
+        n = 24
+        await fire(c, users, 4)
+        deadline = time.monotonic() + 60
+        while len(jobs := await c.jobs()) < n or not any(j.state is JobState.PROCESSING for j in jobs):
+            assert time.monotonic() < deadline, Counter(j.state for j in jobs)
+            await asyncio.sleep(0.1)
+        k = await the_leader(c)
+        leader, other = c.procs[k], c.procs[1 - k]
+        states = dict(Counter(j.state.value for j in jobs))
+        print(f"killing the leader (process {'AB'[k]}) with jobs {states}")
+        await leader.kill()
+        took = await wait_leader(c, other)
+        print(f"kill -9: process {'AB'[1 - k]} leads {took:.2f} s later")
+        await check_books(c, users, n, 4)
+        assert c.api_stats()["jobs_created"] == n  # resubmitted jobs were replays, not new jobs
+        # the new leader counts the old one's jobs still running at the API
+        assert c.api_stats()["rate_limited"] == 0 and 0 < c.peak_active <= 10, c.peak_active
+        assert c.leaders_seen_together() == 0
+        # the killed process comes back as a follower
+        await leader.start()
+        await c.fake.wait_for_all_shards_ready(timeout=90)
+        await asyncio.sleep(2.0)
+        assert await the_leader(c) == 1 - k
+
+
+async def test_sigstop_of_the_leader_the_other_takes_over_and_the_old_one_submits_nothing(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    async with cluster(
+        tmp_path, postgres_url, emu={"processing_seconds": 300}, extra={"DEFAULT_USER_PLAN": "pro"}
+    ) as c:  # fmt: skip
+        users = c.members(6)
+        n = 24
+        await fire(c, users, 4)
+        deadline = time.monotonic() + 60
+        while len(jobs := await c.jobs()) < n or not any(j.state is JobState.PROCESSING for j in jobs):
+            assert time.monotonic() < deadline, Counter(j.state for j in jobs)
+            await asyncio.sleep(0.1)
+        k = await the_leader(c)
+        leader, other = c.procs[k], c.procs[1 - k]
+        assert leader.proc is not None
+        states = dict(Counter(j.state.value for j in jobs))
+        print(f"stopping the leader (process {'AB'[k]}) with jobs {states}")
+        os.kill(leader.proc.pid, signal.SIGSTOP)
+        took = await wait_leader(c, other, timeout=60)
+        print(f"SIGSTOP: process {'AB'[1 - k]} leads {took:.2f} s later")
+        await asyncio.sleep(2.0)
+        os.kill(leader.proc.pid, signal.SIGCONT)
+        await check_books(c, users, n, 4)
+        await asyncio.sleep(3.0)  # the old leader, running again, must not submit anything
+        assert c.api_stats()["jobs_created"] == n
+        assert c.api_stats()["rate_limited"] == 0 and 0 < c.peak_active <= 10, c.peak_active
+        assert c.deliveries(users).total() == n
+        assert await the_leader(c) == 1 - k
+        assert c.leaders_seen_together() == 0
+
+
+async def test_a_leader_frozen_with_a_create_in_flight_changes_nothing_when_it_wakes(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # The create is made at the API and its answer held 5 s; the leader is frozen meanwhile.
+    # The new leader resubmits it with its idempotency key (a replay) and sees it to the end;
+    # the old one, woken, gets its stale answer and must neither create nor regress anything.
+    async with cluster(
+        tmp_path, postgres_url, emu={"processing_seconds": 60}, extra={"DEFAULT_USER_PLAN": "pro"}
+    ) as c:  # fmt: skip
+        (dave,) = c.members(1)
+        k = await the_leader(c)
+        leader, other = c.procs[k], c.procs[1 - k]
+        assert leader.proc is not None
+        c.emu.inject(["slow:5"])
+        it = await c.animate(dave, 0)
+        await it.wait_acknowledged(timeout=10)
+        await c.fake.wait_until(lambda: len(c.emu.stats()["jobs"]) == 1, 30, "the job created at the API")
+        os.kill(leader.proc.pid, signal.SIGSTOP)
+        took = await wait_leader(c, other, timeout=60)
+        print(f"SIGSTOP with a create in flight: process {'AB'[1 - k]} leads {took:.2f} s later")
+        (job,) = await c.wait_jobs(1, JobState.DELIVERED, timeout=60)
+        os.kill(leader.proc.pid, signal.SIGCONT)
+        await asyncio.sleep(6.0)  # the held answer reaches the old leader, which wakes
+        (after,) = await c.jobs()
+        assert after.state is JobState.DELIVERED and after.delivered_at == job.delivered_at
+        stats = c.api_stats()
+        assert stats["jobs_created"] == 1 and stats["idempotent_replays"] >= 1, stats
+        assert c.deliveries([dave]) == {dave.id: 1}
+        books = await c.books()
+        assert all(balance == ledger for balance, ledger in books), books
+        assert sum(WELCOME - balance for balance, _ in books) == COST
+        assert await the_leader(c) == 1 - k and c.leaders_seen_together() == 0
+
+
+async def test_kill_9_of_the_leader_while_results_are_delivered(tmp_path: Path, postgres_url: str) -> None:
+    # Short jobs: by the kill both processes are sending results. The dead one's delivery claims
+    # run out (30 s) and are taken again; a result it sent before dying must not be sent twice.
+    async with cluster(
+        tmp_path, postgres_url, emu={"processing_seconds": 60}, extra={"DEFAULT_USER_PLAN": "pro"}
+    ) as c:  # fmt: skip
+        users = c.members(8)
+        n = 40
+        await fire(c, users, 5)
+        deadline = time.monotonic() + 90
+        while sum((jobs := await c.jobs()) and [j.state is JobState.DELIVERED for j in jobs]) < 6:
+            assert time.monotonic() < deadline, Counter(j.state for j in jobs)
+            await asyncio.sleep(0.05)
+        k = await the_leader(c)
+        states = dict(Counter(j.state.value for j in jobs))
+        print(f"killing the leader (process {'AB'[k]}) while delivering, jobs {states}")
+        start = time.monotonic()
+        await c.procs[k].kill()
+        took = await wait_leader(c, c.procs[1 - k])
+        print(f"kill -9 while delivering: process {'AB'[1 - k]} leads {took:.2f} s later")
+        await check_books(c, users, n, 5)
+        print(f"all {n} delivered {time.monotonic() - start:.1f} s after the kill")
+        assert c.api_stats()["jobs_created"] == n
+
+
+async def test_a_process_frozen_mid_send_past_its_delivery_claim_sends_the_result_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # The result's follow-up is held 4 s at Discord and the sender (the leader: the completion
+    # webhook reaches it) is frozen meanwhile; Discord posts it. The claim runs out (30 s), the
+    # other process sweeps the job up, finds the message (delivery_started_at is set) and does
+    # not post it again; woken, the old sender gets its answer and must not post either.
+    async with cluster(
+        tmp_path, postgres_url, emu={"processing_seconds": 60}, extra={"DEFAULT_USER_PLAN": "pro"}
+    ) as c:  # fmt: skip
+        (erin,) = c.members(1)
+        k = await the_leader(c)
+        leader = c.procs[k]
+        assert leader.proc is not None
+        c.fake.inject("POST /webhooks/{app}/{token}", status=None, delay=4.0, count=None)  # follow-ups
+        it = await c.animate(erin, 0)
+        await it.wait_acknowledged(timeout=10)
+        store = await Store.open(c.url)
+        try:  # the send has begun: delivery_started_at is written just before the follow-up
+            deadline = time.monotonic() + 60
+            while not ((jobs := await store.jobs_in_states(JobState)) and jobs[0].delivery_started_at):
+                assert time.monotonic() < deadline, jobs
+                await asyncio.sleep(0.02)
+        finally:
+            await store.close()
+        os.kill(leader.proc.pid, signal.SIGSTOP)
+        stopped = time.monotonic()
+        (job,) = await c.jobs()
+        assert job.state is JobState.COMPLETED, job
+        await c.wait_jobs(1, JobState.DELIVERED, timeout=120)
+        took = time.monotonic() - stopped
+        print(f"frozen sender: the other process recorded the delivery {took:.1f} s later")
+        assert c.deliveries([erin]) == {erin.id: 1}
+        os.kill(leader.proc.pid, signal.SIGCONT)
+        await asyncio.sleep(8.0)  # the old sender wakes and gets its answer
+        assert c.deliveries([erin]) == {erin.id: 1}, "the result was sent twice"
+        (after,) = await c.jobs()
+        assert after.state is JobState.DELIVERED
+        assert "already posted before a restart" in c.procs[1 - k].log()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a process frozen inside a transaction keeps its row locks: the takeover ends only the "
+    "old leader's lock connection (PostgresLeadership), not its store connection, and nothing "
+    "(lock_timeout, idle_in_transaction_session_timeout) bounds the wait, so the other process's "
+    "one store connection waits behind the lock and the whole process stalls",
+)
+async def test_a_leader_frozen_inside_a_transaction_does_not_stall_the_other_process(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    import psycopg
+
+    async with cluster(
+        tmp_path, postgres_url, emu={"processing_seconds": 300}, extra={"DEFAULT_USER_PLAN": "pro"}
+    ) as c:  # fmt: skip
+        gina, hal = c.members(2)
+        k = await the_leader(c)
+        leader, other = c.procs[k], c.procs[1 - k]
+        assert leader.proc is not None
+        it = await c.animate(gina, 0)
+        await it.wait_acknowledged(timeout=10)
+        await c.wait_jobs(1, JobState.PROCESSING, timeout=30)
+        # Hold the server's pool row so the leader's completion transaction waits inside it.
+        holder = await psycopg.AsyncConnection.connect(c.url)
+        watcher = await psycopg.AsyncConnection.connect(c.url, autocommit=True)
+        try:
+            lock = "SELECT balance FROM guilds WHERE guild_id = %s FOR UPDATE"
+            await holder.execute(lock, (c.guilds[0].id,))
+            deadline = time.monotonic() + 30
+            while True:
+                cur = await watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND datname = current_database()"
+                )
+                row = await cur.fetchone()
+                if row and row[0] > 0:
+                    break
+                assert time.monotonic() < deadline, "the completion never waited on the pool row"
+                await asyncio.sleep(0.05)
+            os.kill(leader.proc.pid, signal.SIGSTOP)  # frozen with its transaction open
+            await holder.rollback()
+        finally:
+            await holder.close()
+            await watcher.close()
+        took = await wait_leader(c, other, timeout=60)
+        print(f"leader frozen inside a transaction: process {'AB'[1 - k]} leads {took:.2f} s later")
+        # The other process must go on serving: a new job in the same server, and the old one
+        # seen to its end.
+        start = time.monotonic()
+        second = await c.animate(hal, 2 * (1 - k))  # a shard of the live process
+        await second.wait_acknowledged(timeout=10)
+        await c.wait_jobs(2, JobState.DELIVERED, timeout=90)
+        print(f"both delivered {time.monotonic() - start:.1f} s after the takeover")
+        assert c.deliveries([gina, hal]) == {gina.id: 1, hal.id: 1}
