@@ -164,9 +164,20 @@ class PostgresTx:
         self.cursor.execute("SELECT pg_notify(%s, '')", (channel,))
 
 
+# A transaction is one hop, so a session idle inside one for seconds is a frozen process
+# (SIGSTOP, a stalled host): the server ends it, and its row locks with it, instead of letting
+# it stall every other process that waits on those rows (the leader's takeover ends only the
+# frozen leader's lock connection).
+IDLE_IN_TRANSACTION_MS = 5_000
+
+
 def _connect(url: str, application_name: str = "animate-bot") -> PostgresTx:
     conn = psycopg.connect(
-        url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, application_name=application_name
+        url,
+        autocommit=True,
+        connect_timeout=CONNECT_TIMEOUT,
+        application_name=application_name,
+        options=f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}",
     )
     conn.adapters.register_dumper(bool, _FlagDumper)
     return PostgresTx(conn)

@@ -466,13 +466,6 @@ async def test_a_process_frozen_mid_send_past_its_delivery_claim_sends_the_resul
         assert "already posted before a restart" in c.procs[1 - k].log()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a process frozen inside a transaction keeps its row locks: the takeover ends only the "
-    "old leader's lock connection (PostgresLeadership), not its store connection, and nothing "
-    "(lock_timeout, idle_in_transaction_session_timeout) bounds the wait, so the other process's "
-    "one store connection waits behind the lock and the whole process stalls",
-)
 async def test_a_leader_frozen_inside_a_transaction_does_not_stall_the_other_process(
     tmp_path: Path, postgres_url: str
 ) -> None:
