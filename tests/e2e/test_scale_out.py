@@ -231,6 +231,15 @@ async def fire(c: Cluster, users: list[Any], per_member: int) -> list[Any]:
     return its
 
 
+async def all_admitted_and_one_running(c: Cluster, n: int, timeout: float = 60) -> list[Job]:
+    """The jobs once all ``n`` are recorded and at least one is at the API (mid-run)."""
+    deadline = time.monotonic() + timeout
+    while len(jobs := await c.jobs()) < n or not any(j.state is JobState.PROCESSING for j in jobs):
+        assert time.monotonic() < deadline, Counter(j.state for j in jobs)
+        await asyncio.sleep(0.1)
+    return jobs
+
+
 async def check_books(c: Cluster, users: list[Any], n: int, per_member: int) -> list[Job]:
     jobs = await c.wait_jobs(n, JobState.DELIVERED, timeout=180)
     assert all(j.outcome == "completed" for j in jobs)
@@ -311,10 +320,7 @@ async def test_kill_9_of_the_leader_mid_run_the_other_takes_over(tmp_path: Path,
         users = c.members(6)
         n = 24
         await fire(c, users, 4)
-        deadline = time.monotonic() + 60
-        while len(jobs := await c.jobs()) < n or not any(j.state is JobState.PROCESSING for j in jobs):
-            assert time.monotonic() < deadline, Counter(j.state for j in jobs)
-            await asyncio.sleep(0.1)
+        jobs = await all_admitted_and_one_running(c, n)
         k = await the_leader(c)
         leader, other = c.procs[k], c.procs[1 - k]
         states = dict(Counter(j.state.value for j in jobs))
@@ -343,10 +349,7 @@ async def test_sigstop_of_the_leader_the_other_takes_over_and_the_old_one_submit
         users = c.members(6)
         n = 24
         await fire(c, users, 4)
-        deadline = time.monotonic() + 60
-        while len(jobs := await c.jobs()) < n or not any(j.state is JobState.PROCESSING for j in jobs):
-            assert time.monotonic() < deadline, Counter(j.state for j in jobs)
-            await asyncio.sleep(0.1)
+        jobs = await all_admitted_and_one_running(c, n)
         k = await the_leader(c)
         leader, other = c.procs[k], c.procs[1 - k]
         assert leader.proc is not None
