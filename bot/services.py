@@ -181,7 +181,7 @@ async def open_services(
             return state
 
         async def metrics_page() -> bytes:
-            shards = receiver_health().get("shard_ids") or ()
+            shards = (health() if health else {}).get("shard_ids") or ()  # the client's part alone
             return metrics.render(
                 Snapshot(
                     jobs_by_state=await store.count_by_state(
