@@ -15,7 +15,7 @@ from typing import Final, Protocol, TypeVar
 
 from bot.community.admission import Policy, resolve_plan
 from bot.community.plans import PlanChoice
-from bot.store import AuditRow, Guild, LedgerRow, Store, Tx, pools, rules
+from bot.store import AuditRow, Guild, LedgerRow, Store, Tx, pause, pools, rules
 
 T = TypeVar("T")
 
@@ -46,7 +46,8 @@ class MemberSummary:
 
 
 class Submitting(Protocol):
-    """The switch that pauses submitting to the API (the scheduler's, a layer above this one)."""
+    """This process's switch that pauses submitting to the API (the scheduler's, a layer above
+    this one); the pause that counts across processes is the store's (:mod:`bot.store.pause`)."""
 
     pause_reason: str | None
 
@@ -142,11 +143,19 @@ class Moderation:
 
     async def resume_submitting(self, guild_id: int, actor: int) -> str | None:
         """Resume submitting to the API; returns why it had been paused (None: it was not).
-        Audited first, so a resume the database could not record does not happen."""
-        paused_for = self.submitting.pause_reason
-        await self._change(guild_id, actor, "pool resume", None, paused_for or "not paused", lambda tx: None)
+
+        The stored pause (the leader's, whichever process leads) is lifted in the audited
+        transaction, which wakes the leader; a short pause held in this process's memory
+        only (a 429's wait) is lifted here. A resume the database could not record does not
+        happen."""
+        here = self.submitting.pause_reason
+
+        def detail(stored: str | None) -> str:
+            return stored or here or "not paused"
+
+        stored = await self._change(guild_id, actor, "pool resume", None, detail, pause.lift)
         self.submitting.resume()
-        return paused_for
+        return stored or here
 
     async def pool_statement(self, guild_id: int, limit: int) -> tuple[Guild, list[LedgerRow]]:
         """The server's pool (its row created on first use) and its latest ledger rows."""

@@ -4,7 +4,9 @@ The bot is ONE API account. Jobs beyond the account's concurrency wait in the jo
 (state ``queued``, so the queue survives a restart) and are taken oldest first. Every create
 passes through the shared request budget (the client's hook). When the API still refuses
 (429, 5xx, unreachable, 401/402), submitting pauses and resumes on its own; the job stays
-queued with its idempotency key.
+queued with its idempotency key. A pause only the operator can end (credits, key) is also
+written to the store, so ``/pool resume`` in any process can lift it: the moderator's
+transaction clears it and wakes the leader, and a scheduler woken while paused looks again.
 """
 
 from __future__ import annotations
@@ -68,15 +70,19 @@ class Scheduler:
         self._backoff = 1.0
         self._last_served: dict[int | None, float] = {}  # person -> when their last job went out
         self._operator_told = False
+        self._pause_stored = False  # a pause is written in the store (see bot.store.pause)
 
     def wake(self) -> None:
         self._wake.set()
 
     def resume(self) -> None:
         """Lift a pause now (a moderator's /pool resume after topping up the account)."""
+        self._lift()
+        self.wake()
+
+    def _lift(self) -> None:
         self.paused_until = 0.0
         self.pause_reason = None
-        self.wake()
 
     async def run(self) -> None:
         while True:
@@ -88,9 +94,18 @@ class Scheduler:
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
             self._wake.clear()
-            if self.paused_until > time.time():
+            if self.paused_until > time.time() and not await self._lifted_elsewhere():
                 continue  # woken by new work while paused: it waits with the rest
             await self.submit_ready()
+
+    async def _lifted_elsewhere(self) -> bool:
+        """Whether a /pool resume (in this process or another) cleared the stored pause."""
+        if not self._pause_stored or await self.store.pause_reason() is not None:
+            return False
+        self._pause_stored = False
+        self._lift()
+        log.warning("submitting resumed by a moderator")
+        return True
 
     async def submit_ready(self) -> None:
         """Submit as many waiting jobs as the account has free slots.
@@ -130,6 +145,8 @@ class Scheduler:
             # on resume(). Moderators hear of it once, not once per job.
             log.error("submitting paused: %s (operator action needed)", exc)
             self._pause(self.operator_pause, str(exc))
+            await self.store.record_pause(str(exc))
+            self._pause_stored = True
             if not self._operator_told:
                 self._operator_told = True
                 await self.on_paused(_operator_text(exc))
@@ -139,6 +156,10 @@ class Scheduler:
             return False
         self._backoff = 1.0
         self._operator_told = False
+        self.pause_reason = None
+        if self._pause_stored:  # the operator fixed it and a probe got through
+            self._pause_stored = False
+            await self.store.clear_pause()
         self._last_served[job.user_id] = time.monotonic()
         if job.state is JobState.PROCESSING:
             await self.on_submitted(job)

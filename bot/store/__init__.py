@@ -8,6 +8,7 @@ The SQL lives in one module per table family, as plain functions of a transactio
 - :mod:`bot.store.rules`: members' overrides and blocks, plans by role, channel rules;
 - :mod:`bot.store.audit`: the moderators' audit trail;
 - :mod:`bot.store.leader`: the leader's lease and term (which process runs the leader's loops);
+- :mod:`bot.store.pause`: the API account's submitting pause, which any process may lift;
 - :mod:`bot.store.migrate`: the schema, from the numbered files in ``migrations/``.
 
 The engine sits behind :mod:`bot.store.engine`: SQLite (:mod:`bot.store.sqlite`, the default:
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from bot.jobs import Job, JobState
-from bot.store import audit, jobs, leader, pools, rules
+from bot.store import audit, jobs, leader, pause, pools, rules
 from bot.store.engine import Engine, Leadership, NotLeader, Tx, member_key, pool_key
 from bot.store.migrate import MIGRATIONS, migrate
 from bot.store.records import AuditRow, Guild, LedgerRow, MemberRule, NewJob, Usage
@@ -129,6 +130,20 @@ class Store:
     async def leader_term(self) -> int | None:
         """The current leader's term (None before any process led)."""
         return await self._read(leader.current_term)
+
+    # --- the submitting pause --------------------------------------------------------------------
+
+    async def record_pause(self, reason: str) -> None:
+        """Submitting is paused until the operator acts (see :mod:`bot.store.pause`)."""
+        await self.atomic(lambda tx: pause.record(tx, reason))
+
+    async def clear_pause(self) -> None:
+        await self.atomic(pause.clear)
+
+    async def pause_reason(self) -> str | None:
+        return await self._read(pause.reason)
+
+    # --- delivery --------------------------------------------------------------------------------
 
     async def mark_undeliverable(self, job: Job, note: str) -> Job:
         """Close a job no route could reach, giving a completed job's charge back to its pool."""

@@ -85,6 +85,20 @@ async def test_resume_calls_the_scheduler_and_audits_why_it_was_paused(store: St
     ]
 
 
+async def test_resume_in_a_follower_lifts_the_leaders_stored_pause(store: Store) -> None:
+    # The leader (another process) paused submitting and wrote why; this process's own
+    # scheduler is idle and knows nothing of it.
+    await store.record_pause("API out of credits")
+    follower = Scheduler()
+    assert await moderation_of(store, follower).resume_submitting(G, MOD) == "API out of credits"
+
+    assert await store.pause_reason() is None  # what the leader's scheduler looks at when woken
+    assert [(r.action, r.detail) for r in await store.audit_rows(G)] == [
+        ("pool resume", "API out of credits")
+    ]
+    assert await moderation_of(store, follower).resume_submitting(G, MOD) is None
+
+
 async def test_a_resume_that_cannot_be_audited_does_not_happen(store: Store) -> None:
     scheduler = Scheduler("API out of credits")
     await store.close()  # the database is gone: the audit row cannot be written

@@ -19,6 +19,7 @@ import pytest
 
 from bot.api.client import CreateRequest, DoitongClient, RetryPolicy
 from bot.community.admission import Policy, admit
+from bot.community.moderation import Moderation
 from bot.jobs import JobOptions, JobState
 from bot.pipeline.pipeline import Pipeline, PipelineOptions
 from bot.store import NewJob, Store, leader
@@ -185,6 +186,33 @@ async def test_a_followers_admission_wakes_the_leaders_scheduler(processes: Call
         await wait_for(lambda job_id=job_id: _left_queue(b.store, job_id), timeout=scan / 2)  # type: ignore[misc]
         print(f"\nfollower's job {user} submitted by the leader after {time.monotonic() - started:.2f}s")
         await asyncio.sleep(0.3)
+
+
+async def test_pool_resume_in_a_follower_resumes_the_leaders_scheduler(
+    processes: Callable[[str], object], emu: Emulator
+) -> None:
+    a: Process = await processes("a")  # type: ignore[misc]
+    b: Process = await processes("b")  # type: ignore[misc]
+    a.pipeline.scheduler.operator_pause = 600.0  # it would not probe again by itself in this test
+    emu.set_credits(PRO_KEY, 0)
+    await a.pipeline.start()
+    await b.pipeline.start()
+    assert a.pipeline.is_leader and not b.pipeline.is_leader
+    job_id = await admitted(b.store)
+    await wait_for(lambda: _stored_pause(b.store))
+    assert await state_of(b.store, job_id) is JobState.QUEUED
+    emu.set_credits(PRO_KEY, 1_000)  # the operator tops up, and a moderator runs /pool resume in B
+    follower = Moderation(b.store, POLICY, b.pipeline.scheduler)
+    started = time.monotonic()
+    assert "credits" in (await follower.resume_submitting(6, 9) or "")
+    await wait_for(lambda: _left_queue(b.store, job_id), timeout=60)
+    print(f"\nresumed in the follower, submitted by the leader after {time.monotonic() - started:.2f}s")
+    assert a.pipeline.scheduler.pause_reason is None
+    await wait_for(lambda: _is(b.store, job_id, JobState.DELIVERED))
+
+
+async def _stored_pause(store: Store) -> bool:
+    return await store.pause_reason() is not None
 
 
 async def _left_queue(store: Store, job_id: str) -> bool:
