@@ -108,6 +108,10 @@ class Services:
     relay: RelaySubscriber | None  # set with RELAY_URL; runs only while this process leads
 
     @property
+    def store(self) -> Store:
+        return self.pipeline.store
+
+    @property
     def is_leader(self) -> bool:
         """Whether this process runs the leader's loops (scheduler, poller, relay) now."""
         return self.pipeline.is_leader

@@ -117,17 +117,31 @@ class AnimateBot(commands.AutoShardedBot):
             return self._max_concurrency
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
-        """Identify as fast as Discord allows: at most one IDENTIFY per bucket per window among
-        this process's shards, instead of discord.py's 5 s before every one but the first.
+        """Identify as fast as Discord allows: at most one IDENTIFY per bucket per window, instead
+        of discord.py's 5 s before every one but the first.
 
-        Other processes' shards are not counted: processes started together on one bucket get
-        op 9 for the IDENTIFY that came too soon and discord.py identifies again (through this
-        hook, a window later)."""
+        The turns are the store's, so every process sharing it (PostgreSQL) keeps to one
+        IDENTIFY per bucket between them; without services (tests) or with the database away,
+        this process paces its own shards only, and a clash with another process costs an op 9
+        and a new IDENTIFY (through this hook, a window later)."""
         bucket = (shard_id or 0) % await self.identify_concurrency()
-        while (wait := self._bucket_free_at.get(bucket, 0.0) - self._clock()) > 0:
+        while (wait := await self._identify_wait(bucket)) > 0:
             log.info("shard %s waits %.1f s for its identify turn (bucket %d)", shard_id, wait, bucket)
             await self._sleep(wait)
-        self._bucket_free_at[bucket] = self._clock() + IDENTIFY_WINDOW + IDENTIFY_MARGIN
+
+    async def _identify_wait(self, bucket: int) -> float:
+        """Seconds until ``bucket`` may IDENTIFY; 0.0 means now, and the turn is taken."""
+        window = IDENTIFY_WINDOW + IDENTIFY_MARGIN
+        services: Services | None = getattr(self, "services", None)
+        if services is not None:
+            try:
+                return await services.store.take_turn(f"identify:{bucket}", window)
+            except Exception as exc:  # the gateway must not wait on the database
+                log.warning("identify turns unavailable (%s): pacing this process's shards only", exc)
+        wait = self._bucket_free_at.get(bucket, 0.0) - self._clock()
+        if wait <= 0:
+            self._bucket_free_at[bucket] = self._clock() + window
+        return max(wait, 0.0)
 
     async def launch_shard(self, gateway: yarl.URL, shard_id: int, *, initial: bool = False) -> None:
         # discord.py retries a shard that failed to connect every 5 s, forever, even once the

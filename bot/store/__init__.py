@@ -9,6 +9,7 @@ The SQL lives in one module per table family, as plain functions of a transactio
 - :mod:`bot.store.audit`: the moderators' audit trail;
 - :mod:`bot.store.leader`: the leader's lease and term (which process runs the leader's loops);
 - :mod:`bot.store.pause`: the API account's submitting pause, which any process may lift;
+- :mod:`bot.store.turns`: turns the processes take one at a time (Discord's identify buckets);
 - :mod:`bot.store.migrate`: the schema, from the numbered files in ``migrations/``.
 
 The engine sits behind :mod:`bot.store.engine`: SQLite (:mod:`bot.store.sqlite`, the default:
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from bot.jobs import Job, JobState
-from bot.store import audit, jobs, leader, pause, pools, rules
+from bot.store import audit, jobs, leader, pause, pools, rules, turns
 from bot.store.engine import Engine, Leadership, NotLeader, Tx, member_key, pool_key
 from bot.store.migrate import MIGRATIONS, migrate
 from bot.store.records import AuditRow, Guild, LedgerRow, MemberRule, NewJob, Usage
@@ -142,6 +143,11 @@ class Store:
 
     async def pause_reason(self) -> str | None:
         return await self._read(pause.reason)
+
+    async def take_turn(self, name: str, window: float) -> float:
+        """Take ``name``'s turn among every process sharing the store: 0.0 when taken, else the
+        seconds to wait before asking again (see :mod:`bot.store.turns`)."""
+        return await self.atomic(lambda tx: turns.take(tx, name, window))
 
     # --- delivery --------------------------------------------------------------------------------
 

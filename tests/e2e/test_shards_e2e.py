@@ -220,3 +220,35 @@ async def test_two_processes_started_together_split_the_shards(tmp_path: Path) -
             raise
         finally:
             await other.stop()
+
+
+async def test_two_processes_on_one_database_take_identify_turns_between_them(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # As above (max_concurrency 1, both first IDENTIFYs in bucket 0), but the processes share a
+    # PostgreSQL store, whose turns pace them: Discord (the fake) refuses no IDENTIFY.
+    shared = {"DATABASE_URL": postgres_url}
+    (tmp_path / "p0").mkdir()
+    async with sharded_world(
+        tmp_path / "p0", fake={"shard_count": 2}, shard_count=2, shard_ids=[0],
+        wait_shards=[], wait_logged_in=False, extra=shared,
+    ) as w:  # fmt: skip
+        other = BotProcess(
+            tmp_path, w.fake, w.bot.env["DOITONG_API_URL"], shard_count=2, shard_ids=[1], extra=shared
+        )
+        await other.start()
+        try:
+            await w.fake.wait_for_all_shards_ready(timeout=60)
+            await logged(w.bot, "logged in as")
+            await logged(other, "logged in as")
+            assert w.fake.identify_violations == []
+            assert "waits" in w.bot.log() + other.log()  # the later one waited for its turn
+            for k in (0, 1):
+                it = await w.animate(k)
+                await it.wait_acknowledged(timeout=3)
+                await w.delivered(it)
+        except BaseException:
+            print(other.log()[-6000:])
+            raise
+        finally:
+            await other.stop()
