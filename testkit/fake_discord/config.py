@@ -36,6 +36,11 @@ class FakeConfig:
     heartbeat_interval_ms: int = 41250
     """HELLO heartbeat interval (x time_scale, but never below ``min_heartbeat_interval_ms``)."""
     min_heartbeat_interval_ms: int = 250
+    heartbeat_ack_delay: float = 0.02
+    """Seconds from a HEARTBEAT to its ACK: a network round trip (not scaled). discord.py starts
+    its latency clock in its heartbeat thread only once the send has completed; an ACK sent back
+    within microseconds, as loopback allows, is read before that, and discord.py then measures
+    the whole interval since the previous beat ("Can't keep up, websocket is 41 s behind")."""
 
     max_request_size: int = 25 * MiB
     """A whole request body above this answers 413 / 40005."""

@@ -179,6 +179,7 @@ class Gateway:
         """rate_limit_key -> time of the bucket's last accepted IDENTIFY."""
         self._session_starts = 0
         self._session_window_start: float | None = None
+        self._acks: set[asyncio.Task[None]] = set()  # heartbeat ACKs on their way
 
     # --- session start limit ------------------------------------------------------------------
 
@@ -310,7 +311,10 @@ class Gateway:
         self.received.append(recorded)
         if op == HEARTBEAT:
             conn.heartbeats += 1
-            await conn.send_json({"op": HEARTBEAT_ACK, "t": None, "s": None, "d": None})
+            # Answered a round trip later (see FakeConfig.heartbeat_ack_delay), without holding
+            # up the frames that follow on this socket.
+            self._acks.add(task := asyncio.create_task(self._ack_heartbeat(conn)))
+            task.add_done_callback(self._acks.discard)
         elif op == IDENTIFY:
             await self._identify(conn, data or {})
         elif op == RESUME:
@@ -323,6 +327,10 @@ class Gateway:
             await conn.close(4003, "Not authenticated.")
         else:
             log.info("fake gateway ignoring op %s", op)
+
+    async def _ack_heartbeat(self, conn: GatewayConnection) -> None:
+        await asyncio.sleep(self.fake.config.heartbeat_ack_delay)
+        await conn.send_json({"op": HEARTBEAT_ACK, "t": None, "s": None, "d": None})
 
     def _token_ok(self, token: Any) -> bool:
         if not isinstance(token, str):
@@ -481,6 +489,8 @@ class Gateway:
             s.invalidated = True
 
     async def shutdown(self) -> None:
+        for ack in list(self._acks):
+            ack.cancel()
         for conn in list(self.connections):
             with contextlib.suppress(Exception):
                 await conn.close(1001, "Going away.")

@@ -389,3 +389,20 @@ async def test_queued_job_shows_its_place(tmp_path: Path) -> None:
         await final_message(w, first)
         await final_message(w, second)
         assert w.api_stats("free")["rate_limited"] == 0
+
+
+async def test_the_bots_heartbeat_latency_is_a_round_trip_not_the_interval(tmp_path: Path) -> None:
+    # discord.py measures from its HEARTBEAT to the ACK. Before, the fake answered on loopback
+    # before discord.py had started its clock, so the bot read the whole interval as its latency
+    # (and logged "Can't keep up, websocket is 41 s behind" at Discord's interval).
+    interval = 1.5
+    async with world(tmp_path, fake={"heartbeat_interval_ms": int(interval * 1000)}) as w:
+        conn = w.fake.gateway.connections[-1]
+        async with httpx.AsyncClient() as http:
+            for beats in range(3, 6):  # the first beat at HELLO, then one per interval
+                while conn.heartbeats < beats:
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.3)  # its ACK has been read
+                latency = (await http.get(w.bot.health_url)).json()["latency_ms"]
+                assert latency is not None and latency < interval * 1000 / 3, f"beat {beats}: {latency} ms"
+        assert "Can't keep up" not in w.bot.log()
