@@ -93,6 +93,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     )
     beh.add_argument("--render-workers", type=int, default=2, help="renders at once (default %(default)s)")
     beh.add_argument(
+        "--render-cache-mb", type=float, default=256.0,
+        help="finished renders kept for identical requests, least recently used out first; 0 keeps"
+        " only the last (default %(default)s)",
+    )  # fmt: skip
+    beh.add_argument(
         "--webhook-attempts", type=int, default=6, help="delivery attempts (default %(default)s)"
     )
 
@@ -177,6 +182,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         queue_seconds=args.queue_seconds,
         processing_seconds=args.processing_seconds,
         render_workers=args.render_workers,
+        render_cache_bytes=int(args.render_cache_mb * 1024 * 1024),
         webhook_attempts=args.webhook_attempts,
         error_rate=args.error_rate,
         rate_limit_rate=args.rate_limit_rate,

@@ -93,6 +93,7 @@ class EmulatorConfig:
     queue_seconds: float = 2.0
     processing_seconds: float = 15.0  # per 5 seconds of video
     render_workers: int = 2
+    render_cache_bytes: int | None = 256 * 1024 * 1024  # finished renders kept; None: no bound
     webhook_attempts: int = 6
     webhook_timeout: float = 10.0  # real seconds per delivery attempt
     image_timeout: float = 10.0  # real seconds to download an input image
@@ -142,6 +143,8 @@ class EmulatorConfig:
             raise ValueError("crf must be 0..51")
         if self.render_workers < 1:
             raise ValueError("render_workers must be >= 1")
+        if self.render_cache_bytes is not None and self.render_cache_bytes < 0:
+            raise ValueError("render_cache_bytes must be >= 0")
         if self.webhook_attempts < 1:
             raise ValueError("webhook_attempts must be >= 1")
         for name in (

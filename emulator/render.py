@@ -3,7 +3,8 @@ H.264 MP4 with PyAV.
 
 ``render_video`` is a pure function (image in, file out) usable on its own. ``RenderCache``
 wraps it for the server: identical renders (same image bytes and options) are done once, at
-most ``workers`` at a time, each in a worker thread.
+most ``workers`` at a time, each in a worker thread, and the cache keeps at most ``max_bytes``
+of them, dropping the least recently used first.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import asyncio
 import functools
 import math
 import os
+import shutil
 import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -168,30 +171,53 @@ class RenderResult:
     cached: bool
 
 
-class RenderCache:
-    """Renders into ``directory``, once per (image hash, options), ``workers`` at a time."""
+RenderKey = tuple[str, RenderOptions]
 
-    def __init__(self, directory: Path, workers: int) -> None:
+
+class RenderCache:
+    """Renders into ``directory``, once per (image hash, options), ``workers`` at a time; keeps
+    at most ``max_bytes`` of finished renders (None: no bound), least recently used out first.
+    The newest render is always kept, even alone above the bound."""
+
+    def __init__(self, directory: Path, workers: int, max_bytes: int | None = None) -> None:
         self._dir = directory
         self._sem = asyncio.Semaphore(workers)
-        self._done: dict[tuple[str, RenderOptions], RenderResult] = {}
-        self._pending: dict[tuple[str, RenderOptions], asyncio.Future[RenderResult]] = {}
+        self.max_bytes = max_bytes
+        self._done: OrderedDict[RenderKey, RenderResult] = OrderedDict()  # least recently used first
+        self._sizes: dict[RenderKey, int] = {}
+        self.bytes = 0  # of the renders kept
+        self._pending: dict[RenderKey, asyncio.Future[RenderResult]] = {}
         self.renders = 0
         self.hits = 0
+        self.evictions = 0
         self._cancel = threading.Event()
         self._threads: set[asyncio.Future[VideoInfo]] = set()
 
-    async def render(self, image: Image.Image, image_sha256: str, options: RenderOptions) -> RenderResult:
+    async def render(
+        self, image: Image.Image, image_sha256: str, options: RenderOptions, out: Path
+    ) -> RenderResult:
+        """The video for ``image`` with ``options``, also at ``out`` (a link to the cached file,
+        made before anything can evict it); ``result.path`` is ``out``."""
+        result = await self._render(image, image_sha256, options)
+        # Synchronous, with no await since the render was found or made: an eviction (which
+        # runs on this loop) cannot delete the file between finding it and linking it.
+        _link_or_copy(result.path, out)
+        return RenderResult(out, result.info, result.cached)
+
+    async def _render(self, image: Image.Image, image_sha256: str, options: RenderOptions) -> RenderResult:
         key = (image_sha256, options)
         done = self._done.get(key)
         if done is not None and done.path.exists():
             self.hits += 1
+            self._done.move_to_end(key)
             return RenderResult(done.path, done.info, cached=True)
         pending = self._pending.get(key)
         if pending is not None:
             self.hits += 1
             result = await asyncio.shield(pending)
-            return RenderResult(result.path, result.info, cached=True)
+            if result.path.exists():
+                return RenderResult(result.path, result.info, cached=True)
+            return await self._render(image, image_sha256, options)  # evicted meanwhile: again
         future: asyncio.Future[RenderResult] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
         try:
@@ -221,7 +247,7 @@ class RenderCache:
                 info = await asyncio.shield(thread)
             self.renders += 1
             result = RenderResult(path, info, cached=False)
-            self._done[key] = result
+            self._keep(key, result)
             future.set_result(result)
             return result
         except asyncio.CancelledError:
@@ -234,6 +260,19 @@ class RenderCache:
         finally:
             self._pending.pop(key, None)
 
+    def _keep(self, key: RenderKey, result: RenderResult) -> None:
+        old = self._done.pop(key, None)  # a file deleted from under the cache, made again
+        if old is not None:
+            self.bytes -= self._sizes.pop(key)
+        self._done[key] = result
+        self._sizes[key] = result.path.stat().st_size
+        self.bytes += self._sizes[key]
+        while self.max_bytes is not None and self.bytes > self.max_bytes and len(self._done) > 1:
+            evicted, gone = self._done.popitem(last=False)
+            self.bytes -= self._sizes.pop(evicted)
+            gone.path.unlink(missing_ok=True)  # jobs' outputs are links of their own: they stay
+            self.evictions += 1
+
     def _forget(self, thread: asyncio.Future[VideoInfo]) -> None:
         self._threads.discard(thread)
         if not thread.cancelled():
@@ -244,3 +283,11 @@ class RenderCache:
         self._cancel.set()
         if self._threads:
             await asyncio.gather(*list(self._threads), return_exceptions=True)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)  # same directory tree: a link, no bytes copied
+    except OSError:
+        shutil.copyfile(src, dst)

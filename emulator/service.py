@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -35,14 +33,6 @@ class JobFailure(Exception):
     """A job ends ``failed`` with this message."""
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    dst.unlink(missing_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-
-
 class JobService:
     def __init__(
         self,
@@ -62,7 +52,7 @@ class JobService:
             self.accounts[acct.key] = Account(config=acct, label=label, time_scale=config.time_scale)
         self.jobs: dict[str, Job] = {}
         self.fetcher = ImageFetcher(session, config.image_timeout)
-        self.renders = RenderCache(output_dir / "renders", config.render_workers)
+        self.renders = RenderCache(output_dir / "renders", config.render_workers, config.render_cache_bytes)
         self.webhooks = WebhookSender(
             session,
             attempts=config.webhook_attempts,
@@ -194,9 +184,10 @@ class JobService:
                 short_side=cfg.video_height,
                 crf=cfg.crf,
             )
-            result = await self.renders.render(image.image, image.sha256, options)
+            result = await self.renders.render(
+                image.image, image.sha256, options, self.output_dir / f"{job.id}.mp4"
+            )
             del image
-            await asyncio.to_thread(_link_or_copy, result.path, self.output_dir / f"{job.id}.mp4")
             remaining = target - (time.monotonic() - started)
             if remaining > 0:
                 await asyncio.sleep(remaining)
@@ -276,7 +267,12 @@ class JobService:
                 for job in self.jobs.values()
             ],
             "webhooks": self.webhooks.stats.as_dict(),
-            "renders": {"rendered": self.renders.renders, "cache_hits": self.renders.hits},
+            "renders": {
+                "rendered": self.renders.renders,
+                "cache_hits": self.renders.hits,
+                "cache_bytes": self.renders.bytes,
+                "evicted": self.renders.evictions,
+            },
             "faults_pending": self.faults.pending(),
         }
 

