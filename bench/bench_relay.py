@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bench import poster
 from bench.common import Result, pct, rate, say
 from bot.api.client import ApiJob
@@ -49,10 +51,11 @@ CHANNEL = "bench"
 CONCURRENCY = 32
 
 
-async def post(url: str, first: int, warmup: int, count: int) -> dict[str, Any]:
+async def post(url: str, first: int, warmup: int, count: int, repeat: int = 1) -> dict[str, Any]:
     return await poster.post(
-        url, SECRET, "relayjob", first=first, warmup=warmup, count=count, concurrency=CONCURRENCY
-    )
+        url, SECRET, "relayjob", first=first, warmup=warmup, count=count, concurrency=CONCURRENCY,
+        repeat=repeat,
+    )  # fmt: skip
 
 
 # --- the receiving side --------------------------------------------------------------------------
@@ -120,6 +123,37 @@ async def through_relay(tmp: Path, first: int, warmup: int, count: int) -> Run:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Storm:
+    posts_per_second: float
+    held: int  # events the relay held once the storm was over
+    streamed: int  # events the subscriber then received
+    statuses: dict[str, int]
+
+
+async def retry_storm(tmp: Path, first: int, count: int, repeat: int) -> Storm:
+    """``count`` events each posted ``repeat`` times while no subscriber reads (the bot is away,
+    the API retries every webhook): what the relay holds, and what the bot then receives."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    relay = RelayProcess(
+        tmp, free_port(), "--rate-per-minute", str(10**9), "--max-held", str(10**7), tokens={TOKEN: CHANNEL}
+    )
+    await relay.start()
+    recorder = Recorder()
+    subscriber = RelaySubscriber(relay.base_url, TOKEN, SECRET, recorder.report)
+    try:
+        answer = await post(f"{relay.base_url}{WEBHOOK_PATH}/{CHANNEL}", first, 0, count, repeat)
+        async with httpx.AsyncClient() as http:
+            held = int((await http.get(f"{relay.base_url}/healthz")).json()["held"])
+        await subscriber.start()
+        await recorder.wait_for(count, timeout=120)
+        await asyncio.sleep(0.5)  # a second copy, if one were held, would have come by now
+    finally:
+        await subscriber.stop()
+        await relay.stop()
+    return Storm(answer["count"] / answer["seconds"], held, recorder.count, answer["statuses"])
+
+
 async def direct(first: int, warmup: int, count: int) -> Run:
     recorder = Recorder()
     receiver = WebhookReceiver(SECRET, recorder.report)
@@ -153,6 +187,8 @@ async def _measure(smoke: bool, result: Result) -> None:
     def mid(runs: list[Run]) -> Run:
         return sorted(runs, key=lambda r: r.per_second)[len(runs) // 2]
 
+    repeat = 5
+    storm = await retry_storm(tmp / "storm", first, count // repeat, repeat)
     r, b = mid(relayed), mid(bound)
     result.figure(
         "events/s end to end through the relay (post -> stream -> verified, reported, acknowledged)",
@@ -176,6 +212,15 @@ async def _measure(smoke: bool, result: Result) -> None:
             statuses[k] = statuses.get(k, 0) + v
     answers = ", ".join(f"{v:,} x {k}" for k, v in sorted(statuses.items()))
     result.figure("relay answers to the posts", answers)
+    result.figure(
+        f"retry storm: {count // repeat:,} events x {repeat} posts each, no subscriber reading; events held",
+        f"{storm.held:,}",
+        f"{count:,}, one per post, before the relay kept an event once",
+    )
+    result.figure(
+        "retry storm: events the subscriber then received; posts answered per second",
+        f"{storm.streamed:,}; {rate(storm.posts_per_second, '/s')}",
+    )
     result.note(
         f"{count:,} timed events after {warmup:,} untimed, median of {rounds} round(s), direct and relayed "
         f"rounds interleaved; a fresh relay (database, process) per round; {CONCURRENCY} concurrent "

@@ -46,12 +46,16 @@ def api_id(prefix: str, i: int) -> str:
 
 
 async def _post_all(
-    url: str, secret: bytes, prefix: str, first: int, warmup: int, count: int, concurrency: int
-) -> dict[str, Any]:
+    url: str, secret: bytes, prefix: str, first: int, warmup: int, count: int, concurrency: int,
+    repeat: int = 1,
+) -> dict[str, Any]:  # fmt: skip
     requests = [
         (body, {contract.SIGNATURE_HEADER: signature(secret, body), "Content-Type": "application/json"})
         for body in (event_body(api_id(prefix, i)) for i in range(first, first + warmup + count))
     ]
+    # A retry storm: the timed events are sent ``repeat`` times over, the whole run again each
+    # time, as an API resending every webhook whose answer it missed.
+    requests = requests[:warmup] + requests[warmup:] * repeat
     statuses: dict[int, int] = {}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
 
@@ -75,7 +79,7 @@ async def _post_all(
         seconds, ended_wall = time.perf_counter() - began, time.time()
     # Wall-clock ends too: a relay's subscriber is timed in another process.
     return {
-        "count": count,
+        "count": count * repeat,
         "seconds": seconds,
         "began": began_wall,
         "ended": ended_wall,
@@ -84,14 +88,16 @@ async def _post_all(
 
 
 async def post(
-    url: str, secret: bytes, prefix: str, *, first: int, warmup: int, count: int, concurrency: int
-) -> dict[str, Any]:
-    """Post ``warmup`` then ``count`` timed events for jobs ``prefix + first...`` from a process
-    of their own; its answer: count, seconds, began/ended (wall clock) and the status counts."""
+    url: str, secret: bytes, prefix: str, *, first: int, warmup: int, count: int, concurrency: int,
+    repeat: int = 1,
+) -> dict[str, Any]:  # fmt: skip
+    """Post ``warmup`` then ``count`` timed events (each ``repeat`` times) for jobs ``prefix +
+    first...`` from a process of their own; its answer: count (posts timed), seconds,
+    began/ended (wall clock) and the status counts."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.poster", url, "--secret", secret.decode(), "--prefix", prefix,
         "--first", str(first), "--warmup", str(warmup), "--count", str(count),
-        "--concurrency", str(concurrency), cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        "--concurrency", str(concurrency), "--repeat", str(repeat), cwd=ROOT, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, _ = await proc.communicate()
     if proc.returncode != 0:
@@ -109,9 +115,10 @@ def main(argv: list[str]) -> None:
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--repeat", type=int, default=1)
     a = p.parse_args(argv)
     answer = asyncio.run(
-        _post_all(a.url, a.secret.encode(), a.prefix, a.first, a.warmup, a.count, a.concurrency)
+        _post_all(a.url, a.secret.encode(), a.prefix, a.first, a.warmup, a.count, a.concurrency, a.repeat)
     )
     print(json.dumps(answer))
 

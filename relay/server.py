@@ -210,10 +210,13 @@ class RelayServer:
         wait = self._limiter.take(channel)
         if wait > 0:
             return self._refuse(429, "rate limited", retry_after=max(1, math.ceil(wait)))
-        event_id = await store.append(channel, body, signature)
+        appended = await store.append(channel, body, signature)
+        if appended.duplicate:  # the API retried an event we hold: it is answered, not stored
+            log.info("relay: event %s/%d posted again; kept once", channel, appended.id)
+            return web.json_response({"ok": True, "id": appended.id, "duplicate": True})
         self.stored += 1
-        log.debug("relay: stored event %s/%d (%d bytes)", channel, event_id, len(body))
-        return web.json_response({"ok": True, "id": event_id})
+        log.debug("relay: stored event %s/%d (%d bytes)", channel, appended.id, len(body))
+        return web.json_response({"ok": True, "id": appended.id})
 
     def _refuse(self, status: int, reason: str, *, retry_after: int | None = None) -> web.Response:
         self.refused += 1

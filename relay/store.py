@@ -8,12 +8,17 @@ only.
 
 Ids grow per channel and never go back: the high-water mark lives in ``channels`` and
 outlives acknowledged, expired and purged events, also across restarts.
+
+An event identical to one the channel still holds (the same body and signature: the API
+retrying a webhook whose answer it missed) is not stored again: its post gets the held event's
+id, so a retry storm cannot fill the channel or reach the bot twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -36,6 +41,23 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS events_received_at ON events (received_at)",
     "CREATE TABLE IF NOT EXISTS channels (channel TEXT PRIMARY KEY, last_id INTEGER NOT NULL)",
 )
+# Relay files made before events had a digest get the column (NULL for their old rows, which
+# are then never matched: NULLs are distinct in a UNIQUE index).
+DIGEST = (
+    "ALTER TABLE events ADD COLUMN digest BLOB",
+    "CREATE UNIQUE INDEX IF NOT EXISTS events_digest ON events (channel, digest)",
+)
+
+
+def digest(body: bytes, signature: str | None) -> bytes:
+    """What makes two posts the same event: the signed body, with its signature."""
+    return hashlib.sha256((signature or "").encode() + b"\n" + body).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    id: int
+    duplicate: bool  # the channel held this very event already: nothing was stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +73,9 @@ class _Pending:
     channel: str
     body: bytes
     signature: str | None
+    digest: bytes
     received_at: float
-    done: asyncio.Future[int]
+    done: asyncio.Future[Appended]
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
@@ -72,6 +95,7 @@ class EventStore:
         self._flusher: asyncio.Task[None] | None = None
         self._last: dict[str, int] = {}
         self._held: dict[str, int] = {}  # events stored and not yet acknowledged, per channel
+        self.duplicates = 0  # posts of an event the channel held already (not stored again)
         self.on_stored: Callable[[Iterable[str]], None] = lambda channels: None
 
     @classmethod
@@ -81,6 +105,10 @@ class EventStore:
         writer = await _connect(path)
         try:
             for statement in SCHEMA:
+                await writer.execute(statement)
+            async with writer.execute("SELECT name FROM pragma_table_info('events')") as cur:
+                columns = {str(row[0]) for row in await cur.fetchall()}
+            for statement in DIGEST[("digest" in columns) :]:
                 await writer.execute(statement)
             reader = await _connect(path)
         except BaseException:
@@ -117,10 +145,10 @@ class EventStore:
 
     # --- writes ------------------------------------------------------------------------------
 
-    async def append(self, channel: str, body: bytes, signature: str | None) -> int:
-        """Store one event; its id once it is on disk."""
-        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(channel, body, signature, time.time(), done))
+    async def append(self, channel: str, body: bytes, signature: str | None) -> Appended:
+        """Store one event; its id once it is on disk (a duplicate's: the held event's)."""
+        done: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(channel, body, signature, digest(body, signature), time.time(), done))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="relay-store-flush")
         return await asyncio.shield(done)  # a caller that goes away does not undo the write
@@ -129,17 +157,26 @@ class EventStore:
         while self._pending:
             async with self._lock:
                 batch, self._pending = self._pending, []
-                rows: list[tuple[str, int, float, bytes, str | None]] = []
+                rows: list[tuple[str, int, float, bytes, str | None, bytes]] = []
                 marks: dict[str, int] = {}
-                for item in batch:
-                    n = marks.get(item.channel, self._last.get(item.channel, 0)) + 1
-                    marks[item.channel] = n
-                    rows.append((item.channel, n, item.received_at, item.body, item.signature))
+                answers: list[Appended] = []
                 try:
                     await self._writer.execute("BEGIN IMMEDIATE")
+                    held = await self._held_ids(batch)  # (channel, digest) -> id
+                    for item in batch:
+                        known = held.get((item.channel, item.digest))
+                        if known is not None:  # held already, or earlier in this batch
+                            answers.append(Appended(known, duplicate=True))
+                            continue
+                        n = marks.get(item.channel, self._last.get(item.channel, 0)) + 1
+                        marks[item.channel] = held[(item.channel, item.digest)] = n
+                        rows.append(
+                            (item.channel, n, item.received_at, item.body, item.signature, item.digest)
+                        )
+                        answers.append(Appended(n, duplicate=False))
                     await self._writer.executemany(
-                        "INSERT INTO events (channel, id, received_at, body, signature) "
-                        "VALUES (?, ?, ?, ?, ?)",
+                        "INSERT INTO events (channel, id, received_at, body, signature, digest) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
                         rows,
                     )
                     await self._writer.executemany(
@@ -157,12 +194,27 @@ class EventStore:
                             item.done.set_exception(exc)
                     continue
                 self._last.update(marks)
-                for item in batch:
-                    self._held[item.channel] = self._held.get(item.channel, 0) + 1
-                for item, row in zip(batch, rows, strict=True):
+                for row in rows:
+                    self._held[row[0]] = self._held.get(row[0], 0) + 1
+                self.duplicates += len(batch) - len(rows)
+                for item, answer in zip(batch, answers, strict=True):
                     if not item.done.done():
-                        item.done.set_result(row[1])
-            self.on_stored(marks.keys())
+                        item.done.set_result(answer)
+            if marks:
+                self.on_stored(marks.keys())
+
+    async def _held_ids(self, batch: list[_Pending]) -> dict[tuple[str, bytes], int]:
+        """The held events among ``batch``'s digests (one query per batch, not per post)."""
+        found: dict[tuple[str, bytes], int] = {}
+        digests = list({item.digest for item in batch})
+        for start in range(0, len(digests), 500):  # well under SQLite's bound on parameters
+            chunk = digests[start : start + 500]
+            marks = ", ".join("?" * len(chunk))  # placeholders only: the values are bound
+            sql = f"SELECT channel, digest, id FROM events WHERE digest IN ({marks})"  # noqa: S608
+            async with self._writer.execute(sql, chunk) as cur:
+                for channel, dig, event_id in await cur.fetchall():
+                    found[(str(channel), bytes(dig))] = int(event_id)
+        return found
 
     async def ack(self, channel: str, up_to: int) -> int:
         """Drop every event of ``channel`` with id <= ``up_to``; how many were held."""

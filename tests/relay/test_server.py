@@ -192,6 +192,17 @@ async def test_rate_limit_per_channel_answers_429_with_retry_after(make_relay: M
         assert (await post(http, relay.base_url, job_event("b"), channel="beta")).status_code == 200
 
 
+async def test_a_webhook_retried_by_the_api_reaches_the_subscriber_once(relay: RelayServer) -> None:
+    body = job_event("job1")
+    async with httpx.AsyncClient() as http:
+        answers = [(await post(http, relay.base_url, body)).json() for _ in range(5)]
+        other = (await post(http, relay.base_url, job_event("job2"))).json()
+    assert answers == [{"ok": True, "id": 1}] + [{"ok": True, "id": 1, "duplicate": True}] * 4
+    assert other == {"ok": True, "id": 2}
+    events, _ = await read_stream(relay, ALPHA_TOKEN)
+    assert [(e.id, envelope(e)["body"].encode()) for e in events] == [("1", body), ("2", job_event("job2"))]
+
+
 def test_token_bucket_refills_with_time() -> None:
     bucket = TokenBucket(per_minute=60)  # one a second, a burst of 60
     assert all(bucket.take("c", now=0.0) == 0 for _ in range(60))
