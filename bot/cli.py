@@ -129,7 +129,9 @@ async def animate(settings: Settings, args: argparse.Namespace, *, out: TextIO =
             )
         store = await Store.open(settings.database)
         try:
-            job = await store.insert_job(NewJob(source="cli", image_ref=image_path.as_uri(), options=options))
+            job = await store.insert_job(
+                NewJob(source="cli", image_ref=image_path.as_uri(), options=options, image_origin="file")
+            )
             progress.show(f"job {job.id}: submitting ({options.estimated_credits} credits estimated)")
             job = await _submit_or_fail(store, api.client, job, data_uri(data, mime))
             job = await _wait(store, api.client, job, progress, settings)

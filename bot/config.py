@@ -6,6 +6,7 @@ setting; secret values are never echoed (they are wrapped in :class:`Secret`).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -94,6 +95,9 @@ class Settings:
     default_user_plan: str = "free"  # the per-person quota where nothing else is set
     pool_welcome_credits: int = 500  # a server's pool starts with this (a ledger 'grant' row)
     enterprise_plan: contract.Plan = contract.PLANS["enterprise"]  # "custom" on the page: the owner's numbers
+    # Networks a member's image link may point into (/animate image_url:); every other private,
+    # local or reserved address is refused (bot/media/link.py).
+    image_url_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     @property
     def rate_window(self) -> float:
@@ -249,6 +253,13 @@ def shard_id_list(value: str) -> tuple[int, ...]:
     return ids
 
 
+def networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``10.0.5.0/24, fd00::/8``: IP networks (a bare address is a network of one)."""
+    return tuple(
+        ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()
+    )
+
+
 SHARD_COUNT_EXPECTED: Final = "a whole number >= 1"
 SHARD_IDS_EXPECTED: Final = "a comma-separated list of distinct shard ids (whole numbers >= 0), e.g. 0,1"
 
@@ -295,6 +306,12 @@ def load_settings(values: Mapping[str, str | None], *, require_discord: bool = F
         log_level=r.choice("LOG_LEVEL", "INFO", LOG_LEVELS, fold=str.upper),
         shard_count=r.convert("SHARD_COUNT", None, positive_int, SHARD_COUNT_EXPECTED),
         shard_ids=r.convert("SHARD_IDS", None, shard_id_list, SHARD_IDS_EXPECTED),
+        image_url_allowed_networks=r.convert(
+            "IMAGE_URL_ALLOWED_NETWORKS",
+            (),
+            networks,
+            "a comma-separated list of networks (10.0.5.0/24, fd00::/8)",
+        ),
         emulator_time_scale=r.convert(
             "EMULATOR_TIME_SCALE", 0.2, _positive_float, "a positive number (1.0 = real time)"
         ),

@@ -130,6 +130,7 @@ class Job:
     outcome: str | None = None  # completed, failed, cancelled or expired, once ended
     delivery_note: str | None = None  # how (or why not) the result reached the person
     delivery_started_at: float | None = None  # first attempt to send the result (crash safety)
+    image_origin: str = "attachment"  # or "link" (a member's URL) or "file" (the CLI's own)
 
     @property
     def in_flight(self) -> bool:

@@ -25,6 +25,7 @@ from bot.config import Settings
 from bot.inbound.receiver import Health, WebhookReceiver
 from bot.inbound.relay_subscriber import RelaySubscriber
 from bot.jobs import Job, JobState
+from bot.media.link import LinkFetcher
 from bot.metrics import Metrics, Snapshot
 from bot.pipeline.animations import Animations
 from bot.pipeline.delivery import Messenger
@@ -229,9 +230,11 @@ async def open_services(
             pipeline.poller.set_webhooks(False)  # poll at the normal pace until the stream is up
             # One stream per bot: the leader subscribes (pipeline.stop_leading stops it).
             pipeline.while_leading(relay.start, relay.stop)
+        links = LinkFetcher(settings.image_url_allowed_networks)
+        stack.push_async_callback(links.close)
         yield Services(
             pipeline=pipeline,
-            animations=Animations(store, pipeline, policy, metrics=metrics),
+            animations=Animations(store, pipeline, policy, metrics=metrics, links=links),
             moderation=Moderation(store, policy, pipeline.scheduler),
             receiver=receiver,
             relay=relay,

@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 Interaction = discord.Interaction[AnimateBot]
 
+MAX_LINK_CHARS = 2_000  # a longer "link" is not one a member typed
+ONE_PICTURE = "⚠️ Give the picture one way: attach it as `image`, or link it as `image_url`."
+
 
 async def reject(interaction: Interaction, message: str) -> None:
     """Bad input: replace the public "thinking" message with a private explanation."""
@@ -150,8 +153,9 @@ class AnimateCog(commands.Cog):
 
     @app_commands.command(name="animate", description="Animate a still image into a short video")
     @app_commands.describe(
-        image="A JPEG, PNG or WebP picture (up to 10 MiB)",
         prompt="What should happen in the video",
+        image="A JPEG, PNG or WebP picture (up to 10 MiB); or give image_url",
+        image_url="A public link to the picture, instead of attaching it",
         duration="Length in seconds",
         aspect_ratio="Shape of the video",
         motion="How much the camera moves",
@@ -160,8 +164,9 @@ class AnimateCog(commands.Cog):
     async def animate(
         self,
         interaction: Interaction,
-        image: discord.Attachment,
         prompt: app_commands.Range[str, 1, contract.MAX_PROMPT_CHARS],
+        image: discord.Attachment | None = None,
+        image_url: app_commands.Range[str, 1, MAX_LINK_CHARS] | None = None,
         duration: contract.Duration = contract.DEFAULT_DURATION,
         aspect_ratio: contract.AspectRatio = contract.DEFAULT_ASPECT_RATIO,
         motion: contract.Motion = contract.DEFAULT_MOTION,
@@ -176,7 +181,17 @@ class AnimateCog(commands.Cog):
         except InvalidOptions as exc:
             await reject(interaction, f"⚠️ Can't animate that: {exc}")
             return
-        await start_animation(interaction, ImageSource(image.url, image.size, image.content_type), options)
+        if (image is None) == (image_url is None):
+            await reject(
+                interaction, "⚠️ Give the picture one way: attach it as `image`, or link it as `image_url`."
+            )
+            return
+        source = (
+            ImageSource(image.url, image.size, image.content_type)
+            if image is not None
+            else ImageSource(image_url or "", origin="link")
+        )
+        await start_animation(interaction, source, options)
 
 
 async def setup(bot: AnimateBot) -> None:

@@ -18,6 +18,7 @@ from bot.community.admission import Admitted, Policy, admit, low_balance_alert
 from bot.jobs import Job, JobOptions, may_cancel
 from bot.media.fetch import FetchError, fetch_bytes
 from bot.media.image import InvalidImage, check_image_size, validate_image
+from bot.media.link import LinkFetcher, LinkRefused
 from bot.metrics import Metrics
 from bot.pipeline.pipeline import JobBusy, Pipeline
 from bot.store import NewJob, Store
@@ -30,11 +31,13 @@ ADMISSIONS_AT_ONCE: Final = 8
 
 @dataclass(frozen=True, slots=True)
 class ImageSource:
-    """Where the picture comes from: a fresh attachment, or an old job's URL (Animate again)."""
+    """Where the picture comes from: a fresh attachment, a member's link, or an old job's URL
+    (Animate again, which fetches it as the first job did)."""
 
     url: str
     size: int | None = None  # when the sender declared it: a 50 MB upload is refused unread
     declared_type: str | None = None
+    origin: str = "attachment"  # "link": a member's URL, fetched from public addresses only
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +70,14 @@ class Cancelled(enum.Enum):
 
 class Animations:
     def __init__(
-        self, store: Store, pipeline: Pipeline, policy: Policy, *, metrics: Metrics | None = None
-    ) -> None:
+        self, store: Store, pipeline: Pipeline, policy: Policy, *, metrics: Metrics | None = None,
+        links: LinkFetcher | None = None,
+    ) -> None:  # fmt: skip
         self.store = store
         self.pipeline = pipeline
         self.policy = policy
         self.metrics = metrics
+        self.links = links or LinkFetcher()  # whoever made it closes it (services.py does)
         # A few at a time: a burst of hundreds would otherwise crowd the image fetches and the
         # store's write lock all at once, starving the defers of later commands and the scheduler.
         self._slots = asyncio.Semaphore(ADMISSIONS_AT_ONCE)
@@ -94,6 +99,7 @@ class Animations:
                 interaction_token=requester.interaction_token,
                 token_expires_at=requester.token_expires_at,
                 upload_limit=requester.upload_limit,
+                image_origin=source.origin,
             )
             admitted = await admit(self.store, new, self.policy, roles=list(requester.role_ids))
             if self.metrics is not None:
@@ -115,7 +121,7 @@ class Animations:
             prompt=o.prompt, duration=o.duration, aspect_ratio=o.aspect_ratio, motion=o.motion,
             version=o.version,
         )  # fmt: skip
-        return ImageSource(job.image_ref), options
+        return ImageSource(job.image_ref, origin=job.image_origin), options
 
     async def recent(self, user_id: int, limit: int = 10) -> list[Job]:
         """A member's latest jobs, newest first (/jobs)."""
@@ -147,6 +153,16 @@ class Animations:
         return Cancelled.DONE, cancelled
 
     async def _read_source(self, source: ImageSource) -> None:
+        if source.origin == "link":
+            try:
+                data, _ = await self.links.fetch(source.url, max_bytes=contract.MAX_IMAGE_BYTES)
+            except LinkRefused as exc:
+                raise InvalidImage(f"that link can't be used: {exc}") from None
+            except FetchError as exc:
+                raise InvalidImage(f"the image could not be fetched from the link: {exc}") from None
+            # What the server calls it is not checked: the bytes are (sniffed and decoded).
+            await asyncio.to_thread(validate_image, data, None)
+            return
         if source.size is not None:
             check_image_size(source.size)  # refuse a 50 MB upload without downloading it
         try:

@@ -21,6 +21,7 @@ class NewJob:
     interaction_token: str | None = None
     token_expires_at: float | None = None
     upload_limit: int | None = None
+    image_origin: str = "attachment"  # or "link" (a member's URL) or "file" (the CLI)
 
 
 @dataclass(frozen=True, slots=True)
