@@ -136,7 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log_level)
         if args.command == "sync":
             return asyncio.run(runner.sync_commands(settings, args.guild))
-        return asyncio.run(runner.run_bot(settings))
+        try:
+            return asyncio.run(runner.run_bot(settings))
+        except ConfigError as exc:  # found while opening the services (the prompt filter's list)
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
 
     from bot import cli  # the job stack (store, API client, media): only animate and check pay for it
 

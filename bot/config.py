@@ -98,6 +98,9 @@ class Settings:
     # Networks a member's image link may point into (/animate image_url:); every other private,
     # local or reserved address is refused (bot/media/link.py).
     image_url_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # The owner's bot-wide prompt filter: one word per line, `re:` before a pattern (read, and
+    # each pattern compiled, at start: a bad line stops the start with its number).
+    prompt_blocklist_file: Path | None = None
 
     @property
     def rate_window(self) -> float:
@@ -231,6 +234,13 @@ def _plan_limits(value: str) -> contract.Plan:
     return contract.Plan("enterprise", int(rpm), int(concurrent), per_day)
 
 
+def _readable_file(value: str) -> Path:
+    path = Path(value)
+    if not path.is_file():
+        raise ValueError(value)
+    return path
+
+
 def _non_negative_int(value: str) -> int:
     number = int(value)
     if number < 0:
@@ -325,6 +335,9 @@ def load_settings(values: Mapping[str, str | None], *, require_discord: bool = F
         quota_time_scale=r.convert("QUOTA_TIME_SCALE", 1.0, _positive_float, "a positive number"),
         default_user_plan=r.choice("DEFAULT_USER_PLAN", "free", contract.PLAN_NAMES, fold=str.lower),
         pool_welcome_credits=r.convert("POOL_WELCOME_CREDITS", 500, _non_negative_int, "a whole number >= 0"),
+        prompt_blocklist_file=r.convert(
+            "PROMPT_BLOCKLIST_FILE", None, _readable_file, "a readable file (one word or re:pattern per line)"
+        ),
         enterprise_plan=r.convert(
             "ENTERPRISE_LIMITS",
             contract.PLANS["enterprise"],

@@ -21,7 +21,8 @@ from bot.api.budget import RequestBudget
 from bot.api.client import DoitongClient, RateLimit, RetryPolicy
 from bot.community.admission import Policy, QuotaWindows
 from bot.community.moderation import Moderation
-from bot.config import Settings
+from bot.community.prompt_filter import PromptFilter, RuleError, read_list
+from bot.config import ConfigError, Settings
 from bot.inbound.receiver import Health, WebhookReceiver
 from bot.inbound.relay_subscriber import RelaySubscriber
 from bot.jobs import Job, JobState
@@ -30,7 +31,7 @@ from bot.metrics import Metrics, Snapshot
 from bot.pipeline.animations import Animations
 from bot.pipeline.delivery import Messenger
 from bot.pipeline.pipeline import Pipeline, PipelineOptions
-from bot.store import Store
+from bot.store import PromptRule, Store
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,17 @@ async def open_api(
         ) as client,
     ):
         yield Api(client, emulated=True)
+
+
+def bot_rules(settings: Settings) -> list[PromptRule]:
+    """The owner's bot-wide prompt filter (PROMPT_BLOCKLIST_FILE); a bad line is a ConfigError."""
+    path = settings.prompt_blocklist_file
+    if path is None:
+        return []
+    try:
+        return read_list(path.read_text(encoding="utf-8").splitlines(), f"PROMPT_BLOCKLIST_FILE ({path})")
+    except (RuleError, OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([str(exc)]) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,10 +244,13 @@ async def open_services(
             pipeline.while_leading(relay.start, relay.stop)
         links = LinkFetcher(settings.image_url_allowed_networks)
         stack.push_async_callback(links.close)
+        prompt_filter = PromptFilter(store, bot_rules(settings))
         yield Services(
             pipeline=pipeline,
-            animations=Animations(store, pipeline, policy, metrics=metrics, links=links),
-            moderation=Moderation(store, policy, pipeline.scheduler),
+            animations=Animations(
+                store, pipeline, policy, metrics=metrics, links=links, prompt_filter=prompt_filter
+            ),
+            moderation=Moderation(store, policy, pipeline.scheduler, prompt_filter),
             receiver=receiver,
             relay=relay,
         )

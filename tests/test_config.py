@@ -96,3 +96,18 @@ def test_a_database_url_is_postgresql_and_is_not_echoed_when_wrong() -> None:
     assert load_settings({"DATABASE_URL": "postgres:///animate?password=pw-SECRET"}).database_shown == (
         "postgres:///animate?password=********"
     )
+
+
+def test_image_link_networks_and_the_blocklist_file_are_checked_at_start(tmp_path: Path) -> None:
+    listing = tmp_path / "blocklist.txt"
+    listing.write_text("troll\n")
+    s = load_settings(
+        {"IMAGE_URL_ALLOWED_NETWORKS": "10.0.5.0/24, fd00::/8", "PROMPT_BLOCKLIST_FILE": str(listing)}
+    )
+    assert [str(n) for n in s.image_url_allowed_networks] == ["10.0.5.0/24", "fd00::/8"]
+    assert s.prompt_blocklist_file == listing
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            {"IMAGE_URL_ALLOWED_NETWORKS": "10.0.0.0/33", "PROMPT_BLOCKLIST_FILE": str(tmp_path / "none")}
+        )
+    assert "IMAGE_URL_ALLOWED_NETWORKS" in str(caught.value) and "PROMPT_BLOCKLIST_FILE" in str(caught.value)

@@ -15,7 +15,8 @@ from typing import Final, Protocol, TypeVar
 
 from bot.community.admission import Policy, resolve_plan
 from bot.community.plans import PlanChoice
-from bot.store import AuditRow, Guild, LedgerRow, Store, Tx, pause, pools, rules
+from bot.community.prompt_filter import PromptBlocked, PromptFilter, RuleError, check_rule
+from bot.store import AuditRow, Guild, LedgerRow, PromptRule, Store, Tx, pause, pools, prompt_rules, rules
 
 T = TypeVar("T")
 
@@ -57,10 +58,13 @@ class Submitting(Protocol):
 class Moderation:
     """The moderators' service: one method per command, each one unit of work."""
 
-    def __init__(self, store: Store, policy: Policy, submitting: Submitting) -> None:
+    def __init__(
+        self, store: Store, policy: Policy, submitting: Submitting, prompt_filter: PromptFilter | None = None
+    ) -> None:
         self.store = store
         self.policy = policy
         self.submitting = submitting
+        self.prompt_filter = prompt_filter or PromptFilter(store)
 
     async def _change(
         self, guild_id: int, actor: int, action: str, target: str | None,
@@ -157,6 +161,42 @@ class Moderation:
         self.submitting.resume()
         return stored or here
 
+    async def add_prompt_rule(self, guild_id: int, actor: int, kind: str, text: str) -> PromptRule:
+        """Block a word or pattern in this server's prompts. A pattern that does not compile, or
+        a rule the server has already, is a :class:`ModerationError` and changes nothing."""
+        try:
+            text = check_rule(kind, text)
+        except RuleError as exc:
+            raise ModerationError(str(exc)) from None
+
+        def change(tx: Tx) -> PromptRule:
+            rule = prompt_rules.add(tx, guild_id, kind, text, actor)
+            if rule is None:  # raised inside: the transaction, audit row and all, rolls back
+                raise ModerationError(f"this server already blocks that {kind}")
+            return rule
+
+        return await self._change(guild_id, actor, "filter add", None, _rule_detail, change)
+
+    async def remove_prompt_rule(self, guild_id: int, actor: int, rule_id: int) -> PromptRule:
+        def change(tx: Tx) -> PromptRule:
+            rule = prompt_rules.remove(tx, guild_id, rule_id)
+            if rule is None:
+                raise ModerationError(f"this server has no filter rule #{rule_id}")
+            return rule
+
+        return await self._change(guild_id, actor, "filter remove", None, _rule_detail, change)
+
+    async def prompt_rules(self, guild_id: int) -> list[PromptRule]:
+        return await self.store.prompt_rules(guild_id)
+
+    async def test_prompt(self, guild_id: int, prompt: str) -> PromptRule | None:
+        """The rule ``prompt`` would break here (the bot's list first), or None; changes nothing."""
+        try:
+            await self.prompt_filter.check(guild_id, prompt)
+        except PromptBlocked as blocked:
+            return blocked.rule
+        return None
+
     async def pool_statement(self, guild_id: int, limit: int) -> tuple[Guild, list[LedgerRow]]:
         """The server's pool (its row created on first use) and its latest ledger rows."""
         guild = await self.store.ensure_guild(guild_id, self.policy.welcome_credits)
@@ -191,3 +231,8 @@ class Moderation:
             allowance=guild.daily_allowance if guild else None,
             allowance_left=left,
         )
+
+
+def _rule_detail(rule: PromptRule) -> str:
+    # The audit names the rule by number and kind; its text stays in the moderators' /filter list.
+    return f"{rule.kind} rule #{rule.id}"

@@ -32,7 +32,7 @@ from shared.webhooks import WEBHOOK_PATH
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.animate", "cogs.jobs", "cogs.moderation")
+EXTENSIONS = ("cogs.animate", "cogs.jobs", "cogs.moderation", "cogs.prompt_filter")
 
 # Discord: one IDENTIFY per rate-limit bucket (shard_id % max_concurrency) per 5 s. The bucket's
 # clock starts in the hook, just before the IDENTIFY is sent: the margin keeps the next one from

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from bot.community.admission import Admitted, Policy, admit, low_balance_alert
+from bot.community.prompt_filter import PromptFilter
 from bot.jobs import Job, JobOptions, may_cancel
 from bot.media.fetch import FetchError, fetch_bytes
 from bot.media.image import InvalidImage, check_image_size, validate_image
@@ -71,20 +72,23 @@ class Cancelled(enum.Enum):
 class Animations:
     def __init__(
         self, store: Store, pipeline: Pipeline, policy: Policy, *, metrics: Metrics | None = None,
-        links: LinkFetcher | None = None,
+        links: LinkFetcher | None = None, prompt_filter: PromptFilter | None = None,
     ) -> None:  # fmt: skip
         self.store = store
         self.pipeline = pipeline
         self.policy = policy
         self.metrics = metrics
         self.links = links or LinkFetcher()  # whoever made it closes it (services.py does)
+        self.prompt_filter = prompt_filter or PromptFilter(store)
         # A few at a time: a burst of hundreds would otherwise crowd the image fetches and the
         # store's write lock all at once, starving the defers of later commands and the scheduler.
         self._slots = asyncio.Semaphore(ADMISSIONS_AT_ONCE)
 
     async def request(self, source: ImageSource, options: JobOptions, requester: Requester) -> Accepted:
-        """Check the picture and admit the job; raises InvalidImage or admission's Refused
-        (QuotaExceeded, Blocked, ChannelClosed, PoolShort, AllowanceShort) with nothing written."""
+        """Check the prompt and the picture and admit the job; raises InvalidImage or a Refused
+        (PromptBlocked, QuotaExceeded, Blocked, ChannelClosed, PoolShort, AllowanceShort) with
+        nothing written."""
+        await self.prompt_filter.check(requester.guild_id, options.prompt)  # before any fetch
         async with self._slots:
             began = time.monotonic()
             await self._read_source(source)

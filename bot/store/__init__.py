@@ -7,6 +7,7 @@ The SQL lives in one module per table family, as plain functions of a transactio
 - :mod:`bot.store.pools`: servers' rows, the credit ledger, reservations and settlements;
 - :mod:`bot.store.rules`: members' overrides and blocks, plans by role, channel rules;
 - :mod:`bot.store.audit`: the moderators' audit trail;
+- :mod:`bot.store.prompt_rules`: a server's prompt filter;
 - :mod:`bot.store.leader`: the leader's lease and term (which process runs the leader's loops);
 - :mod:`bot.store.pause`: the API account's submitting pause, which any process may lift;
 - :mod:`bot.store.turns`: turns the processes take one at a time (Discord's identify buckets);
@@ -30,15 +31,15 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from bot.jobs import Job, JobState
-from bot.store import audit, jobs, leader, pause, pools, rules, turns
+from bot.store import audit, jobs, leader, pause, pools, prompt_rules, rules, turns
 from bot.store.engine import Engine, Leadership, NotLeader, Tx, member_key, pool_key
 from bot.store.migrate import MIGRATIONS, migrate
-from bot.store.records import AuditRow, Guild, LedgerRow, MemberRule, NewJob, Usage
+from bot.store.records import AuditRow, Guild, LedgerRow, MemberRule, NewJob, PromptRule, Usage
 from bot.store.sqlite import SqliteEngine
 
 __all__ = [
     "MIGRATIONS", "AuditRow", "Engine", "Guild", "Leadership", "LedgerRow", "MemberRule", "NewJob",
-    "NotLeader", "Store", "Tx", "Usage", "is_url", "member_key", "pool_key",
+    "NotLeader", "PromptRule", "Store", "Tx", "Usage", "is_url", "member_key", "pool_key",
 ]  # fmt: skip
 
 _SCHEMES: Final = ("postgresql://", "postgres://")
@@ -223,6 +224,9 @@ class Store:
 
     async def role_plans(self, guild_id: int) -> dict[int, str]:
         return await self._read(lambda tx: rules.role_plans(tx, guild_id))
+
+    async def prompt_rules(self, guild_id: int) -> list[PromptRule]:
+        return await self._read(lambda tx: prompt_rules.for_guild(tx, guild_id))
 
     async def audit_rows(self, guild_id: int, limit: int = 15) -> list[AuditRow]:
         return await self._read(lambda tx: audit.rows(tx, guild_id, limit))

@@ -25,6 +25,16 @@ class NewJob:
 
 
 @dataclass(frozen=True, slots=True)
+class PromptRule:
+    """A word or pattern a server (guild_id) or the bot's owner (None, id 0) will not animate."""
+
+    id: int
+    kind: str  # "word" or "pattern"
+    text: str
+    guild_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Guild:
     guild_id: int
     default_plan: str | None

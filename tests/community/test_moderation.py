@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.community.admission import Policy
-from bot.community.moderation import Moderation
+from bot.community.moderation import Moderation, ModerationError
 from bot.store import Store, Tx, rules
 from testkit.books import ledger_sum
 
@@ -110,3 +110,38 @@ async def test_a_resume_that_cannot_be_audited_does_not_happen(store: Store) -> 
 async def test_the_pool_statement_creates_the_row_on_first_look(store: Store) -> None:
     guild, rows = await moderation_of(store).pool_statement(G, limit=12)
     assert guild.balance == 500 and [(r.kind, r.amount) for r in rows] == [("grant", 500)]
+
+
+async def test_filter_rules_are_added_numbered_audited_and_removed(store: Store) -> None:
+    moderation = moderation_of(store)
+    word = await moderation.add_prompt_rule(G, MOD, "word", "goblin")
+    pattern = await moderation.add_prompt_rule(G, MOD, "pattern", r"dra+gons?")
+    assert [(r.id, r.kind, r.text) for r in await moderation.prompt_rules(G)] == [
+        (word.id, "word", "goblin"), (pattern.id, "pattern", r"dra+gons?")
+    ]  # fmt: skip
+    assert await moderation.test_prompt(G, "two DRAAGONS") == pattern
+    assert await moderation.test_prompt(G, "a quiet sea") is None
+    assert (await moderation.remove_prompt_rule(G, MOD, word.id)).text == "goblin"
+    assert await moderation.test_prompt(G, "a goblin") is None
+    assert [(r.action, r.detail) for r in await store.audit_rows(G)][:3] == [
+        ("filter remove", f"word rule #{word.id}"),
+        ("filter add", f"pattern rule #{pattern.id}"),
+        ("filter add", f"word rule #{word.id}"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "why"),
+    [("pattern", "(?<=x)y", "does not compile"), ("word", "goblin", "already blocks that word")],
+)
+async def test_a_filter_rule_that_cannot_be_added_changes_nothing(
+    store: Store, kind: str, text: str, why: str
+) -> None:
+    moderation = moderation_of(store)
+    await moderation.add_prompt_rule(G, MOD, "word", "goblin")
+    before = await store.audit_rows(G)
+    with pytest.raises(ModerationError, match=why):
+        await moderation.add_prompt_rule(G, MOD, kind, text)
+    with pytest.raises(ModerationError, match="no filter rule #99"):
+        await moderation.remove_prompt_rule(G, MOD, 99)
+    assert await store.audit_rows(G) == before and len(await moderation.prompt_rules(G)) == 1
