@@ -20,8 +20,8 @@ from bot.community.admission import Policy, admit
 from bot.inbound.receiver import WebhookReceiver
 from bot.jobs import JobOptions, JobState
 from bot.pipeline.delivery import Route
-from bot.pipeline.pipeline import Pipeline, PipelineOptions
-from bot.store import NewJob, Store, pools
+from bot.pipeline.pipeline import Pipeline, PipelineOptions, guarded
+from bot.store import NewJob, Store, StoreUnavailable, pools
 from emulator.server import Emulator
 from shared import contract
 from shared.webhooks import WEBHOOK_PATH
@@ -443,3 +443,24 @@ async def test_polling_reads_a_job_about_when_jobs_like_it_have_been_finishing(
             await wait_for(lambda job_id=job_id: h.delivered(job_id))  # type: ignore[misc]
     reads = emu.stats()["accounts"]["pro"]["status_reads"] - learned
     assert reads / len(later) <= 3, reads  # backing off from the first second read each ~10 times
+
+
+async def test_a_loop_stopped_while_the_database_is_away_stays_stopped() -> None:
+    # The scheduler, stopped mid-create (leadership lost), puts the job back in the queue while
+    # unwinding; with the database away that write fails and its error replaces the cancel.
+    runs = 0
+
+    async def scheduler() -> None:
+        nonlocal runs
+        runs += 1
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            raise StoreUnavailable("the database is out of reach") from None
+
+    task = asyncio.create_task(guarded("scheduler", scheduler))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=5)
+    assert runs == 1  # not restarted
