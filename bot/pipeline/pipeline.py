@@ -29,7 +29,7 @@ from bot.jobs import IN_FLIGHT, IllegalTransition, Job, JobState
 from bot.pipeline.delivery import CLAIM_LEASE, Delivery, Messenger
 from bot.pipeline.leader import LeaderLoops
 from bot.pipeline.scheduler import Scheduler
-from bot.store import Leadership, Store
+from bot.store import Leadership, Store, StoreUnavailable
 from shared import contract
 
 log = logging.getLogger(__name__)
@@ -296,13 +296,16 @@ async def guarded(name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> N
             return
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 # Stopped, and an error raised while unwinding replaced the CancelledError
                 # (the scheduler puts a job back in the queue, and the database is away):
                 # restarting would leave a loop nobody stops (a follower still scheduling).
-                log.exception("%s loop failed while stopping", name)
+                log.warning("%s loop failed while stopping: %r", name, exc)
                 raise asyncio.CancelledError from None
-            log.exception("%s loop crashed; restarting in 1s", name)
+            if isinstance(exc, StoreUnavailable):  # expected while the database restarts
+                log.warning("%s loop: %s; restarting in 1s", name, exc)
+            else:
+                log.exception("%s loop crashed; restarting in 1s", name)
             await asyncio.sleep(1)

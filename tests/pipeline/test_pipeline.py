@@ -18,7 +18,7 @@ from bot.api.budget import RequestBudget
 from bot.api.client import DoitongClient, RetryPolicy
 from bot.community.admission import Policy, admit
 from bot.inbound.receiver import WebhookReceiver
-from bot.jobs import JobOptions, JobState
+from bot.jobs import Job, JobOptions, JobState
 from bot.pipeline.delivery import Route
 from bot.pipeline.pipeline import Pipeline, PipelineOptions, guarded
 from bot.store import NewJob, Store, StoreUnavailable, pools
@@ -464,3 +464,26 @@ async def test_a_loop_stopped_while_the_database_is_away_stays_stopped() -> None
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, timeout=5)
     assert runs == 1  # not restarted
+
+
+async def test_a_result_whose_claim_met_the_database_away_is_delivered_soon_after(
+    store: Store, emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first claim fails as during a PostgreSQL restart: the job must not wait for the
+    # sweep (every 15 s) to be found again.
+    real_claim = store.claim_delivery
+    failed: list[str] = []
+
+    async def claim(job_id: str, owner: str, lease: float) -> Job | None:
+        if not failed:
+            failed.append(job_id)
+            raise StoreUnavailable("the database is out of reach")
+        return await real_claim(job_id, owner, lease)
+
+    monkeypatch.setattr(store, "claim_delivery", claim)
+    messenger = RecordingMessenger()
+    async with Harness(store, emu, True, messenger) as h:
+        job_id = await h.add()
+        await wait_for(lambda: h.delivered(job_id), timeout=10)
+    assert failed == [job_id]
+    assert [s.job_id for s in messenger.sent] == [job_id]
