@@ -1,7 +1,8 @@
 """PostgreSQL restarted under two running bot processes (2 shards each of 4), end to end.
 
 The server is this test's own (not the session's: it is stopped mid-run), restarted on the same
-port and data directory with ``pg_ctl stop -m fast`` (every session is ended) and ``start``.
+port and data directory with ``pg_ctl stop -m fast`` (every session is ended) and ``start``;
+with ``-m immediate`` (a crash) too, among the slow cases.
 While it is down a member's /animate is refused privately and leaves nothing behind; once it is
 back every job committed before the restart completes and is delivered once, the books balance,
 one process leads again and a new /animate goes through.
@@ -71,8 +72,10 @@ async def wait_for(what: str, check: Any, timeout: float) -> float:
     return time.monotonic() - start
 
 
+# fast: a restart (sessions ended, clean shutdown); immediate: a crash, recovered from the WAL.
+@pytest.mark.parametrize("mode", ["fast", pytest.param("immediate", marks=pytest.mark.slow)])
 async def test_postgres_restarted_mid_run_every_committed_job_completes_once(
-    tmp_path: Path, own_postgres: PostgresServer
+    tmp_path: Path, own_postgres: PostgresServer, mode: str
 ) -> None:
     url = own_postgres.create_database("animate")
     async with cluster(
@@ -92,9 +95,9 @@ async def test_postgres_restarted_mid_run_every_committed_job_completes_once(
         states = Counter(j.state for j in committed)
         assert states[JobState.QUEUED] > 0, states  # some wait in the queue, some are at the API
         late = new_member(c, "late")
-        print(f"restarting PostgreSQL with jobs {dict(Counter(j.state.value for j in committed))}")
+        print(f"restarting PostgreSQL ({mode}) with jobs {dict(Counter(j.state.value for j in committed))}")
 
-        await asyncio.to_thread(own_postgres.halt, "fast")  # not blocking: the fake and emulator run here
+        await asyncio.to_thread(own_postgres.halt, mode)  # not blocking: the fake and emulator run here
         down = time.monotonic()
         # One /animate on a shard of each process while the database is away.
         refused = [await c.animate(late, 0), await c.animate(late, SHARDS - 1)]
