@@ -12,11 +12,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.community.admission import QuotaExceeded, Refused
-from bot.discord_adapter.client import AnimateBot
+from bot.discord_adapter.client import STORE_AWAY, AnimateBot
 from bot.discord_adapter.limits import TOKEN_LIFETIME
 from bot.jobs import IN_FLIGHT, InvalidOptions, Job, JobOptions
 from bot.media.image import InvalidImage
-from bot.pipeline.animations import ImageSource, Requester
+from bot.pipeline.animations import ImageSource, NotRecorded, Requester
+from bot.store import StoreUnavailable
 from cogs.cards import cancel_reply, status_embed
 from shared import contract
 
@@ -63,14 +64,18 @@ async def start_animation(interaction: Interaction, source: ImageSource, options
             when = f" It frees <t:{int(exc.frees_at) + 1}:R>."
         await reject(interaction, f"⏳ {exc.describe()}{when}")
         return
+    except NotRecorded as exc:  # the database is away: not the member's doing
+        await reject(interaction, f"⚠️ {exc}")
+        return
     except Refused as exc:  # blocked, channel closed, pool or allowance short: the numbers are in it
         await reject(interaction, f"⛔ {exc}")
         return
     job = accepted.job
     log.info("job=%s accepted user=%s guild=%s %s", job.id, job.user_id, job.guild_id, job.options)
+    place = f"#{accepted.position} in the queue" if accepted.position else "queued"
     try:
         message = await interaction.edit_original_response(
-            content=None, embed=status_embed(job, f"#{accepted.position} in the queue"), view=job_buttons(job)
+            content=None, embed=status_embed(job, place), view=job_buttons(job)
         )
         await animations.card_shown(job, message.channel.id, message.id)
     except discord.HTTPException as exc:  # the job is admitted: it goes on without a card
@@ -111,7 +116,10 @@ class JobButton(
         """A click on Cancel or Animate again, from any card, before or after a restart."""
         if self.action == "cancel":
             await interaction.response.defer(ephemeral=True, thinking=True)
-            reply = await cancel_reply(interaction.client.services.animations, interaction, self.job_id)
+            try:
+                reply = await cancel_reply(interaction.client.services.animations, interaction, self.job_id)
+            except StoreUnavailable:  # a button's error reaches no handler: the member must hear
+                reply = STORE_AWAY
             await interaction.followup.send(reply, ephemeral=True)
             return
         await interaction.response.defer(thinking=True)
@@ -119,6 +127,9 @@ class JobButton(
             earlier = await interaction.client.services.animations.again(self.job_id)
         except InvalidOptions as exc:  # an option since retired: the job's row is read unchecked
             await reject(interaction, f"⚠️ Can't animate that: {exc}")
+            return
+        except NotRecorded as exc:
+            await reject(interaction, f"⚠️ {exc}")
             return
         if earlier is None:
             await reject(interaction, f"There is no job `{self.job_id}` any more.")

@@ -225,6 +225,16 @@ class PostgresServer:
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = None
 
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server but keep its data dir and port, for :meth:`resume` (a restart under a
+        running bot). ``fast`` ends the sessions and shuts down cleanly; ``immediate`` is a crash."""
+        assert self.external_url is None, "an external server is not ours to stop"
+        self._server_cmd("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def resume(self) -> None:
+        """Start a :meth:`halt`-ed server again, on the same port and data dir."""
+        self._pg_ctl_start()
+
     def __enter__(self) -> PostgresServer:
         return self.start()
 

@@ -28,11 +28,14 @@ from discord.ext import commands
 from bot.config import Settings
 from bot.jobs import Job
 from bot.services import Services
+from bot.store import StoreUnavailable
 from shared.webhooks import WEBHOOK_PATH
 
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("cogs.animate", "cogs.jobs", "cogs.moderation", "cogs.prompt_filter")
+# What a member reads when a command needs the database and it is out of reach (a restart).
+STORE_AWAY: Final = "⚠️ I can't reach my database right now. Please try again shortly."
 
 # Discord: one IDENTIFY per rate-limit bucket (shard_id % max_concurrency) per 5 s. The bucket's
 # clock starts in the hook, just before the IDENTIFY is sent: the margin keeps the next one from
@@ -192,13 +195,13 @@ class AnimateBot(commands.AutoShardedBot):
             message = f"⚠️ {error}"
         elif isinstance(error, discord.app_commands.TransformerError):
             message = f"⚠️ Can't do that: {error}"
+        elif isinstance(getattr(error, "original", None), StoreUnavailable):
+            log.warning("command %s: %s", interaction.command and interaction.command.name, error)
+            message = STORE_AWAY
         else:
             log.error("command %s failed", interaction.command and interaction.command.name, exc_info=error)
             message = "⚠️ Something went wrong on our side; nothing was charged. Please try again."
-        if interaction.response.is_done():
-            await interaction.followup.send(message, ephemeral=True)
-        else:
-            await interaction.response.send_message(message, ephemeral=True)
+        await answer_privately(interaction, message)
 
     async def on_shard_ready(self, shard_id: int) -> None:
         guilds = sum(1 for guild in self.guilds if guild.shard_id == shard_id)
@@ -214,3 +217,21 @@ class AnimateBot(commands.AutoShardedBot):
             ",".join(map(str, self.own_shard_ids or [])),
             self.shard_count,
         )
+
+
+async def answer_privately(interaction: discord.Interaction[Any], message: str) -> None:
+    """``message`` for the member's eyes only, whatever the command answered before.
+
+    After a public "thinking" defer, Discord turns the first follow-up into that message and
+    ignores its ephemeral flag: the placeholder is deleted first so the answer stays private.
+    """
+    if not interaction.response.is_done():
+        await interaction.response.send_message(message, ephemeral=True)
+        return
+    try:
+        original = await interaction.original_response()
+        if original.flags.loading:  # still "thinking": not a card or answer the member should keep
+            await interaction.delete_original_response()
+    except discord.HTTPException:  # gone already, or never sent (a deferred update)
+        pass
+    await interaction.followup.send(message, ephemeral=True)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import time
 from dataclasses import dataclass
 from typing import Final
 
-from bot.community.admission import Admitted, Policy, admit, low_balance_alert
+from bot.community.admission import Admitted, Policy, Refused, admit, low_balance_alert
 from bot.community.prompt_filter import PromptFilter
 from bot.jobs import Job, JobOptions, may_cancel
 from bot.media.fetch import FetchError, fetch_bytes
@@ -22,12 +23,14 @@ from bot.media.image import InvalidImage, check_image_size, validate_image
 from bot.media.link import LinkFetcher, LinkRefused
 from bot.metrics import Metrics
 from bot.pipeline.pipeline import JobBusy, Pipeline
-from bot.store import NewJob, Store
+from bot.store import NewJob, Store, StoreUnavailable
 from shared import contract
 
 # Measured (bench/bench_budget.py, 500 at once): 8 keeps the API's slots busy from the first
 # second; unbounded, the first seconds went to 500 image fetches and a queue on the write lock.
 ADMISSIONS_AT_ONCE: Final = 8
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +58,20 @@ class Requester:
     upload_limit: int | None = None
 
 
+class NotRecorded(Refused):
+    """The database is out of reach (a lost connection, a restart): nothing can be admitted."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "I can't record new animations right now: my database is out of reach for a moment. "
+            "Please try again shortly."
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Accepted:
     job: Job
-    position: int  # 1 + the queued jobs accepted before it
+    position: int | None  # 1 + the queued jobs accepted before it; None when it could not be read
 
 
 class Cancelled(enum.Enum):
@@ -86,9 +99,13 @@ class Animations:
 
     async def request(self, source: ImageSource, options: JobOptions, requester: Requester) -> Accepted:
         """Check the prompt and the picture and admit the job; raises InvalidImage or a Refused
-        (PromptBlocked, QuotaExceeded, Blocked, ChannelClosed, PoolShort, AllowanceShort) with
-        nothing written."""
-        await self.prompt_filter.check(requester.guild_id, options.prompt)  # before any fetch
+        (PromptBlocked, QuotaExceeded, Blocked, ChannelClosed, PoolShort, AllowanceShort;
+        NotRecorded while the database is out of reach) with nothing written."""
+        try:
+            await self.prompt_filter.check(requester.guild_id, options.prompt)  # before any fetch
+        except StoreUnavailable as exc:
+            log.warning("prompt filter unreadable: %s", exc)
+            raise NotRecorded from exc
         async with self._slots:
             began = time.monotonic()
             await self._read_source(source)
@@ -105,19 +122,30 @@ class Animations:
                 upload_limit=requester.upload_limit,
                 image_origin=source.origin,
             )
-            admitted = await admit(self.store, new, self.policy, roles=list(requester.role_ids))
+            try:
+                admitted = await admit(self.store, new, self.policy, roles=list(requester.role_ids))
+            except StoreUnavailable as exc:
+                log.warning("admission refused: %s", exc)
+                raise NotRecorded from exc
             if self.metrics is not None:
                 self.metrics.admission_seconds.observe(time.monotonic() - began)
             await self._alert_if_low(admitted)
-            return Accepted(admitted.job, await self.store.queue_position(admitted.job))
+            try:
+                position = await self.store.queue_position(admitted.job)
+            except StoreUnavailable:  # admitted all the same: the card shows no number
+                position = None
+            return Accepted(admitted.job, position)
 
     async def again(self, job_id: str) -> tuple[ImageSource, JobOptions] | None:
         """The picture and options of an earlier job (Animate again), or None if it is gone.
 
         The options are checked again (InvalidOptions): a stored row is read unchecked, and an
-        option retired since must be refused, not sent.
+        option retired since must be refused, not sent. NotRecorded while the database is away.
         """
-        job = await self.store.get_job(job_id)
+        try:
+            job = await self.store.get_job(job_id)
+        except StoreUnavailable as exc:
+            raise NotRecorded from exc
         if job is None:
             return None
         o = job.options
@@ -133,7 +161,10 @@ class Animations:
 
     async def card_shown(self, job: Job, channel_id: int, message_id: int) -> None:
         """Where the job's status card is, so it can be edited after the interaction token died."""
-        await self.store.set_status_card(job.id, channel_id, message_id)
+        try:
+            await self.store.set_status_card(job.id, channel_id, message_id)
+        except StoreUnavailable as exc:  # the job is admitted: only later card edits lose their way
+            log.warning("job=%s status card not recorded: %s", job.id, exc)
 
     def start(self, job: Job) -> None:
         """Hand an admitted job to the pipeline (after its card is shown, so edits find it)."""

@@ -31,13 +31,14 @@ import httpx
 from bot.jobs import AWAITING_DELIVERY, IllegalTransition, Job, JobState
 from bot.media.fetch import FetchError, fetch_bytes
 from bot.media.video import InvalidVideo, fit_to_size
-from bot.store import Store
+from bot.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 MAX_VIDEO_BYTES = 200 * 1024 * 1024  # what we download at most; a 10 s clip is a few MiB
 RETRY_DELAYS = (5.0, 30.0, 120.0, 600.0)  # when no route works at all (Discord down)
 CLAIM_LEASE = 30.0  # seconds a delivery claim holds; renewed every third of it while sending
+CLAIM_RETRY = 1.0  # seconds before a claim the database could not take is tried again
 
 
 class Route(StrEnum):
@@ -108,9 +109,13 @@ class Delivery:
         self.retry_delays = RETRY_DELAYS
 
     def enqueue(self, job: Job) -> None:
-        if job.state in AWAITING_DELIVERY and job.id not in self._queued:
-            self._queued.add(job.id)
-            self._queue.put_nowait(job.id)
+        if job.state in AWAITING_DELIVERY:
+            self._enqueue_id(job.id)
+
+    def _enqueue_id(self, job_id: str) -> None:
+        if job_id not in self._queued:
+            self._queued.add(job_id)
+            self._queue.put_nowait(job_id)
 
     async def resume(self) -> None:
         """After a start: everything finished, not delivered and held by nobody goes out (once)."""
@@ -144,7 +149,13 @@ class Delivery:
             job_id = await self._queue.get()
             self._queued.discard(job_id)
             # Ours to send only with the claim: delivered already or held by a live process: skip.
-            job = await self.store.claim_delivery(job_id, self.owner, self.lease)
+            try:
+                job = await self.store.claim_delivery(job_id, self.owner, self.lease)
+            except StoreUnavailable as exc:
+                # Not lost with this loop's restart: the job goes back in the queue for later.
+                log.warning("job=%s delivery claim failed (%s); trying again shortly", job_id, exc)
+                asyncio.get_running_loop().call_later(CLAIM_RETRY, self._enqueue_id, job_id)
+                continue
             if job is None:
                 continue
             keeper = asyncio.create_task(self._keep_claim(job.id), name=f"claim-{job.id}")

@@ -29,7 +29,7 @@ from bot.jobs import IN_FLIGHT, IllegalTransition, Job, JobState
 from bot.pipeline.delivery import CLAIM_LEASE, Delivery, Messenger
 from bot.pipeline.leader import LeaderLoops
 from bot.pipeline.scheduler import Scheduler
-from bot.store import Leadership, Store
+from bot.store import Leadership, Store, StoreUnavailable
 from shared import contract
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class Pipeline:
             ("delivery-sweep", self.delivery.sweep_loop),
             ("progress", self._progress_loop),
         ):
-            self._tasks.append(asyncio.create_task(self._guard(name, loop), name=name))
+            self._tasks.append(asyncio.create_task(guarded(name, loop), name=name))
         if self.leadership is None:
             await self.start_leading()
             return
@@ -130,14 +130,14 @@ class Pipeline:
             tick=self.options.leader_tick,
         )  # fmt: skip
         await self._leader.step()  # the first campaign now: a sole process leads at once
-        self._tasks.append(asyncio.create_task(self._guard("leader", self._leader.run), name="leader"))
+        self._tasks.append(asyncio.create_task(guarded("leader", self._leader.run), name="leader"))
 
     async def start_leading(self) -> None:
         """The leader's loops. The scheduler's first round resubmits ``submitting`` jobs with
         their stored keys and the poller's reads every ``processing`` job: what a dead leader
         left in flight is carried on by the next one."""
         for name, loop in (("scheduler", self.scheduler.run), ("poller", self.poller.run)):
-            self._leader_tasks.append(asyncio.create_task(self._guard(name, loop), name=name))
+            self._leader_tasks.append(asyncio.create_task(guarded(name, loop), name=name))
         self.scheduler.wake()
         for start, _ in self._while_leading:
             await start()
@@ -287,14 +287,25 @@ class Pipeline:
         except Exception:  # a status edit is cosmetic: never let it stop the pipeline
             log.exception("job=%s status card update failed", job.id)
 
-    async def _guard(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run a loop; if it crashes, log and restart it rather than silently stop serving."""
-        while True:
-            try:
-                await loop()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
+
+async def guarded(name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a loop; if it crashes, log and restart it rather than silently stop serving."""
+    while True:
+        try:
+            await loop()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # Stopped, and an error raised while unwinding replaced the CancelledError
+                # (the scheduler puts a job back in the queue, and the database is away):
+                # restarting would leave a loop nobody stops (a follower still scheduling).
+                log.warning("%s loop failed while stopping: %r", name, exc)
+                raise asyncio.CancelledError from None
+            if isinstance(exc, StoreUnavailable):  # expected while the database restarts
+                log.warning("%s loop: %s; restarting in 1s", name, exc)
+            else:
                 log.exception("%s loop crashed; restarting in 1s", name)
-                await asyncio.sleep(1)
+            await asyncio.sleep(1)

@@ -32,14 +32,15 @@ from typing import Any, Final, TypeVar
 
 from bot.jobs import Job, JobState
 from bot.store import audit, jobs, leader, pause, pools, prompt_rules, rules, turns
-from bot.store.engine import Engine, Leadership, NotLeader, Tx, member_key, pool_key
+from bot.store.engine import Engine, Leadership, NotLeader, StoreUnavailable, Tx, member_key, pool_key
 from bot.store.migrate import MIGRATIONS, migrate
 from bot.store.records import AuditRow, Guild, LedgerRow, MemberRule, NewJob, PromptRule, Usage
 from bot.store.sqlite import SqliteEngine
 
 __all__ = [
     "MIGRATIONS", "AuditRow", "Engine", "Guild", "Leadership", "LedgerRow", "MemberRule", "NewJob",
-    "NotLeader", "PromptRule", "Store", "Tx", "Usage", "is_url", "member_key", "pool_key",
+    "NotLeader", "PromptRule", "Store", "StoreUnavailable", "Tx", "Usage", "is_url", "member_key",
+    "pool_key",
 ]  # fmt: skip
 
 _SCHEMES: Final = ("postgresql://", "postgres://")

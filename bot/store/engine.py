@@ -94,6 +94,12 @@ class NotLeader(Exception):
     leader-only write was refused and changed nothing."""
 
 
+class StoreUnavailable(Exception):
+    """The database cannot be reached right now (its connection was lost, or the engine is
+    between reconnect attempts): nothing of the call ran, or a COMMIT's outcome is unknown.
+    The caller decides: a member is told to try again shortly, a loop retries later."""
+
+
 class Leadership(Protocol):
     """Whether this process is the one leader among the processes sharing the database.
 

@@ -22,9 +22,10 @@ Engine differences live here and only here:
 
 A lost connection is reopened on the next call, with a growing pause between failed attempts
 (the call in between fails at once instead of waiting); a transaction that failed is never
-replayed: the error reaches its caller, as any other error does. Only a BEGIN that finds the
-connection dead (the server restarted while the bot was idle) is tried once more on a new
-one: nothing of the transaction had run.
+replayed: the error reaches its caller, as :class:`~bot.store.engine.StoreUnavailable` when the
+connection is gone (the caller cannot tell whether a COMMIT cut off that way took effect).
+Only a BEGIN that finds the connection dead (the server restarted while the bot was idle) is
+tried once more on a new one: nothing of the transaction had run.
 
 Not yet done, for when several hosts share one database: the clocks. The leases (the leader's,
 delivery claims) use the database's clock, but every job timestamp
@@ -53,7 +54,7 @@ from psycopg.adapt import Dumper
 from psycopg.postgres import types as pg_types
 
 from bot.store import leader
-from bot.store.engine import NotLeader
+from bot.store.engine import NotLeader, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,9 @@ T = TypeVar("T")
 
 CONNECT_TIMEOUT: Final = 10  # seconds; a server that does not answer fails the call, not the bot
 RETRY_FIRST: Final = 0.5  # seconds before a second attempt to reconnect, doubling up to RETRY_MOST
-RETRY_MOST: Final = 30.0
+# Low: an attempt at a server that is down is refused at once, and while the engine waits every
+# member's /animate is refused ("try again shortly"), even if the server is back already.
+RETRY_MOST: Final = 5.0
 BEGIN: Final = "BEGIN ISOLATION LEVEL READ COMMITTED"  # PostgreSQL's default, said out loud
 # The leader's session advisory lock: one 32-bit number, so pg_locks shows it as classid 0,
 # objid LEADER_LOCK, objsubid 1 (how a follower finds the holder's backend).
@@ -216,8 +219,8 @@ class PostgresEngine:
         )
 
     def _call(self, fn: Callable[[PostgresTx], T], in_transaction: bool) -> T:
-        tx = self._connection()
         try:
+            tx = self._connection()
             if not in_transaction:
                 return fn(tx)
             tx = self._begin(tx)
@@ -228,10 +231,12 @@ class PostgresEngine:
                 raise
             tx.cursor.execute("COMMIT")
             return result
-        except psycopg.OperationalError:
-            if self._tx is not None and (self._tx.connection.broken or self._tx.connection.closed):
-                self._drop()
-            raise
+        except psycopg.OperationalError as exc:
+            if self._tx is not None and not (self._tx.connection.broken or self._tx.connection.closed):
+                raise  # the connection is fine: the statement's own failure (a deadlock, a timeout)
+            # The rest of the bot knows no psycopg: a lost database is the store's own exception.
+            self._drop()
+            raise StoreUnavailable(f"the database is out of reach: {exc}") from exc
 
     def _begin(self, tx: PostgresTx) -> PostgresTx:
         """BEGIN, on a fresh connection if the open one turns out to be lost (a server restart
@@ -455,7 +460,10 @@ class PostgresLeadership:
         try:
             return any(True for _ in tx.connection.notifies(timeout=seconds, stop_after=1))
         except psycopg.Error:
-            return False  # the next tick finds the connection dead and steps down
+            # A dead connection fails at once: wait out the time (no spinning) and let the next
+            # tick find it dead and step down.
+            time.sleep(seconds)
+            return False
 
     def _connection(self) -> PostgresTx:
         if self._tx is None or self._tx.connection.closed or self._tx.connection.broken:

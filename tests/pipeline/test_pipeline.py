@@ -18,10 +18,10 @@ from bot.api.budget import RequestBudget
 from bot.api.client import DoitongClient, RetryPolicy
 from bot.community.admission import Policy, admit
 from bot.inbound.receiver import WebhookReceiver
-from bot.jobs import JobOptions, JobState
+from bot.jobs import Job, JobOptions, JobState
 from bot.pipeline.delivery import Route
-from bot.pipeline.pipeline import Pipeline, PipelineOptions
-from bot.store import NewJob, Store, pools
+from bot.pipeline.pipeline import Pipeline, PipelineOptions, guarded
+from bot.store import NewJob, Store, StoreUnavailable, pools
 from emulator.server import Emulator
 from shared import contract
 from shared.webhooks import WEBHOOK_PATH
@@ -443,3 +443,47 @@ async def test_polling_reads_a_job_about_when_jobs_like_it_have_been_finishing(
             await wait_for(lambda job_id=job_id: h.delivered(job_id))  # type: ignore[misc]
     reads = emu.stats()["accounts"]["pro"]["status_reads"] - learned
     assert reads / len(later) <= 3, reads  # backing off from the first second read each ~10 times
+
+
+async def test_a_loop_stopped_while_the_database_is_away_stays_stopped() -> None:
+    # The scheduler, stopped mid-create (leadership lost), puts the job back in the queue while
+    # unwinding; with the database away that write fails and its error replaces the cancel.
+    runs = 0
+
+    async def scheduler() -> None:
+        nonlocal runs
+        runs += 1
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            raise StoreUnavailable("the database is out of reach") from None
+
+    task = asyncio.create_task(guarded("scheduler", scheduler))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=5)
+    assert runs == 1  # not restarted
+
+
+async def test_a_result_whose_claim_met_the_database_away_is_delivered_soon_after(
+    store: Store, emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first claim fails as during a PostgreSQL restart: the job must not wait for the
+    # sweep (every 15 s) to be found again.
+    real_claim = store.claim_delivery
+    failed: list[str] = []
+
+    async def claim(job_id: str, owner: str, lease: float) -> Job | None:
+        if not failed:
+            failed.append(job_id)
+            raise StoreUnavailable("the database is out of reach")
+        return await real_claim(job_id, owner, lease)
+
+    monkeypatch.setattr(store, "claim_delivery", claim)
+    messenger = RecordingMessenger()
+    async with Harness(store, emu, True, messenger) as h:
+        job_id = await h.add()
+        await wait_for(lambda: h.delivered(job_id), timeout=10)
+    assert failed == [job_id]
+    assert [s.job_id for s in messenger.sent] == [job_id]
