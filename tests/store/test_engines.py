@@ -72,7 +72,7 @@ async def test_migrations_give_the_same_tables_and_columns_on_every_engine(
             " WHERE table_schema = 'public' AND column_name = 'id' AND is_identity = 'YES'"
         )
     )
-    assert sorted(t for (t,) in identity) == ["audit", "ledger"]
+    assert sorted(t for (t,) in identity) == ["audit", "ledger", "prompt_rules"]
 
 
 async def test_migrating_again_and_from_two_stores_at_once_changes_nothing(open_store: OpenStore) -> None:
