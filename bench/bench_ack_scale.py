@@ -36,8 +36,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.bench_ack import MEMBERS, NEVER_FINISH, TIME_SCALE
-from bench.common import Result, say
+import httpx
+
+from bench.bench_ack import NEVER_FINISH, TIME_SCALE
+from bench.common import Result, median, say
 from bench.worlds import ShardedWorld, lag_monitor, ms, percentile, process_cpu, sharded_world
 from testkit.postgres import PostgresError, PostgresServer, unique_name
 
@@ -49,6 +51,10 @@ CONFIGS = {"one": [[0, 1, 2, 3]], "two": [[0, 1], [2, 3]]}
 TARGET_RATIO = 0.6  # p99 of two processes / p99 of one, at 200 simultaneous
 TARGET_SIZE = 200
 WARM = 20  # one burst of this size per configuration first, not counted
+ROUNDS = 12  # bursts of 200 per configuration at full size
+# Each member's jobs never finish, and Pro allows 10 at once: 400 members take 20 + 12 x 200 /animate
+# with at most 7 each, so none is refused.
+MEMBERS = 400
 
 
 @dataclass
@@ -62,12 +68,14 @@ class Side:
     round_p99: list[float] = field(default_factory=list)
     lag: list[float] = field(default_factory=list)  # the fake's event-loop lag while acks were out
     bursts: int = 0
-    # CPU seconds summed over the bursts: [bot process 0, bot process 1, ...], this process, PostgreSQL
+    # CPU seconds summed over the bursts: [bot process 0, bot process 1, ...], this process,
+    # PostgreSQL, the whole machine (as cpu_now)
     ack_cpu: list[float] = field(default_factory=list)  # last frame written -> last ack read
     burst_cpu: list[float] = field(default_factory=list)  # before the first frame -> every card shown
     ack_wall: float = 0.0
     burst_wall: float = 0.0
     refused: int = 0
+    leader: int | None = None  # which bot process leads (its /healthz says so)
 
     def process_of(self, shard: int) -> int:
         return next(n for n, ids in enumerate(self.processes) if shard in ids)
@@ -112,8 +120,32 @@ class PostgresCpu:
         return total
 
 
+def machine_cpu() -> float:
+    """CPU seconds every core of the machine spent busy (not idle, not waiting for I/O) since boot:
+    the first line of /proc/stat. Less what this benchmark's processes spent: everyone else's."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq = ticks[:7]  # steal and guest left out
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+async def leader_of(w: ShardedWorld, timeout: float = 30) -> int:
+    """The index of the bot process whose /healthz says it leads (waits for there to be one)."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as http:
+        while True:
+            for n, bot in enumerate(w.bots):
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    if (await http.get(bot.health_url, timeout=1.0)).json().get("leader") is True:
+                        return n
+            if time.monotonic() > deadline:
+                raise TimeoutError("no bot process says it leads")
+            await asyncio.sleep(0.1)
+
+
 def cpu_now(w: ShardedWorld, pg: PostgresCpu) -> list[float]:
-    return [*(process_cpu(pid) for pid in w.bot_pids), time.process_time(), pg.cpu()]
+    """[each bot process, this process, PostgreSQL, the whole machine], CPU seconds so far."""
+    return [*(process_cpu(pid) for pid in w.bot_pids), time.process_time(), pg.cpu(), machine_cpu()]
 
 
 def add(into: list[float], before: list[float], after: list[float]) -> None:
@@ -177,6 +209,7 @@ async def measure(server: PostgresServer, size: int, rounds: int, tmp: Path) -> 
                 )  # fmt: skip
                 took = time.perf_counter() - began
                 say(f"[ack_scale] {side.name}: {len(side.processes)} process(es) ready in {took:.1f} s")
+                side.leader = await leader_of(w)
                 worlds.append(w)
             for w in worlds:
                 await burst(w, None, min(WARM, size), 0, pg)
@@ -213,10 +246,16 @@ def _report(result: Result, sides: list[Side], size: int, rounds: int, smoke: bo
             f"ack latency, {size} simultaneous over 4 shards, {s.name} "
             f"(p50 / p99, {len(s.latencies)} interactions)",
             f"{ms(s.p(50))} / {ms(s.p(99))}",
-            f"{len(s.processes)} process(es): shards " + " | ".join(shards(ids) for ids in s.processes),
+            f"{len(s.processes)} process(es): shards " + " and ".join(shards(ids) for ids in s.processes),
         )
     ratio = two.p(99) / one.p(99)
     result.figure("p99 two / p99 one", f"{ratio:.2f}", f"p50 two / p50 one {two.p(50) / one.p(50):.2f}")
+    steady = median(two.round_p99) / median(one.round_p99)
+    result.figure(
+        "median of the bursts' p99, two / one",
+        f"{steady:.2f}",
+        f"{ms(median(two.round_p99))} / {ms(median(one.round_p99))} (less swayed by one noisy burst)",
+    )
     for s in sides:
         result.figure(
             f"p99 of each {size}-burst in order, {s.name}",
@@ -226,7 +265,8 @@ def _report(result: Result, sides: list[Side], size: int, rounds: int, smoke: bo
         result.figure(
             "two: p50 / p99 by process",
             " ; ".join(
-                f"shards {shards(two.processes[n])}: {ms(percentile(v, 50))} / {ms(percentile(v, 99))}"
+                f"shards {shards(two.processes[n])}{' (leader)' if n == two.leader else ''}: "
+                f"{ms(percentile(v, 50))} / {ms(percentile(v, 99))}"
                 for n, v in sorted(two.by_process.items())
             ),
         )
@@ -236,11 +276,13 @@ def _report(result: Result, sides: list[Side], size: int, rounds: int, smoke: bo
     ):
         for s in sides:
             cpu, n = pick(s), max(1, s.bursts)
-            busy = sum(cpu) / max(wall(s), 1e-9)
+            bots, rig, pg, everything = cpu[:-3], cpu[-3], cpu[-2], cpu[-1]
+            others = everything - sum(cpu[:-1])
             result.figure(
-                f"CPU per burst {what}, {s.name} (bot process(es) / this process / PostgreSQL)",
-                " + ".join(ms(b / n) for b in cpu[:-2]) + f" / {ms(cpu[-2] / n)} / {ms(cpu[-1] / n)}",
-                f"wall {ms(wall(s) / n)}: {busy:.2f} cores busy of {os.cpu_count()}",
+                f"CPU per burst {what}, {s.name} (bot process(es) / this process / PostgreSQL / others)",
+                " + ".join(ms(b / n) for b in bots) + f" / {ms(rig / n)} / {ms(pg / n)} / {ms(others / n)}",
+                f"wall {ms(wall(s) / n)}: cores busy {everything / max(wall(s), 1e-9):.2f} of "
+                f"{os.cpu_count()}, ours {(everything - others) / max(wall(s), 1e-9):.2f}",
             )
     for s in sides:
         result.figure(
@@ -273,7 +315,7 @@ def _report(result: Result, sides: list[Side], size: int, rounds: int, smoke: bo
 
 
 async def _measure(smoke: bool, result: Result, server: PostgresServer) -> None:
-    size, rounds = (20, 2) if smoke else (TARGET_SIZE, 8)
+    size, rounds = (20, 2) if smoke else (TARGET_SIZE, ROUNDS)
     tmp = Path(tempfile.mkdtemp(prefix="bench-ack-scale-"))
     began = time.perf_counter()
     sides = await measure(server, size, rounds, tmp)
