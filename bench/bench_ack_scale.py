@@ -66,6 +66,7 @@ class Side:
     latencies: list[float] = field(default_factory=list)
     by_process: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
     round_p99: list[float] = field(default_factory=list)
+    round_others: list[float] = field(default_factory=list)  # cores the rest of the machine used
     lag: list[float] = field(default_factory=list)  # the fake's event-loop lag while acks were out
     bursts: int = 0
     # CPU seconds summed over the bursts: [bot process 0, bot process 1, ...], this process,
@@ -176,6 +177,8 @@ async def burst(w: ShardedWorld, side: Side | None, size: int, first: int, pg: P
         latencies = [it.ack_latency for it in interactions if it.ack_latency is not None]
         side.latencies += latencies
         side.round_p99.append(percentile(latencies, 99))
+        ours = sum(a - b for a, b in zip(acked[:-1], written[:-1], strict=True))
+        side.round_others.append((acked[-1] - written[-1] - ours) / max(wall2 - wall1, 1e-9))
         for it, (_, shard) in zip(interactions, plan, strict=True):
             if it.ack_latency is not None:
                 side.by_process[side.process_of(shard)].append(it.ack_latency)
@@ -222,6 +225,9 @@ async def measure(server: PostgresServer, size: int, rounds: int, tmp: Path) -> 
                 say(
                     f"[ack_scale] round {r + 1}/{rounds}: p99 "
                     + ", ".join(f"{s.name} {ms(s.round_p99[-1])}" for s in sides)
+                    + " (others on the machine meanwhile: "
+                    + ", ".join(f"{s.round_others[-1]:.1f}" for s in sides)
+                    + " cores)"
                 )
             for side, w in zip(sides, worlds, strict=True):
                 side.refused = sum(1 for e in w.fake.events if e.ephemeral)
@@ -260,6 +266,7 @@ def _report(result: Result, sides: list[Side], size: int, rounds: int, smoke: bo
         result.figure(
             f"p99 of each {size}-burst in order, {s.name}",
             " · ".join(f"{x * 1000:.0f}" for x in s.round_p99) + " ms",
+            "others' cores meanwhile: " + " · ".join(f"{x:.1f}" for x in s.round_others),
         )
     if len(two.processes) > 1:
         result.figure(
