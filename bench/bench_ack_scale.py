@@ -241,6 +241,18 @@ async def measure(server: PostgresServer, size: int, rounds: int, tmp: Path) -> 
     return sides
 
 
+def cpu_floor(s: Side) -> float:
+    """The shortest a burst's ack window could be on this machine's cores with nobody else on it,
+    from the CPU our processes spent in it: no process faster than its own CPU time (each bot,
+    and the fake and emulator, is one event loop), and no faster than all of it spread over
+    every core. PostgreSQL's backends count in the total only. The bots' CPU in the window includes
+    the admission work of the burst's first /animate that ran between later frames (as it would
+    live): the floor is that of this bot, not of a bot that only acks."""
+    n, cores = max(1, s.bursts), os.cpu_count() or 1
+    ours = s.ack_cpu[:-1]
+    return max(*ours[:-1], sum(ours) / cores) / n
+
+
 def shards(ids: list[int]) -> str:
     return ",".join(map(str, ids))
 
@@ -291,6 +303,12 @@ def _report(result: Result, sides: list[Side], size: int, rounds: int, smoke: bo
                 f"wall {ms(wall(s) / n)}: cores busy {everything / max(wall(s), 1e-9):.2f} of "
                 f"{os.cpu_count()}, ours {(everything - others) / max(wall(s), 1e-9):.2f}",
             )
+    floors = [cpu_floor(s) for s in sides]
+    result.figure(
+        f"shortest ack window the CPU allows on {os.cpu_count()} idle cores, one / two",
+        f"{ms(floors[0])} / {ms(floors[1])}: two / one {floors[1] / floors[0]:.2f}",
+        "max(the busiest process's CPU, all ours / cores), per burst",
+    )
     for s in sides:
         result.figure(
             f"fake's event-loop lag while the acks were out, {s.name} (p99 / max)",
