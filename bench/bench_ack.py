@@ -31,15 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import Result, say
-from bench.worlds import World, ms, percentile, world
+from bench.worlds import World, lag_monitor, ms, percentile, process_cpu, world
 from testkit.harness import BotProcess
 
 TITLE = "1. Acknowledgement latency"
@@ -68,33 +66,6 @@ class Level:
     def cpu_per_ack(self) -> tuple[float, float]:
         n = max(1, len(self.latencies))
         return self.bot_cpu / n, self.fake_cpu / n
-
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process, from /proc (clock ticks: 10 ms resolution)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextlib.asynccontextmanager
-async def lag_monitor(samples: list[float], period: float = 0.002) -> AsyncIterator[None]:
-    """Record how late a ``sleep(period)`` wakes on this loop (the fake's loop): its busy time."""
-    loop = asyncio.get_running_loop()
-
-    async def tick() -> None:
-        while True:
-            before = loop.time()
-            await asyncio.sleep(period)
-            samples.append(max(0.0, loop.time() - before - period))
-
-    task = asyncio.create_task(tick())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def burst(w: World, level: Level, first: int) -> None:

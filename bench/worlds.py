@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT
+from bot.store import Store
 from emulator.server import Emulator
 from testkit.accounts import emulator_config
 from testkit.fake_discord import FakeChannel, FakeConfig, FakeDiscord, FakeGuild, FakeInteraction, FakeUser
@@ -54,6 +55,36 @@ def jain(counts: Sequence[float]) -> float:
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:,.1f} ms"
+
+
+# --- measuring the processes ---------------------------------------------------------------------
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc (clock ticks: 10 ms resolution)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.asynccontextmanager
+async def lag_monitor(samples: list[float], period: float = 0.002) -> AsyncIterator[None]:
+    """Record how late a ``sleep(period)`` wakes on this loop (the fake's loop): its busy time."""
+    loop = asyncio.get_running_loop()
+
+    async def tick() -> None:
+        while True:
+            before = loop.time()
+            await asyncio.sleep(period)
+            samples.append(max(0.0, loop.time() - before - period))
+
+    task = asyncio.create_task(tick())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 # --- the minimal bot (the bound of the acknowledgement benchmark) --------------------------------
@@ -97,7 +128,7 @@ class ProfiledBotProcess(BotProcess):
         out = Path(os.environ["BENCH_PROFILE_DIR"]) / f"bot-{os.getpid()}-{id(self)}-{self.starts}.prof"
         with self.log_path.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "cProfile", "-o", str(out), "-m", "bot",
+                sys.executable, "-m", "cProfile", "-o", str(out), "-m", "bot", *self.run_args,
                 env=self.env, cwd=self.tmp, stdout=log, stderr=log,
             )  # fmt: skip
 
@@ -174,6 +205,26 @@ async def wait_for_log(bot: BotProcess | MinimalBotProcess, text: str, timeout: 
         await asyncio.sleep(0.05)
 
 
+def real_bot(
+    tmp: Path,
+    fake: FakeDiscord,
+    emulator: Emulator,
+    *,
+    webhooks: bool = True,
+    extra: dict[str, str] | None = None,
+    run_args: Sequence[str] = (),
+) -> BotProcess:
+    """The real bot as the benchmarks run it: every member on Pro, a pool that never runs short,
+    the request budget's window on the emulator's clock; under cProfile when BENCH_PROFILE_DIR is
+    set."""
+    env = {"POOL_WELCOME_CREDITS": "10000000", "DEFAULT_USER_PLAN": "pro"} | (extra or {})
+    kind = ProfiledBotProcess if os.environ.get("BENCH_PROFILE_DIR") else BotProcess
+    window = 60 * emulator.config.time_scale
+    return kind(
+        tmp, fake, emulator.base_url, webhooks=webhooks, rate_window=window, run_args=run_args, extra=env
+    )
+
+
 @contextlib.asynccontextmanager
 async def world(
     tmp: Path,
@@ -205,10 +256,7 @@ async def world(
             if minimal:
                 bot = MinimalBotProcess(tmp, fake, sync_guild=guild.id if sync else None)
             else:
-                env = {"POOL_WELCOME_CREDITS": "10000000", "DEFAULT_USER_PLAN": "pro"} | (extra or {})
-                kind = ProfiledBotProcess if os.environ.get("BENCH_PROFILE_DIR") else BotProcess
-                window = 60 * time_scale
-                bot = kind(tmp, fake, emulator.base_url, webhooks=webhooks, rate_window=window, extra=env)
+                bot = real_bot(tmp, fake, emulator, webhooks=webhooks, extra=extra)
             w = World(fake, emulator, bot, guild, channel, users, tmp)
             try:
                 if sync and isinstance(bot, BotProcess):
@@ -227,3 +275,101 @@ async def world(
                 raise
             finally:
                 await bot.stop()
+
+
+# --- a sharded world: several bot processes on one PostgreSQL database -----------------------------
+
+
+@dataclass
+class ShardedWorld:
+    """The emulator, a fake with ``len(guilds)`` shards (server k on shard k), and bot processes
+    that share one PostgreSQL database, each serving some of the shards."""
+
+    fake: FakeDiscord
+    emu: Emulator
+    bots: list[BotProcess]
+    guilds: list[FakeGuild]  # guilds[k] is on shard k
+    channels: list[FakeChannel]
+    members: list[FakeUser]  # each a member of every server
+    tmp: Path
+    interactions: list[FakeInteraction] = field(default_factory=list)
+
+    @property
+    def bot_pids(self) -> list[int]:
+        pids = []
+        for bot in self.bots:
+            assert bot.proc is not None
+            pids.append(bot.proc.pid)
+        return pids
+
+    async def animate(self, user: FakeUser, shard: int) -> FakeInteraction:
+        """One /animate by ``user`` in the server on ``shard``; returns once the frame was written."""
+        it = await self.fake.invoke_slash(
+            "animate", user=user, guild=self.guilds[shard], channel=self.channels[shard],
+            options={"prompt": "the harbour at dusk", "version": "gen-2"},
+            attachments={"image": (PNG, "harbour.png", "image/png")},
+        )  # fmt: skip
+        self.interactions.append(it)
+        return it
+
+
+@contextlib.asynccontextmanager
+async def sharded_world(
+    tmp: Path,
+    database_url: str,
+    *,
+    processes: Sequence[Sequence[int]],
+    members: int,
+    time_scale: float = 0.05,
+    emu: dict[str, Any] | None = None,
+) -> AsyncIterator[ShardedWorld]:
+    """A server on each shard of ``range(shards)`` (every id in ``processes``), ``members`` members
+    in all of them, and one real bot per entry of ``processes`` (``python -m bot run --shard-ids
+    ... --shard-count N``, webhooks on, ``DATABASE_URL`` = ``database_url``), all logged in.
+
+    The database is migrated before any bot starts; the slash commands are published globally
+    (``python -m bot sync``) first. Identify concurrency is the shard count: no identify waits.
+    """
+    shards = sorted({k for ids in processes for k in ids})
+    count = len(shards)
+    assert shards == list(range(count)), f"the processes must cover shards 0..n-1, not {shards}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    store = await Store.open(database_url)  # migrate once, not by racing bot starts
+    await store.close()
+    cfg = emulator_config(time_scale=time_scale, **(emu or {}))
+    fake_cfg = FakeConfig(token=TOKEN, shard_count=count, max_concurrency=count)
+    with rig_gc_paused():
+        async with Emulator(cfg) as emulator, FakeDiscord(fake_cfg) as fake:
+            guilds = [fake.add_guild(f"Harbour {k}", shard=k) for k in shards]
+            channels = [fake.add_text_channel(g, "general") for g in guilds]
+            users = [fake.add_user(f"member{i:03d}") for i in range(members)]
+            for guild in guilds:
+                for user in users:
+                    fake.add_member(guild, user)
+            bots = []
+            for n, ids in enumerate(processes):
+                run = ["run", "--shard-ids", ",".join(map(str, ids)), "--shard-count", str(count)]
+                (tmp / f"p{n}").mkdir(parents=True, exist_ok=True)
+                bots.append(
+                    real_bot(
+                        tmp / f"p{n}", fake, emulator, extra={"DATABASE_URL": database_url}, run_args=run
+                    )
+                )
+            w = ShardedWorld(fake, emulator, bots, guilds, channels, users, tmp)
+            try:
+                code, out = await bots[0].run_command("sync")
+                if code != 0:
+                    raise RuntimeError(f"python -m bot sync failed ({code}): {out}")
+                for bot in bots:
+                    await bot.start()
+                await fake.wait_for_all_shards_ready(timeout=90)
+                for bot in bots:
+                    await wait_for_log(bot, "logged in as", timeout=60)
+                yield w
+            except BaseException:
+                for n, bot in enumerate(bots):
+                    sys.stderr.write(f"----- bot process {n} -----\n{bot.log()[-4000:]}")
+                raise
+            finally:
+                for bot in bots:
+                    await bot.stop()

@@ -71,3 +71,24 @@ def test_postgres_admission_smoke_prints_its_figures(postgres_server: PostgresSe
     for label in ("admit() on PostgreSQL, one store (one connection)", "admit() / bare on PostgreSQL"):
         assert f"[admission_pg] {label}" in run.stdout, run.stdout[-3000:]
     assert "[admission_pg] target " in run.stdout
+
+
+@pytest.mark.timeout(200)
+def test_ack_scale_smoke_prints_its_figures(postgres_server: PostgresServer) -> None:
+    # One process on four shards beside two on two each, on this session's PostgreSQL server.
+    env = {**os.environ, URL_ENV: postgres_server.admin_url}
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "ack_scale"],
+        cwd=ROOT, capture_output=True, text=True, timeout=190, env=env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    for label in (
+        "ack latency, 20 simultaneous over 4 shards, one (p50 / p99",
+        "ack latency, 20 simultaneous over 4 shards, two (p50 / p99",
+        "p99 two / p99 one",
+        "two: p50 / p99 by process",
+        "CPU per burst while its acks were out, two",
+        "shortest ack window the CPU allows",
+    ):
+        assert f"[ack_scale] {label}" in run.stdout, run.stdout[-3000:]
+    assert "[ack_scale] target " in run.stdout and "CRASHED" not in run.stdout
