@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from bot.jobs import Job
@@ -32,6 +33,7 @@ class RecordingMessenger:
     alerts: list[tuple[int | None, str]] = field(default_factory=list)
     history_hidden: bool = False  # find_sent cannot tell (no history permission)
     crash_after_send: bool = False  # the process "dies" right after the message went out
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)  # a job's send waits for its gate
 
     def upload_limit(self, job: Job, route: Route) -> int | None:
         return self.limits.get(route)
@@ -45,6 +47,8 @@ class RecordingMessenger:
             and len(attachment.data) > self.refuse_over
         ):
             raise UploadTooLarge
+        if job.id in self.gates:  # a slow upload, held until the test lets it go
+            await self.gates[job.id].wait()
         self.sent.append(Sent(job.id, route, text, attachment))
         if self.crash_after_send:
             raise RuntimeError("test: crashed after sending, before recording the delivery")

@@ -13,15 +13,20 @@ the process holding its claim (``owner`` and a lease on the database's clock, re
 attempt runs). A dead process's claims run out and :meth:`Delivery.sweep` claims them again;
 ``delivery_started_at`` then makes the new owner look for the message before sending it again.
 A clean stop releases its claims (:meth:`Delivery.release`).
+
+A few results go out at once (:data:`WORKERS`): one slow upload or re-encode no longer holds up
+a burst of completions behind it. One member's results still go out one at a time, in the
+order they were queued (a lock per member, taken in claim order).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -39,6 +44,9 @@ MAX_VIDEO_BYTES = 200 * 1024 * 1024  # what we download at most; a 10 s clip is 
 RETRY_DELAYS = (5.0, 30.0, 120.0, 600.0)  # when no route works at all (Discord down)
 CLAIM_LEASE = 30.0  # seconds a delivery claim holds; renewed every third of it while sending
 CLAIM_RETRY = 1.0  # seconds before a claim the database could not take is tried again
+# Deliveries at once. Each is mostly waiting (download, upload), so a few overlap well; more
+# would only queue on Discord's per-channel rate limit and the one database thread.
+WORKERS = 4
 
 
 class Route(StrEnum):
@@ -107,6 +115,8 @@ class Delivery:
         self._queued: set[str] = set()
         self._attempts: dict[str, int] = {}
         self.retry_delays = RETRY_DELAYS
+        self.workers = WORKERS
+        self._members: dict[int | None, tuple[asyncio.Lock, int]] = {}  # lock, deliveries using it
 
     def enqueue(self, job: Job) -> None:
         if job.state in AWAITING_DELIVERY:
@@ -145,6 +155,16 @@ class Delivery:
         await self.store.release_deliveries(self.owner)
 
     async def run(self) -> None:
+        """Deliver what is queued, :attr:`workers` at a time, until cancelled."""
+        workers = [asyncio.create_task(self._work(), name=f"delivery-{n}") for n in range(self.workers)]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _work(self) -> None:
         while True:
             job_id = await self._queue.get()
             self._queued.discard(job_id)
@@ -152,7 +172,7 @@ class Delivery:
             try:
                 job = await self.store.claim_delivery(job_id, self.owner, self.lease)
             except StoreUnavailable as exc:
-                # Not lost with this loop's restart: the job goes back in the queue for later.
+                # Not lost with this worker's restart: the job goes back in the queue for later.
                 log.warning("job=%s delivery claim failed (%s); trying again shortly", job_id, exc)
                 asyncio.get_running_loop().call_later(CLAIM_RETRY, self._enqueue_id, job_id)
                 continue
@@ -160,7 +180,8 @@ class Delivery:
                 continue
             keeper = asyncio.create_task(self._keep_claim(job.id), name=f"claim-{job.id}")
             try:
-                await self.deliver(job)
+                async with self._member(job.user_id):  # their earlier result first
+                    await self.deliver(job)
             except Exception:
                 log.exception("job=%s delivery crashed; will retry", job.id)
                 await self._retry_later(job)
@@ -168,6 +189,23 @@ class Delivery:
                 # Not awaited: awaiting it under a suppress(CancelledError) would also swallow a
                 # cancel of this loop landing right then, and Pipeline.stop would wait forever.
                 keeper.cancel()
+
+    @contextlib.asynccontextmanager
+    async def _member(self, user_id: int | None) -> AsyncIterator[None]:
+        """One delivery at a time per member. The claims come back from the one database
+        thread in queue order, and a lock serves its waiters first come, first served, so a
+        member's results keep their order. The lock is dropped when nobody uses it."""
+        lock, users = self._members.get(user_id, (asyncio.Lock(), 0))
+        self._members[user_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._members[user_id]
+            if users == 1:
+                del self._members[user_id]
+            else:
+                self._members[user_id] = (lock, users - 1)
 
     async def _keep_claim(self, job_id: str) -> None:
         """Renew the claim while an attempt runs (a download and a re-encode can be long)."""
