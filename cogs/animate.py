@@ -17,7 +17,7 @@ from bot.discord_adapter.limits import TOKEN_LIFETIME
 from bot.jobs import IN_FLIGHT, InvalidOptions, Job, JobOptions
 from bot.media.image import InvalidImage
 from bot.pipeline.animations import ImageSource, NotRecorded, Requester
-from bot.store import StoreUnavailable
+from bot.store import OptionDefaults, StoreUnavailable
 from cogs.cards import cancel_reply, status_embed
 from shared import contract
 
@@ -167,10 +167,10 @@ class AnimateCog(commands.Cog):
         prompt="What should happen in the video",
         image="A JPEG, PNG or WebP picture (up to 10 MiB); or give image_url",
         image_url="A public link to the picture, instead of attaching it",
-        duration="Length in seconds",
-        aspect_ratio="Shape of the video",
-        motion="How much the camera moves",
-        version="Model version (later = better, costs more)",
+        duration="Length in seconds (default: your /settings, then the channel's, then 5)",
+        aspect_ratio="Shape of the video (default: your /settings, then the channel's, then 16:9)",
+        motion="How much the camera moves (default: your /settings, then the channel's, then medium)",
+        version="Model version, later = better, costs more (default: /settings, channel, gen-4)",
     )
     async def animate(
         self,
@@ -178,16 +178,17 @@ class AnimateCog(commands.Cog):
         prompt: app_commands.Range[str, 1, contract.MAX_PROMPT_CHARS],
         image: discord.Attachment | None = None,
         image_url: app_commands.Range[str, 1, MAX_LINK_CHARS] | None = None,
-        duration: contract.Duration = contract.DEFAULT_DURATION,
-        aspect_ratio: contract.AspectRatio = contract.DEFAULT_ASPECT_RATIO,
-        motion: contract.Motion = contract.DEFAULT_MOTION,
-        version: contract.Version = contract.DEFAULT_VERSION,
+        duration: contract.Duration | None = None,
+        aspect_ratio: contract.AspectRatio | None = None,
+        motion: contract.Motion | None = None,
+        version: contract.Version | None = None,
     ) -> None:
         # Acknowledge first: Discord allows 3 s, and reading the image takes longer than that.
         await interaction.response.defer(thinking=True)
+        given = OptionDefaults(duration, aspect_ratio, motion, version)
         try:
-            options = JobOptions(
-                prompt=prompt, duration=duration, aspect_ratio=aspect_ratio, motion=motion, version=version
+            options = await interaction.client.services.animations.options_for(
+                requester_of(interaction), prompt, given
             )
         except InvalidOptions as exc:
             await reject(interaction, f"⚠️ Can't animate that: {exc}")

@@ -14,9 +14,23 @@ from dataclasses import dataclass
 from typing import Final, Protocol, TypeVar
 
 from bot.community.admission import Policy, resolve_plan
+from bot.community.defaults import check, describe
 from bot.community.plans import PlanChoice
 from bot.community.prompt_filter import PromptBlocked, PromptFilter, RuleError, check_rule
-from bot.store import AuditRow, Guild, LedgerRow, PromptRule, Store, Tx, pause, pools, prompt_rules, rules
+from bot.store import (
+    AuditRow,
+    Guild,
+    LedgerRow,
+    OptionDefaults,
+    PromptRule,
+    Store,
+    Tx,
+    option_defaults,
+    pause,
+    pools,
+    prompt_rules,
+    rules,
+)  # fmt: skip
 
 T = TypeVar("T")
 
@@ -160,6 +174,25 @@ class Moderation:
         stored = await self._change(guild_id, actor, "pool resume", None, detail, pause.lift)
         self.submitting.resume()
         return stored or here
+
+    async def set_channel_defaults(
+        self, guild_id: int, actor: int, channel_id: int, changes: OptionDefaults
+    ) -> OptionDefaults:
+        """Default /animate options in one channel (those not given stay as they were)."""
+        changes = check(changes)
+        return await self._change(
+            guild_id, actor, "animate-defaults", f"<#{channel_id}>", describe,
+            lambda tx: option_defaults.merge(tx, option_defaults.CHANNEL, channel_id, changes, actor),
+        )  # fmt: skip
+
+    async def clear_channel_defaults(self, guild_id: int, actor: int, channel_id: int) -> bool:
+        return await self._change(
+            guild_id, actor, "animate-defaults", f"<#{channel_id}>", "cleared",
+            lambda tx: option_defaults.clear(tx, option_defaults.CHANNEL, channel_id),
+        )  # fmt: skip
+
+    async def channel_defaults(self, channel_id: int) -> OptionDefaults:
+        return await self.store.defaults_of(option_defaults.CHANNEL, channel_id)
 
     async def add_prompt_rule(self, guild_id: int, actor: int, kind: str, text: str) -> PromptRule:
         """Block a word or pattern in this server's prompts. A pattern that does not compile, or

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from bot.community.admission import Admitted, Policy, Refused, admit, low_balance_alert
+from bot.community.defaults import check, choose
 from bot.community.prompt_filter import PromptFilter
 from bot.jobs import Job, JobOptions, may_cancel
 from bot.media.fetch import FetchError, fetch_bytes
@@ -23,7 +24,7 @@ from bot.media.image import InvalidImage, check_image_size, validate_image
 from bot.media.link import LinkFetcher, LinkRefused
 from bot.metrics import Metrics
 from bot.pipeline.pipeline import JobBusy, Pipeline
-from bot.store import NewJob, Store, StoreUnavailable
+from bot.store import NewJob, OptionDefaults, Store, StoreUnavailable, option_defaults
 from shared import contract
 
 # Measured (bench/bench_budget.py, 500 at once): 8 keeps the API's slots busy from the first
@@ -135,6 +136,24 @@ class Animations:
             except StoreUnavailable:  # admitted all the same: the card shows no number
                 position = None
             return Accepted(admitted.job, position)
+
+    async def options_for(self, requester: Requester, prompt: str, given: OptionDefaults) -> JobOptions:
+        """The options of a new /animate: what was given, then the member's and the channel's
+        defaults (:mod:`bot.community.defaults`); InvalidOptions for a bad prompt."""
+        if None not in (given.duration, given.aspect_ratio, given.motion, given.version):
+            return choose(prompt, given, OptionDefaults(), OptionDefaults())  # all given: no read
+        mine, channel = await self.store.option_defaults(requester.user_id, requester.channel_id)
+        return choose(prompt, given, mine, channel)
+
+    async def my_defaults(self, user_id: int) -> OptionDefaults:
+        """A member's own default options (/settings)."""
+        return await self.store.defaults_of(option_defaults.MEMBER, user_id)
+
+    async def set_my_defaults(self, user_id: int, changes: OptionDefaults) -> OptionDefaults:
+        return await self.store.set_member_defaults(user_id, check(changes))
+
+    async def clear_my_defaults(self, user_id: int) -> bool:
+        return await self.store.clear_member_defaults(user_id)
 
     async def again(self, job_id: str) -> tuple[ImageSource, JobOptions] | None:
         """The picture and options of an earlier job (Animate again), or None if it is gone.

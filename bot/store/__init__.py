@@ -8,6 +8,7 @@ The SQL lives in one module per table family, as plain functions of a transactio
 - :mod:`bot.store.rules`: members' overrides and blocks, plans by role, channel rules;
 - :mod:`bot.store.audit`: the moderators' audit trail;
 - :mod:`bot.store.prompt_rules`: a server's prompt filter;
+- :mod:`bot.store.option_defaults`: default /animate options per channel and per member;
 - :mod:`bot.store.leader`: the leader's lease and term (which process runs the leader's loops);
 - :mod:`bot.store.pause`: the API account's submitting pause, which any process may lift;
 - :mod:`bot.store.turns`: turns the processes take one at a time (Discord's identify buckets);
@@ -31,16 +32,25 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from bot.jobs import Job, JobState
-from bot.store import audit, jobs, leader, pause, pools, prompt_rules, rules, turns
+from bot.store import audit, jobs, leader, option_defaults, pause, pools, prompt_rules, rules, turns
 from bot.store.engine import Engine, Leadership, NotLeader, StoreUnavailable, Tx, member_key, pool_key
 from bot.store.migrate import MIGRATIONS, migrate
-from bot.store.records import AuditRow, Guild, LedgerRow, MemberRule, NewJob, PromptRule, Usage
+from bot.store.records import (
+    AuditRow,
+    Guild,
+    LedgerRow,
+    MemberRule,
+    NewJob,
+    OptionDefaults,
+    PromptRule,
+    Usage,
+)  # fmt: skip
 from bot.store.sqlite import SqliteEngine
 
 __all__ = [
     "MIGRATIONS", "AuditRow", "Engine", "Guild", "Leadership", "LedgerRow", "MemberRule", "NewJob",
-    "NotLeader", "PromptRule", "Store", "StoreUnavailable", "Tx", "Usage", "is_url", "member_key",
-    "pool_key",
+    "NotLeader", "OptionDefaults", "PromptRule", "Store", "StoreUnavailable", "Tx", "Usage", "is_url",
+    "member_key", "pool_key",
 ]  # fmt: skip
 
 _SCHEMES: Final = ("postgresql://", "postgres://")
@@ -225,6 +235,24 @@ class Store:
 
     async def role_plans(self, guild_id: int) -> dict[int, str]:
         return await self._read(lambda tx: rules.role_plans(tx, guild_id))
+
+    async def option_defaults(
+        self, user_id: int, channel_id: int | None
+    ) -> tuple[OptionDefaults, OptionDefaults]:
+        """A member's own default options and their channel's."""
+        return await self._read(lambda tx: option_defaults.for_request(tx, user_id, channel_id))
+
+    async def defaults_of(self, scope: str, scope_id: int) -> OptionDefaults:
+        """One level's default options: ``option_defaults.CHANNEL`` or ``MEMBER``, and its id."""
+        return await self._read(lambda tx: option_defaults.get(tx, scope, scope_id))
+
+    async def set_member_defaults(self, user_id: int, changes: OptionDefaults) -> OptionDefaults:
+        return await self.atomic(
+            lambda tx: option_defaults.merge(tx, option_defaults.MEMBER, user_id, changes, user_id)
+        )
+
+    async def clear_member_defaults(self, user_id: int) -> bool:
+        return await self.atomic(lambda tx: option_defaults.clear(tx, option_defaults.MEMBER, user_id))
 
     async def prompt_rules(self, guild_id: int) -> list[PromptRule]:
         return await self._read(lambda tx: prompt_rules.for_guild(tx, guild_id))

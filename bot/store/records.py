@@ -25,6 +25,20 @@ class NewJob:
 
 
 @dataclass(frozen=True, slots=True)
+class OptionDefaults:
+    """Default /animate options at one level (a channel, a member); None: not set there."""
+
+    duration: int | None = None
+    aspect_ratio: str | None = None
+    motion: str | None = None
+    version: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self == OptionDefaults()
+
+
+@dataclass(frozen=True, slots=True)
 class PromptRule:
     """A word or pattern a server (guild_id) or the bot's owner (None, id 0) will not animate."""
 

@@ -1,0 +1,61 @@
+"""Which options an /animate gets for those the member leaves out.
+
+Highest first: what the member gave in the command; their own defaults (``/settings``, the same
+in every server); the channel's defaults (``/animate-defaults``, set by its moderators); the
+bot's (:mod:`shared.contract`). A member's own choice beats the channel's because it is theirs
+and they can see it; the channel's is a moderator's hint for everyone else.
+"""
+
+from __future__ import annotations
+
+from bot.jobs import InvalidOptions, JobOptions
+from bot.store import OptionDefaults
+from shared import contract
+
+PRECEDENCE = "the option you give, then your /settings, then the channel's defaults, then the bot's"
+
+
+def choose(prompt: str, given: OptionDefaults, mine: OptionDefaults, channel: OptionDefaults) -> JobOptions:
+    """The job's options (InvalidOptions for a prompt or a value the API does not take)."""
+
+    def pick(name: str, bot_default: object) -> object:
+        for level in (given, mine, channel):
+            value = getattr(level, name)
+            if value is not None:
+                return value
+        return bot_default
+
+    return JobOptions(
+        prompt=prompt,
+        duration=int(str(pick("duration", contract.DEFAULT_DURATION))),
+        aspect_ratio=str(pick("aspect_ratio", contract.DEFAULT_ASPECT_RATIO)),
+        motion=str(pick("motion", contract.DEFAULT_MOTION)),
+        version=str(pick("version", contract.DEFAULT_VERSION)),
+    )
+
+
+def check(changes: OptionDefaults) -> OptionDefaults:
+    """``changes`` if every option set in it is one the API takes, else InvalidOptions."""
+    for name, allowed in (
+        ("duration", contract.DURATIONS), ("aspect_ratio", contract.ASPECT_RATIOS),
+        ("motion", contract.MOTIONS), ("version", contract.VERSIONS),
+    ):  # fmt: skip
+        value = getattr(changes, name)
+        if value is not None and value not in allowed:
+            raise InvalidOptions(
+                f"{name.replace('_', ' ')} {value!r} is not one of {', '.join(map(str, allowed))}"
+            )
+    if changes.empty:
+        raise InvalidOptions("give at least one option to set")
+    return changes
+
+
+def describe(defaults: OptionDefaults) -> str:
+    """``5 s · 9:16 · motion high`` for what is set; ``none`` when nothing is."""
+    parts = [
+        f"{defaults.duration} s" if defaults.duration is not None else "",
+        defaults.aspect_ratio or "",
+        f"motion {defaults.motion}" if defaults.motion else "",
+        defaults.version or "",
+    ]
+    return " · ".join(p for p in parts if p) or "none"
