@@ -141,8 +141,9 @@ class Job:
 JobHook = Callable[[Job], Awaitable[None]]
 
 
-def may_cancel(job: Job, user_id: int, *, moderator_of: int | None) -> bool:
-    """The requester may cancel their job; so may a moderator of the server it runs in.
+def may_manage(job: Job, user_id: int, *, moderator_of: int | None) -> bool:
+    """The requester may cancel their job or delete its result; so may a moderator of the
+    server it runs in.
 
     ``moderator_of`` is the server where the caller is a moderator (None if nowhere here).
     """

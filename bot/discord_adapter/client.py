@@ -33,7 +33,7 @@ from shared.webhooks import WEBHOOK_PATH
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.animate", "cogs.defaults", "cogs.jobs", "cogs.moderation", "cogs.prompt_filter")
+EXTENSIONS = ("cogs.animate", "cogs.defaults", "cogs.jobs", "cogs.moderation", "cogs.prompt_filter", "cogs.results")
 # What a member reads when a command needs the database and it is out of reach (a restart).
 STORE_AWAY: Final = "⚠️ I can't reach my database right now. Please try again shortly."
 
@@ -45,6 +45,8 @@ IDENTIFY_MARGIN: Final = 0.25
 
 # A job's status card as the cog that owns it draws it: the embed and its buttons.
 CardRenderer = Callable[[Job, str], tuple[discord.Embed, discord.ui.View]]
+# A delivered result's buttons, as the cog that owns them draws them.
+ResultRenderer = Callable[[Job], discord.ui.View]
 
 
 def point_discord_at(settings: Settings) -> None:
@@ -61,6 +63,7 @@ def shard_of(guild_id: int, shard_count: int) -> int:
 class AnimateBot(commands.AutoShardedBot):
     services: Services  # set by the runner before login (not for `sync`, which runs no command)
     render_card: CardRenderer | None = None  # registered by the cog that owns the card
+    render_result: ResultRenderer | None = None  # registered by the cog that owns the result's buttons
 
     def __init__(self, settings: Settings) -> None:
         # discord.py's own "no count": GET /gateway/bot gives the count and every shard runs here.

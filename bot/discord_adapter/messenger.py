@@ -67,14 +67,17 @@ class DiscordMessenger(Messenger):
 
     async def send(self, job: Job, route: Route, text: str, attachment: Attachment | None) -> None:
         files = [discord.File(io.BytesIO(attachment.data), attachment.filename)] if attachment else []
+        view = self.bot.render_result(job) if self.bot.render_result is not None else discord.utils.MISSING
         try:
             if route is Route.INTERACTION:
-                await self._webhook(job).send(content=text, files=files, wait=True)
+                await self._webhook(job).send(content=text, files=files, view=view, wait=True)
             elif route is Route.CHANNEL:
                 assert job.channel_id is not None
-                await self.bot.get_partial_messageable(job.channel_id).send(content=text, files=files)
+                await self.bot.get_partial_messageable(job.channel_id).send(
+                    content=text, files=files, view=view
+                )
             else:
-                await (await self._requester(job)).send(content=text, files=files)
+                await (await self._requester(job)).send(content=text, files=files, view=view)
         except discord.HTTPException as exc:
             if exc.status == 413 or exc.code == 40005:
                 raise UploadTooLarge from None

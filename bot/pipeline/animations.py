@@ -12,13 +12,14 @@ import asyncio
 import enum
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
 from bot.community.admission import Admitted, Policy, Refused, admit, low_balance_alert
 from bot.community.defaults import check, choose
 from bot.community.prompt_filter import PromptFilter
-from bot.jobs import Job, JobOptions, may_cancel
+from bot.jobs import Job, JobOptions, may_manage
 from bot.media.fetch import FetchError, fetch_bytes
 from bot.media.image import InvalidImage, check_image_size, validate_image
 from bot.media.link import LinkFetcher, LinkRefused
@@ -81,6 +82,12 @@ class Cancelled(enum.Enum):
     NOT_YOURS = "not yours"
     BUSY = "being submitted"  # try again in a few seconds
     ALREADY_ENDED = "already ended"
+
+
+class Removed(enum.Enum):
+    DONE = "done"
+    NO_SUCH_JOB = "no such job"
+    NOT_YOURS = "not yours"
 
 
 class Animations:
@@ -196,7 +203,7 @@ class Animations:
         job = await self.store.get_job(job_id.strip().lower())
         if job is None:
             return Cancelled.NO_SUCH_JOB, None
-        if not may_cancel(job, user_id, moderator_of=moderator_of):
+        if not may_manage(job, user_id, moderator_of=moderator_of):
             return Cancelled.NOT_YOURS, job
         try:
             cancelled = await self.pipeline.cancel(job, f"cancelled by {by}")
@@ -205,6 +212,27 @@ class Animations:
         if cancelled is None:
             return Cancelled.ALREADY_ENDED, job
         return Cancelled.DONE, cancelled
+
+    async def delete_result(
+        self, job_id: str, user_id: int, *, moderator_of: int | None, by: str,
+        remove: Callable[[], Awaitable[None]],
+    ) -> Removed:  # fmt: skip
+        """Remove a job's result message (``remove``: the Discord side) for its requester or a
+        moderator of its server; the job row stays. In a server the deletion is audited and
+        the status card says who removed it."""
+        job = await self.store.get_job(job_id)
+        if job is None:
+            return Removed.NO_SUCH_JOB
+        if not may_manage(job, user_id, moderator_of=moderator_of):
+            return Removed.NOT_YOURS
+        await remove()
+        if job.guild_id is not None:
+            await self.store.moderate(
+                job.guild_id, self.policy.welcome_credits, user_id, "result delete", f"job {job.id}", by,
+                lambda tx: None,
+            )  # fmt: skip
+        await self.pipeline.messenger.show_status(job, f"🗑️ result deleted by {by}")
+        return Removed.DONE
 
     async def _read_source(self, source: ImageSource) -> None:
         if source.origin == "link":

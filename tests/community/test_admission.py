@@ -79,16 +79,16 @@ async def test_people_do_not_share_limits_and_cli_has_none(store: Store) -> None
         assert await admit(store, cli, FREE)
 
 
-def test_only_the_requester_or_a_moderator_of_that_server_may_cancel() -> None:
-    from bot.jobs import Job, may_cancel
+def test_only_the_requester_or_a_moderator_of_that_server_may_manage() -> None:
+    from bot.jobs import Job, may_manage
 
     job = Job(id="j", idempotency_key="k", state=JobState.QUEUED, source="discord", image_ref="u",
               options=JobOptions(prompt="p"), estimated_credits=50, created_at=0, updated_at=0,
               user_id=1, guild_id=100)  # fmt: skip
-    assert may_cancel(job, 1, moderator_of=None)
-    assert may_cancel(job, 2, moderator_of=100)
-    assert not may_cancel(job, 2, moderator_of=None)
-    assert not may_cancel(job, 2, moderator_of=200)  # a moderator of another server
+    assert may_manage(job, 1, moderator_of=None)
+    assert may_manage(job, 2, moderator_of=100)
+    assert not may_manage(job, 2, moderator_of=None)
+    assert not may_manage(job, 2, moderator_of=200)  # a moderator of another server
 
 
 def test_fair_order_round_robin_least_recently_served_first() -> None:

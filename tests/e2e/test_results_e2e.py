@@ -1,0 +1,60 @@
+"""A result's buttons through the Discord fake: Delete by the requester, by a moderator, refused
+for anyone else, and still working after a restart; the job row stays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.jobs import JobState
+from testkit.e2e_world import World, world
+from tests.e2e.test_quota_e2e import command
+
+pytestmark = pytest.mark.timeout(240)
+
+
+async def result_of(w: World, user: Any) -> Any:
+    it = await w.animate(user, version="gen-2")
+    await it.wait_acknowledged(timeout=3)
+    mention = f"<@{user.id}>"
+    return await w.fake.wait_for(
+        lambda e: e.kind == "create" and mention in (e.content or "") and bool(e.attachments), timeout=60
+    )
+
+
+def buttons(event: Any) -> list[str]:
+    return [c["custom_id"] for row in event.components for c in row["components"]]
+
+
+async def click(w: World, event: Any, custom_id: str, user: Any) -> str:
+    it = await w.fake.click_button(event.message, custom_id, user=user)
+    await it.wait_acknowledged(timeout=3)
+    (answer,) = await it.wait_for_messages(n=1, timeout=15)
+    assert answer.ephemeral
+    text: str = answer.content
+    return text
+
+
+async def test_delete_by_the_requester_or_a_moderator_and_no_one_else(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        mine, theirs = await result_of(w, w.alice), await result_of(w, w.bob)
+        jobs = {j.user_id: j for j in await w.bot.jobs()}
+        alice_job, bob_job = jobs[w.alice.id], jobs[w.bob.id]
+        assert buttons(mine) == [f"job:again:{alice_job.id}", f"result:delete:{alice_job.id}"]
+
+        assert "Only the person who asked" in await click(w, mine, f"result:delete:{alice_job.id}", w.bob)
+        assert not mine.message.deleted
+        assert "Deleted" in await click(w, mine, f"result:delete:{alice_job.id}", w.alice)
+        assert mine.message.deleted
+
+        await w.bot.stop()  # the button on an old result, after a restart
+        await w.bot.start()
+        await w.fake.wait_for_ready(timeout=30, count=2)
+        assert "Deleted" in await click(w, theirs, f"result:delete:{bob_job.id}", w.mod)
+        assert theirs.message.deleted
+
+        assert {j.state for j in await w.bot.jobs()} == {JobState.DELIVERED}  # the rows stay
+        audit = (await command(w, "quota audit")).content
+        assert audit.count("**result delete**") == 2
