@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import logging
 import sys
 import time
@@ -29,6 +28,7 @@ from bot.api.client import (
 from bot.config import Settings
 from bot.inbound.completion import apply_api_job
 from bot.jobs import InvalidOptions, Job, JobOptions, JobState
+from bot.media.attachment_url import data_uri
 from bot.media.fetch import FetchError, fetch_bytes
 from bot.media.image import InvalidImage, check_image_size, validate_image
 from bot.pipeline.submission import submit
@@ -75,10 +75,6 @@ def read_image(path: Path) -> tuple[bytes, str]:
     except InvalidImage as exc:
         raise CommandError(f"{path}: {exc}", 2) from None
     return data, info.mime
-
-
-def data_uri(data: bytes, mime: str) -> str:
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 class Progress:

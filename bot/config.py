@@ -101,6 +101,9 @@ class Settings:
     # The owner's bot-wide prompt filter: one word per line, `re:` before a pattern (read, and
     # each pattern compiled, at start: a bad line stops the start with its number).
     prompt_blocklist_file: Path | None = None
+    # Checked pictures kept so a job outlives its Discord attachment URL (~a day): 0 keeps none.
+    picture_keep_hours: float = 168.0
+    picture_keep_mb: float = 512.0
 
     @property
     def rate_window(self) -> float:
@@ -234,6 +237,13 @@ def _plan_limits(value: str) -> contract.Plan:
     return contract.Plan("enterprise", int(rpm), int(concurrent), per_day)
 
 
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0:  # also refuses NaN
+        raise ValueError(value)
+    return number
+
+
 def _readable_file(value: str) -> Path:
     path = Path(value)
     if not path.is_file():
@@ -335,6 +345,10 @@ def load_settings(values: Mapping[str, str | None], *, require_discord: bool = F
         quota_time_scale=r.convert("QUOTA_TIME_SCALE", 1.0, _positive_float, "a positive number"),
         default_user_plan=r.choice("DEFAULT_USER_PLAN", "free", contract.PLAN_NAMES, fold=str.lower),
         pool_welcome_credits=r.convert("POOL_WELCOME_CREDITS", 500, _non_negative_int, "a whole number >= 0"),
+        picture_keep_hours=r.convert(
+            "PICTURE_KEEP_HOURS", 168.0, _non_negative_float, "a number of hours >= 0"
+        ),
+        picture_keep_mb=r.convert("PICTURE_KEEP_MB", 512.0, _non_negative_float, "a number of MiB >= 0"),
         prompt_blocklist_file=r.convert(
             "PROMPT_BLOCKLIST_FILE", None, _readable_file, "a readable file (one word or re:pattern per line)"
         ),

@@ -131,6 +131,7 @@ class Job:
     delivery_note: str | None = None  # how (or why not) the result reached the person
     delivery_started_at: float | None = None  # first attempt to send the result (crash safety)
     image_origin: str = "attachment"  # or "link" (a member's URL) or "file" (the CLI's own)
+    image_sha256: str | None = None  # its picture, kept for a while (bot.store.pictures)
 
     @property
     def in_flight(self) -> bool:

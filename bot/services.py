@@ -28,7 +28,7 @@ from bot.inbound.relay_subscriber import RelaySubscriber
 from bot.jobs import Job, JobState
 from bot.media.link import LinkFetcher
 from bot.metrics import Metrics, Snapshot
-from bot.pipeline.animations import Animations
+from bot.pipeline.animations import Animations, Keeping
 from bot.pipeline.delivery import Messenger
 from bot.pipeline.pipeline import Pipeline, PipelineOptions
 from bot.store import PromptRule, Store
@@ -245,10 +245,17 @@ async def open_services(
         links = LinkFetcher(settings.image_url_allowed_networks)
         stack.push_async_callback(links.close)
         prompt_filter = PromptFilter(store, bot_rules(settings))
+        keeping = Keeping(int(settings.picture_keep_mb * 1024 * 1024), settings.picture_keep_hours * 3600)
         yield Services(
             pipeline=pipeline,
             animations=Animations(
-                store, pipeline, policy, metrics=metrics, links=links, prompt_filter=prompt_filter
+                store,
+                pipeline,
+                policy,
+                metrics=metrics,
+                links=links,
+                prompt_filter=prompt_filter,
+                keeping=keeping,
             ),
             moderation=Moderation(store, policy, pipeline.scheduler, prompt_filter),
             receiver=receiver,

@@ -33,7 +33,14 @@ from shared.webhooks import WEBHOOK_PATH
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.animate", "cogs.defaults", "cogs.jobs", "cogs.moderation", "cogs.prompt_filter", "cogs.results")
+EXTENSIONS = (
+    "cogs.animate",
+    "cogs.defaults",
+    "cogs.jobs",
+    "cogs.moderation",
+    "cogs.prompt_filter",
+    "cogs.results",
+)
 # What a member reads when a command needs the database and it is out of reach (a restart).
 STORE_AWAY: Final = "⚠️ I can't reach my database right now. Please try again shortly."
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,12 +21,13 @@ from bot.community.admission import Admitted, Policy, Refused, admit, low_balanc
 from bot.community.defaults import check, choose
 from bot.community.prompt_filter import PromptFilter
 from bot.jobs import Job, JobOptions, may_manage
+from bot.media.attachment_url import expired
 from bot.media.fetch import FetchError, fetch_bytes
 from bot.media.image import InvalidImage, check_image_size, validate_image
 from bot.media.link import LinkFetcher, LinkRefused
 from bot.metrics import Metrics
 from bot.pipeline.pipeline import JobBusy, Pipeline
-from bot.store import NewJob, OptionDefaults, Store, StoreUnavailable, option_defaults
+from bot.store import NewJob, OptionDefaults, Picture, Store, StoreUnavailable, option_defaults
 from shared import contract
 
 # Measured (bench/bench_budget.py, 500 at once): 8 keeps the API's slots busy from the first
@@ -44,6 +46,15 @@ class ImageSource:
     size: int | None = None  # when the sender declared it: a 50 MB upload is refused unread
     declared_type: str | None = None
     origin: str = "attachment"  # "link": a member's URL, fetched from public addresses only
+    sha256: str | None = None  # an earlier job's kept picture, for when the URL has expired
+
+
+@dataclass(frozen=True, slots=True)
+class Keeping:
+    """How long, and how much, of the checked pictures the store keeps (0: none)."""
+
+    max_bytes: int = 512 * 1024 * 1024
+    max_age: float = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +105,7 @@ class Animations:
     def __init__(
         self, store: Store, pipeline: Pipeline, policy: Policy, *, metrics: Metrics | None = None,
         links: LinkFetcher | None = None, prompt_filter: PromptFilter | None = None,
+        keeping: Keeping | None = None,
     ) -> None:  # fmt: skip
         self.store = store
         self.pipeline = pipeline
@@ -101,6 +113,7 @@ class Animations:
         self.metrics = metrics
         self.links = links or LinkFetcher()  # whoever made it closes it (services.py does)
         self.prompt_filter = prompt_filter or PromptFilter(store)
+        self.keeping = keeping or Keeping()
         # A few at a time: a burst of hundreds would otherwise crowd the image fetches and the
         # store's write lock all at once, starving the defers of later commands and the scheduler.
         self._slots = asyncio.Semaphore(ADMISSIONS_AT_ONCE)
@@ -116,7 +129,7 @@ class Animations:
             raise NotRecorded from exc
         async with self._slots:
             began = time.monotonic()
-            await self._read_source(source)
+            picture = await self._read_source(source)
             new = NewJob(
                 source=self.pipeline.options.source,
                 image_ref=source.url,
@@ -129,6 +142,7 @@ class Animations:
                 token_expires_at=requester.token_expires_at,
                 upload_limit=requester.upload_limit,
                 image_origin=source.origin,
+                image_sha256=picture.sha256,
             )
             try:
                 admitted = await admit(self.store, new, self.policy, roles=list(requester.role_ids))
@@ -138,6 +152,8 @@ class Animations:
             if self.metrics is not None:
                 self.metrics.admission_seconds.observe(time.monotonic() - began)
             await self._alert_if_low(admitted)
+            if source.origin != "link":  # a link stays fetchable: only Discord's URLs expire
+                await self._keep(picture)
             try:
                 position = await self.store.queue_position(admitted.job)
             except StoreUnavailable:  # admitted all the same: the card shows no number
@@ -179,7 +195,7 @@ class Animations:
             prompt=o.prompt, duration=o.duration, aspect_ratio=o.aspect_ratio, motion=o.motion,
             version=o.version,
         )  # fmt: skip
-        return ImageSource(job.image_ref, origin=job.image_origin), options
+        return ImageSource(job.image_ref, origin=job.image_origin, sha256=job.image_sha256), options
 
     async def recent(self, user_id: int, limit: int = 10) -> list[Job]:
         """A member's latest jobs, newest first (/jobs)."""
@@ -234,7 +250,8 @@ class Animations:
         await self.pipeline.messenger.show_status(job, f"🗑️ result deleted by {by}")
         return Removed.DONE
 
-    async def _read_source(self, source: ImageSource) -> None:
+    async def _read_source(self, source: ImageSource) -> Picture:
+        """The checked picture, from the link, the attachment, or (its URL expired) the store."""
         if source.origin == "link":
             try:
                 data, _ = await self.links.fetch(source.url, max_bytes=contract.MAX_IMAGE_BYTES)
@@ -243,17 +260,40 @@ class Animations:
             except FetchError as exc:
                 raise InvalidImage(f"the image could not be fetched from the link: {exc}") from None
             # What the server calls it is not checked: the bytes are (sniffed and decoded).
-            await asyncio.to_thread(validate_image, data, None)
-            return
+            return await _checked(data, None)
+        if source.sha256 is not None and expired(source.url, time.time()):  # an old card's picture
+            kept = await self.store.picture(source.sha256)
+            if kept is None:
+                raise InvalidImage(
+                    "that picture's Discord link has expired and it is no longer kept here; attach it again"
+                )
+            return kept
         if source.size is not None:
             check_image_size(source.size)  # refuse a 50 MB upload without downloading it
         try:
             data = await fetch_bytes(self.pipeline.http, source.url, max_bytes=contract.MAX_IMAGE_BYTES)
         except FetchError as exc:
             raise InvalidImage(f"the image could not be read from Discord ({exc}); attach it again") from None
-        await asyncio.to_thread(validate_image, data, source.declared_type)
+        return await _checked(data, source.declared_type)
+
+    async def _keep(self, picture: Picture) -> None:
+        """Keep the picture of an admitted job, so it outlives its attachment URL; a failure
+        costs only that (the job goes on with its URL)."""
+        if self.keeping.max_bytes <= 0 or self.keeping.max_age <= 0:
+            return
+        try:
+            await self.store.keep_picture(
+                picture, max_bytes=self.keeping.max_bytes, max_age=self.keeping.max_age
+            )
+        except Exception:
+            log.exception("picture %s not kept", picture.sha256[:12])
 
     async def _alert_if_low(self, admitted: Admitted) -> None:
         guild = admitted.low_balance
         if guild is not None:
             await self.pipeline.messenger.alert(guild.alert_channel_id, low_balance_alert(guild))
+
+
+async def _checked(data: bytes, declared_type: str | None) -> Picture:
+    info = await asyncio.to_thread(validate_image, data, declared_type)
+    return Picture(hashlib.sha256(data).hexdigest(), data, info.mime)

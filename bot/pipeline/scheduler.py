@@ -26,7 +26,7 @@ from bot.api.client import (
     RateLimitedError,
 )
 from bot.jobs import Job, JobHook, JobState
-from bot.pipeline.submission import submit
+from bot.pipeline.submission import image_url_for, submit
 from bot.store import NotLeader, Store
 from shared import contract
 
@@ -129,8 +129,9 @@ class Scheduler:
     async def _submit(self, job: Job) -> bool:
         """Submit one job; False when submitting must pause (or stop: no longer the leader)."""
         try:
+            image_url = await image_url_for(self.store, job)
             job = await submit(
-                self.store, self.client, job, image_url=job.image_ref, webhook_url=self.webhook_url,
+                self.store, self.client, job, image_url=image_url, webhook_url=self.webhook_url,
                 fence=self.fence(),
             )  # fmt: skip
         except NotLeader as exc:  # a freeze outlived the lease; the leader loop stops us next

@@ -14,9 +14,24 @@ import time
 from bot.api.client import BadRequestError, CreateRequest, DoitongClient
 from bot.inbound.completion import apply_api_job
 from bot.jobs import IllegalTransition, Job, JobState
+from bot.media.attachment_url import data_uri, expired
 from bot.store import Store
 
 log = logging.getLogger(__name__)
+
+
+async def image_url_for(store: Store, job: Job) -> str:
+    """What the API is given to fetch the picture: its URL, or, when that Discord link has
+    expired while the job waited (or it is an Animate again of an old card), the kept picture
+    as a ``data:`` URI. A job whose link expired and whose picture is no longer kept is sent
+    with the link, and the API's refusal fails it with the reason."""
+    if job.image_sha256 is None or not expired(job.image_ref, time.time()):
+        return job.image_ref
+    picture = await store.picture(job.image_sha256)
+    if picture is None:
+        log.warning("job %s: its picture's link expired and the picture is no longer kept", job.id)
+        return job.image_ref
+    return data_uri(picture.data, picture.mime)
 
 
 async def submit(

@@ -9,6 +9,7 @@ The SQL lives in one module per table family, as plain functions of a transactio
 - :mod:`bot.store.audit`: the moderators' audit trail;
 - :mod:`bot.store.prompt_rules`: a server's prompt filter;
 - :mod:`bot.store.option_defaults`: default /animate options per channel and per member;
+- :mod:`bot.store.pictures`: checked pictures kept for a while (jobs outlive attachment URLs);
 - :mod:`bot.store.leader`: the leader's lease and term (which process runs the leader's loops);
 - :mod:`bot.store.pause`: the API account's submitting pause, which any process may lift;
 - :mod:`bot.store.turns`: turns the processes take one at a time (Discord's identify buckets);
@@ -32,7 +33,18 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from bot.jobs import Job, JobState
-from bot.store import audit, jobs, leader, option_defaults, pause, pools, prompt_rules, rules, turns
+from bot.store import (
+    audit,
+    jobs,
+    leader,
+    option_defaults,
+    pause,
+    pictures,
+    pools,
+    prompt_rules,
+    rules,
+    turns,
+)
 from bot.store.engine import Engine, Leadership, NotLeader, StoreUnavailable, Tx, member_key, pool_key
 from bot.store.migrate import MIGRATIONS, migrate
 from bot.store.records import (
@@ -42,15 +54,16 @@ from bot.store.records import (
     MemberRule,
     NewJob,
     OptionDefaults,
+    Picture,
     PromptRule,
     Usage,
-)  # fmt: skip
+)
 from bot.store.sqlite import SqliteEngine
 
 __all__ = [
     "MIGRATIONS", "AuditRow", "Engine", "Guild", "Leadership", "LedgerRow", "MemberRule", "NewJob",
-    "NotLeader", "OptionDefaults", "PromptRule", "Store", "StoreUnavailable", "Tx", "Usage", "is_url",
-    "member_key", "pool_key",
+    "NotLeader", "OptionDefaults", "Picture", "PromptRule", "Store", "StoreUnavailable", "Tx", "Usage",
+    "is_url", "member_key", "pool_key",
 ]  # fmt: skip
 
 _SCHEMES: Final = ("postgresql://", "postgres://")
@@ -253,6 +266,15 @@ class Store:
 
     async def clear_member_defaults(self, user_id: int) -> bool:
         return await self.atomic(lambda tx: option_defaults.clear(tx, option_defaults.MEMBER, user_id))
+
+    async def keep_picture(self, picture: Picture, *, max_bytes: int, max_age: float) -> None:
+        """Keep a checked picture within the bounds (see :mod:`bot.store.pictures`)."""
+        at = time.time()
+        await self.atomic(lambda tx: pictures.keep(tx, picture, at, max_bytes=max_bytes, max_age=max_age))
+
+    async def picture(self, sha256: str) -> Picture | None:
+        at = time.time()
+        return await self.atomic(lambda tx: pictures.get(tx, sha256, at))
 
     async def prompt_rules(self, guild_id: int) -> list[PromptRule]:
         return await self._read(lambda tx: prompt_rules.for_guild(tx, guild_id))

@@ -49,6 +49,7 @@ COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("status_channel_id", "status_channel_id"), ("status_message_id", "status_message_id"),
     ("upload_limit", "upload_limit"), ("outcome", "outcome"), ("delivery_note", "delivery_note"),
     ("delivery_started_at", "delivery_started_at"), ("image_origin", "image_origin"),
+    ("image_sha256", "image_sha256"),
 )  # fmt: skip
 
 _SELECT: Final = f"SELECT {', '.join(name for name, _ in COLUMNS)} FROM jobs"
@@ -142,7 +143,7 @@ def insert(tx: Tx, new: NewJob, now: float) -> Job:
             created_at=now, updated_at=now, user_id=new.user_id, guild_id=new.guild_id,
             channel_id=new.channel_id, interaction_id=new.interaction_id,
             interaction_token=new.interaction_token, token_expires_at=new.token_expires_at,
-            upload_limit=new.upload_limit, image_origin=new.image_origin,
+            upload_limit=new.upload_limit, image_origin=new.image_origin, image_sha256=new.image_sha256,
         )  # fmt: skip
         if tx.write(_INSERT, _row_of(job)):
             tx.notify(leader.JOBS_CHANNEL)  # a follower admitted it: the leader submits it

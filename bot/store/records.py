@@ -22,6 +22,16 @@ class NewJob:
     token_expires_at: float | None = None
     upload_limit: int | None = None
     image_origin: str = "attachment"  # or "link" (a member's URL) or "file" (the CLI)
+    image_sha256: str | None = None  # the kept picture (bot.store.pictures), when there is one
+
+
+@dataclass(frozen=True, slots=True)
+class Picture:
+    """A checked picture's bytes, kept so a job outlives its attachment URL."""
+
+    sha256: str
+    data: bytes
+    mime: str
 
 
 @dataclass(frozen=True, slots=True)
