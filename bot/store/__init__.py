@@ -29,14 +29,14 @@ from typing import Any, Final, TypeVar
 
 from bot.jobs import Job, JobState
 from bot.store import audit, jobs, leader, pools, rules
-from bot.store.engine import Engine, Leadership, NotLeader, Tx, member_key, pool_key
+from bot.store.engine import Engine, Leadership, NotLeader, Query, Tx, member_key, pool_key
 from bot.store.migrate import MIGRATIONS, migrate
 from bot.store.records import AuditRow, Guild, LedgerRow, MemberRule, NewJob, Usage
 from bot.store.sqlite import SqliteEngine
 
 __all__ = [
     "MIGRATIONS", "AuditRow", "Engine", "Guild", "Leadership", "LedgerRow", "MemberRule", "NewJob",
-    "NotLeader", "Store", "Tx", "Usage", "is_url", "member_key", "pool_key",
+    "NotLeader", "Query", "Store", "Tx", "Usage", "is_url", "member_key", "pool_key",
 ]  # fmt: skip
 
 _SCHEMES: Final = ("postgresql://", "postgres://")

@@ -53,7 +53,7 @@ from psycopg.adapt import Dumper
 from psycopg.postgres import types as pg_types
 
 from bot.store import leader
-from bot.store.engine import NotLeader
+from bot.store.engine import NotLeader, Query, first_value
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,12 @@ def _lock_sql(count: int) -> str:
     return "SELECT " + ", ".join(["pg_advisory_xact_lock(%s)"] * count)
 
 
+@functools.lru_cache(maxsize=16)
+def _prelude_sql(locks: int, notifies: int) -> str:
+    # Left to right: the locks are taken in the order given (see _lock_sql).
+    return "SELECT " + ", ".join(["pg_advisory_xact_lock(%s)"] * locks + ["pg_notify(%s, '')"] * notifies)
+
+
 class _FlagDumper(Dumper):
     """A Python bool as an INTEGER 0/1, the schema's flags (as SQLite binds it)."""
 
@@ -120,16 +126,24 @@ class _FlagDumper(Dumper):
         return b"1" if obj else b"0"
 
 
+def _has_rows(cursor: psycopg.Cursor[Any]) -> bool:
+    result = cursor.pgresult
+    return result is not None and result.status == psycopg.pq.ExecStatus.TUPLES_OK
+
+
 class PostgresTx:
     """:class:`bot.store.engine.Tx` on a psycopg connection (statements written with ``?``)."""
 
-    __slots__ = ("connection", "cursor")
+    __slots__ = ("batch_cursors", "connection", "cursor")
     clock = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"  # not now(): the tx's start
     skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, connection: psycopg.Connection[Any]) -> None:
         self.connection = connection
         self.cursor = connection.cursor()  # one cursor, reused: only this thread uses it
+        # A cursor keeps the result of its last statement only: a batch needs one per query.
+        # Kept and reused (growing to the largest batch seen), as the one cursor above.
+        self.batch_cursors: list[psycopg.Cursor[Any]] = []
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self.cursor.execute(pyformat(sql), params).fetchall()
@@ -147,6 +161,38 @@ class PostgresTx:
     def write_many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
         if params:
             self.cursor.executemany(pyformat(sql), params)
+
+    def batch(
+        self, queries: Sequence[Query[Any]], *, serialize: Sequence[str] = (), notify: Sequence[str] = ()
+    ) -> list[Any]:
+        """Every statement in one round trip: psycopg's pipeline mode queues them and sends
+        them together, and the server answers them in order. Leaving the pipeline waits for
+        every answer; if a statement failed, the server skipped those after it and psycopg
+        raises its error there (the transaction is then aborted: the caller's rollback ends it).
+        """
+        while len(self.batch_cursors) < len(queries):
+            self.batch_cursors.append(self.connection.cursor())
+        cursors = self.batch_cursors[: len(queries)]
+        with self.connection.pipeline():
+            if serialize or notify:
+                # One statement takes the locks and queues the wake-ups (a NOTIFY is sent at
+                # commit, wherever it stands in the transaction): each statement costs CPU here
+                # and in the server, which on one machine weighs more than the round trip.
+                ordered = sorted(set(serialize))
+                params = [*map(lock_id, ordered), *notify]
+                self.cursor.execute(_prelude_sql(len(ordered), len(notify)), params)
+            for cursor, query in zip(cursors, queries, strict=True):
+                cursor.execute(pyformat(query.sql), query.params)
+        # A statement with no rows to return (a write without RETURNING) has no result set to
+        # fetch (not asked through .description: that builds its column objects every time).
+        return [
+            query.read(cursor.fetchall() if _has_rows(cursor) else [])
+            for cursor, query in zip(cursors, queries, strict=True)
+        ]
+
+    def now(self) -> Query[float]:
+        """The database's clock (:attr:`clock`): hosts whose clocks differ still agree on it."""
+        return Query(f"SELECT {self.clock}", (), first_value)
 
     def serialize(self, *keys: str) -> None:
         """Wait for, then hold until the transaction ends, an advisory lock per key.

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bot.store.engine import Query, first_value
 from bot.store.leader import SoleLeader
 
 T = TypeVar("T")
@@ -54,6 +55,19 @@ class SqliteTx:
 
     def write_many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
         self.connection.executemany(sql, params)
+
+    def batch(
+        self, queries: Sequence[Query[Any]], *, serialize: Sequence[str] = (), notify: Sequence[str] = ()
+    ) -> list[Any]:
+        """One statement after the other: in-process, there is no round trip to save (and
+        ``serialize`` and ``notify`` have nothing to do, as their methods)."""
+        return [q.read(self.connection.execute(q.sql, q.params).fetchall()) for q in queries]
+
+    def now(self) -> Query[float]:
+        """The host's clock: one process per file, on one host, so no other clock to agree
+        with; and SQLite's own ('now') has only millisecond resolution before 3.42, where jobs
+        admitted in the same millisecond would tie in created_at (the queue's order)."""
+        return Query("SELECT ?", (time.time(),), first_value)
 
     def serialize(self, *keys: str) -> None:
         """Nothing to do: BEGIN IMMEDIATE already serializes every write transaction."""
