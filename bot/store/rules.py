@@ -66,6 +66,12 @@ def set_member_rule(tx: Tx, guild_id: int, user_id: int, **fields: Any) -> None:
     )
 
 
+def reset_windows(tx: Tx, guild_id: int, user_id: int) -> None:
+    """Start a member's quota windows afresh from now, on the clock admission's windows use
+    (:meth:`Tx.now`: the database's), so a moderator's host with a skewed clock does not move it."""
+    set_member_rule(tx, guild_id, user_id, reset_at=fetch(tx, tx.now()))
+
+
 def role_plans(tx: Tx, guild_id: int) -> dict[int, str]:
     return fetch(tx, role_plans_query(guild_id))
 
