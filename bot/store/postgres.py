@@ -26,13 +26,21 @@ replayed: the error reaches its caller, as any other error does. Only a BEGIN th
 connection dead (the server restarted while the bot was idle) is tried once more on a new
 one: nothing of the transaction had run.
 
-Not yet done, for when several hosts share one database: the clocks. The leases (the leader's,
-delivery claims) use the database's clock, but every job timestamp
-(``created_at``, the quota windows' ``now - 60 s``, settlements) is the writing host's
-``time.time()``; hosts whose clocks differ by a few seconds shift one another's per-minute
-windows by that much (the day window and the ordering of the queue barely notice). Taking
-``now`` from the database (``EXTRACT(EPOCH FROM clock_timestamp())``) inside admission is the
-fix. Statements are prepared by psycopg after a few uses: behind PgBouncer, use session pooling.
+Round trips: :meth:`PostgresTx.batch` sends a list of statements in one round trip (psycopg's
+pipeline mode), with the transaction's advisory locks and NOTIFYs folded into one leading
+statement; admission is BEGIN, three batches and COMMIT (see :mod:`bot.community.admission`).
+
+Clocks, for when several hosts share one database: what processes compare is taken from the
+database's clock (:attr:`PostgresTx.clock`, ``clock_timestamp()``): the leases (the leader's,
+delivery claims), and in admission (:meth:`PostgresTx.now`) the quota windows, the job's
+``created_at`` (which the windows count) and the allowance window, and a moderator's quota
+reset. Still the writing host's ``time.time()``: the other job timestamps (``updated_at``,
+``submitted_at``, ``completed_at``, ``delivered_at``; the leader's job timeout compares
+``submitted_at`` with its own clock, so a takeover by a skewed host moves that timeout by the
+skew), ledger rows other than reservations, audit rows, a CLI job's ``created_at``, and the
+windows ``/quota show`` displays (off by the skew of the host that answers; admission itself
+decides on the database's clock). Statements are prepared by psycopg after a few uses: behind
+PgBouncer, use session pooling.
 """
 
 from __future__ import annotations
