@@ -42,8 +42,10 @@ Row = Sequence[Any]  # a result row, read by position
 
 @dataclass(frozen=True, slots=True)
 class Query(Generic[T]):
-    """One statement for :meth:`Tx.batch` and how to read the rows it returns (a write that
-    needs to know what it changed says so with ``RETURNING``, as rows)."""
+    """One statement for :meth:`Tx.batch` and how to read the rows it returns. A statement
+    that returns none (a write without ``RETURNING``) is read as one row: ``(rows changed,)``.
+    An empty ``sql`` is not sent: its reader gets no rows (an engine that knows the answer
+    without asking, as SQLite's :meth:`Tx.now`)."""
 
     sql: str
     params: Sequence[Any]
@@ -53,11 +55,17 @@ class Query(Generic[T]):
 def fetch(tx: Tx, query: Query[T]) -> T:
     """Run one :class:`Query` on its own (the table families' plain functions use this, so a
     statement is written once whether it runs alone or in a batch)."""
-    return query.read(tx.rows(query.sql, query.params))
+    result: T = tx.batch([query])[0]
+    return result
 
 
 def nothing(rows: list[Row]) -> None:
     """The reader of a statement whose rows do not matter."""
+
+
+def changed(rows: list[Row]) -> int:
+    """The reader of a write without ``RETURNING``: how many rows it changed."""
+    return int(rows[0][0])
 
 
 def first_value(rows: list[Row]) -> Any:

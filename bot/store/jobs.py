@@ -30,7 +30,7 @@ from bot.jobs import (
     can_transition,
 )
 from bot.store import leader, pools
-from bot.store.engine import NotLeader, Query, Row, Tx, fetch
+from bot.store.engine import NotLeader, Query, Row, Tx, changed, fetch
 from bot.store.records import NewJob, Usage
 
 # Every column a Job is read from and written with, in order, and the Job attribute it holds
@@ -165,7 +165,11 @@ def insert_query(job: Job) -> Query[bool]:
     """The INSERT of ``job``'s row; reads True when it was written, False when its id (or key)
     was taken already: try again with a fresh :func:`accepted` (the caller notifies
     :data:`bot.store.leader.JOBS_CHANNEL` once one is written)."""
-    return Query(f"{_INSERT} RETURNING id", _row_of(job), bool)
+    return Query(_INSERT, _row_of(job), changed_one)
+
+
+def changed_one(rows: list[Row]) -> bool:
+    return changed(rows) == 1
 
 
 def get(tx: Tx, job_id: str) -> Job | None:

@@ -134,21 +134,21 @@ def reserve_queries(job: Job, amount: int, now: float, guild: Guild) -> list[Que
         return after if after is not None and guild.alert_armed and not after.alert_armed else None
 
     return [
-        Query(
-            "INSERT INTO ledger (guild_id, job_id, user_id, kind, amount, note, created_at)"
-            f" SELECT ?, ?, ?, 'reserve', ?, NULL, ? WHERE {_THIS_JOB}",
-            (job.guild_id, job.id, job.user_id, -amount, now, *this_job),
-            nothing,
-        ),
-        Query(
-            # SET's expressions read the row as it was: "balance - ?" in the CASE is the new balance.
-            "UPDATE guilds SET balance = balance - ?, alert_armed = CASE WHEN alert_armed = 1"
-            " AND low_balance_threshold IS NOT NULL AND balance - ? < low_balance_threshold THEN 0"
-            f" ELSE alert_armed END WHERE guild_id = ? AND {_THIS_JOB} RETURNING {_COLUMNS}",
-            (amount, amount, job.guild_id, *this_job),
-            crossed,
-        ),
+        Query(_RESERVE_LEDGER, (job.guild_id, job.id, job.user_id, -amount, now, *this_job), nothing),
+        Query(_RESERVE_BALANCE, (amount, amount, job.guild_id, *this_job), crossed),
     ]
+
+
+_RESERVE_LEDGER: Final = (
+    "INSERT INTO ledger (guild_id, job_id, user_id, kind, amount, note, created_at)"
+    f" SELECT ?, ?, ?, 'reserve', ?, NULL, ? WHERE {_THIS_JOB}"
+)
+# SET's expressions read the row as it was: "balance - ?" in the CASE is the new balance.
+_RESERVE_BALANCE: Final = (
+    "UPDATE guilds SET balance = balance - ?, alert_armed = CASE WHEN alert_armed = 1"
+    " AND low_balance_threshold IS NOT NULL AND balance - ? < low_balance_threshold THEN 0"
+    f" ELSE alert_armed END WHERE guild_id = ? AND {_THIS_JOB} RETURNING {_COLUMNS}"
+)
 
 
 def settle(tx: Tx, jobs: Sequence[Job]) -> None:

@@ -134,9 +134,14 @@ class _FlagDumper(Dumper):
         return b"1" if obj else b"0"
 
 
-def _has_rows(cursor: psycopg.Cursor[Any]) -> bool:
+def _rows(cursor: psycopg.Cursor[Any]) -> list[Any]:
+    """A statement's rows; a statement that returns none (a write without RETURNING) as
+    ``[(rows changed,)]`` (see :class:`bot.store.engine.Query`). Asked of the result, not of
+    ``.description``, which builds its column objects every time."""
     result = cursor.pgresult
-    return result is not None and result.status == psycopg.pq.ExecStatus.TUPLES_OK
+    if result is not None and result.status == psycopg.pq.ExecStatus.TUPLES_OK:
+        return cursor.fetchall()
+    return [(cursor.rowcount,)]
 
 
 class PostgresTx:
@@ -178,29 +183,32 @@ class PostgresTx:
         every answer; if a statement failed, the server skipped those after it and psycopg
         raises its error there (the transaction is then aborted: the caller's rollback ends it).
         """
-        while len(self.batch_cursors) < len(queries):
-            self.batch_cursors.append(self.connection.cursor())
-        cursors = self.batch_cursors[: len(queries)]
-        with self.connection.pipeline():
-            if serialize or notify:
-                # One statement takes the locks and queues the wake-ups (a NOTIFY is sent at
-                # commit, wherever it stands in the transaction): each statement costs CPU here
-                # and in the server, which on one machine weighs more than the round trip.
-                ordered = sorted(set(serialize))
-                params = [*map(lock_id, ordered), *notify]
-                self.cursor.execute(_prelude_sql(len(ordered), len(notify)), params)
-            for cursor, query in zip(cursors, queries, strict=True):
-                cursor.execute(pyformat(query.sql), query.params)
-        # A statement with no rows to return (a write without RETURNING) has no result set to
-        # fetch (not asked through .description: that builds its column objects every time).
-        return [
-            query.read(cursor.fetchall() if _has_rows(cursor) else [])
-            for cursor, query in zip(cursors, queries, strict=True)
-        ]
+        sent = [query for query in queries if query.sql]  # nothing to ask (see Query)
+        if len(sent) == 1 and not serialize and not notify:  # a pipeline would only cost
+            cursor = self.cursor.execute(pyformat(sent[0].sql), sent[0].params)
+            rows = [_rows(cursor)]
+        else:
+            while len(self.batch_cursors) < len(sent):
+                self.batch_cursors.append(self.connection.cursor())
+            cursors = self.batch_cursors[: len(sent)]
+            with self.connection.pipeline():
+                if serialize or notify:
+                    # One statement takes the locks and queues the wake-ups (a NOTIFY is sent
+                    # at commit, wherever it stands in the transaction): each statement costs
+                    # CPU here and in the server, which on one machine weighs more than the
+                    # round trip.
+                    ordered = sorted(set(serialize))
+                    params = [*map(lock_id, ordered), *notify]
+                    self.cursor.execute(_prelude_sql(len(ordered), len(notify)), params)
+                for cursor, query in zip(cursors, sent, strict=True):
+                    cursor.execute(pyformat(query.sql), query.params)
+            rows = [_rows(cursor) for cursor in cursors]
+        answers = iter(rows)
+        return [query.read(next(answers) if query.sql else []) for query in queries]
 
     def now(self) -> Query[float]:
         """The database's clock (:attr:`clock`): hosts whose clocks differ still agree on it."""
-        return Query(f"SELECT {self.clock}", (), first_value)
+        return _NOW
 
     def serialize(self, *keys: str) -> None:
         """Wait for, then hold until the transaction ends, an advisory lock per key.
@@ -216,6 +224,9 @@ class PostgresTx:
         """NOTIFY ``channel``: delivered when the transaction commits, once per channel and
         transaction however often it is called."""
         self.cursor.execute("SELECT pg_notify(%s, '')", (channel,))
+
+
+_NOW: Final[Query[float]] = Query(f"SELECT {PostgresTx.clock}", (), first_value)
 
 
 # A transaction is one hop, so a session idle inside one for seconds is a frozen process

@@ -32,16 +32,17 @@ def standing_query(guild_id: int, user_id: int, channel_id: int | None) -> Query
     """The member's rule, the server's row and the channel's verdict in ONE statement (what
     admission reads first: a statement saved is CPU saved here and in the database). A
     channel is closed when its rule says so, or when some channel is opened and it is not."""
-    return Query(
-        f"SELECT r.plan, r.blocked, r.reason, r.reset_at,"
-        f" (SELECT allowed FROM channel_rules WHERE guild_id = ? AND channel_id = ?),"
-        f" EXISTS (SELECT 1 FROM channel_rules WHERE guild_id = ? AND allowed = 1), {pools.columns('g')}"
-        " FROM (SELECT 1 AS one) o"
-        " LEFT JOIN member_rules r ON r.guild_id = ? AND r.user_id = ?"
-        " LEFT JOIN guilds g ON g.guild_id = ?",
-        (guild_id, channel_id, guild_id, guild_id, user_id, guild_id),
-        _standing,
-    )
+    return Query(_STANDING, (guild_id, channel_id, guild_id, guild_id, user_id, guild_id), _standing)
+
+
+_STANDING: Final = (
+    "SELECT r.plan, r.blocked, r.reason, r.reset_at,"
+    " (SELECT allowed FROM channel_rules WHERE guild_id = ? AND channel_id = ?),"
+    f" EXISTS (SELECT 1 FROM channel_rules WHERE guild_id = ? AND allowed = 1), {pools.columns('g')}"
+    " FROM (SELECT 1 AS one) o"
+    " LEFT JOIN member_rules r ON r.guild_id = ? AND r.user_id = ?"
+    " LEFT JOIN guilds g ON g.guild_id = ?"
+)
 
 
 def _standing(rows: list[Row]) -> Standing:
