@@ -16,7 +16,7 @@ import pytest
 from bot.community.admission import Policy, PoolShort, QuotaExceeded, Refused, admit
 from bot.jobs import JobOptions, JobState
 from bot.store import MIGRATIONS, NewJob, Query, Store, Tx, is_url, member_key, pool_key, pools, rules
-from bot.store.engine import first_value, nothing
+from bot.store.engine import changed, first_value, nothing
 from bot.store.postgres import dialect, lock_id, pyformat
 from shared import contract
 from testkit.books import ledger_sum
@@ -257,7 +257,8 @@ async def test_a_batch_gives_each_querys_result_in_order(store: Store) -> None:
                 tx.now(),
                 Query("INSERT INTO guilds (guild_id, created_at) VALUES (?, ?) RETURNING guild_id",
                       (GUILD, 1.0), first_value),
-                Query("UPDATE guilds SET balance = balance + ? WHERE guild_id = ?", (5, GUILD), nothing),
+                Query("UPDATE guilds SET balance = balance + ? WHERE guild_id = ?", (5, GUILD), changed),
+                Query("", (), lambda rows: rows),  # not sent: its reader gets no rows
                 pools.get_query(GUILD),
                 Query("SELECT guild_id FROM guilds WHERE guild_id = ?", (GUILD + 1,), lambda rows: rows),
             ],
@@ -266,9 +267,9 @@ async def test_a_batch_gives_each_querys_result_in_order(store: Store) -> None:
         )  # fmt: skip
 
     before = time.time()
-    clock, created, updated, guild, none = await store.atomic(unit)
+    clock, created, updated, unsent, guild, none = await store.atomic(unit)
     assert before - 5 < clock < time.time() + 5  # the database's clock: this host's, here
-    assert (created, updated, none) == (GUILD, None, [])
+    assert (created, updated, unsent, none) == (GUILD, 1, [], [])
     assert guild is not None and guild.balance == 5  # the read saw the write before it
     assert await store.engine.run(lambda tx: tx.batch([])) == []
 
