@@ -236,10 +236,9 @@ def _admit(
         job = jobs.accepted(new, now)
         writes: list[Query[Any]] = [jobs.insert_query(job)]
         if guild is not None:
-            writes += pools.reserve_queries(job, cost, now, guild)
-        inserted, *reserved = tx.batch(writes)
-        if inserted:
-            low = reserved[-1] if reserved else None
+            writes += pools.reserve_queries(job, cost, now)
+        if tx.batch(writes)[0]:
+            low = pools.alerted(tx, guild, cost) if guild is not None else None
             return Admitted(job, choice, low_balance=low)
         # The id was taken (the reservation, naming this job's row, changed nothing): again.
     raise RuntimeError("could not allocate a unique job id")

@@ -104,41 +104,16 @@ def reserve(tx: Tx, job: Job, amount: int) -> bool:
     the alert was armed: the caller alerts once, and the alert stays quiet until a top-up.
     """
     assert job.guild_id is not None
-    guild = get(tx, job.guild_id)
-    assert guild is not None
-    return tx.batch(reserve_queries(job, amount, time.time(), guild))[-1] is not None
+    before = get(tx, job.guild_id)
+    assert before is not None
+    tx.batch(reserve_queries(job, amount, time.time()))
+    return alerted(tx, before, amount) is not None
 
 
 # Admission sends the reservation in one batch with the job's INSERT, before it can know
 # whether that INSERT took (an id collision inserts nothing and is retried): so each write
 # names the job row it pays for, and changes nothing when that row is not this job's.
 _THIS_JOB: Final = "EXISTS (SELECT 1 FROM jobs WHERE id = ? AND idempotency_key = ?)"
-
-
-def reserve_queries(job: Job, amount: int, now: float, guild: Guild) -> list[Query[Any]]:
-    """Take a new job's estimate from its server's pool: the ledger row, then the balance and
-    the low-balance alert in one UPDATE, as statements to run (or batch) after the job's
-    INSERT. Nothing changes unless ``job``'s row is there.
-
-    ``guild`` is the server's row as read in this transaction, under its :func:`pool_key`
-    (every change of ``alert_armed`` holds that key, so it is still current). The last
-    statement reads the server's row after the reservation when it took the balance below the
-    alert threshold while the alert was armed (the caller alerts once, and the alert stays
-    quiet until a top-up), else None.
-    """
-    assert job.guild_id is not None
-    this_job = (job.id, job.idempotency_key)
-
-    def crossed(rows: list[Row]) -> Guild | None:
-        after = _first_guild(rows)
-        return after if after is not None and guild.alert_armed and not after.alert_armed else None
-
-    return [
-        Query(_RESERVE_LEDGER, (job.guild_id, job.id, job.user_id, -amount, now, *this_job), nothing),
-        Query(_RESERVE_BALANCE, (amount, amount, job.guild_id, *this_job), crossed),
-    ]
-
-
 _RESERVE_LEDGER: Final = (
     "INSERT INTO ledger (guild_id, job_id, user_id, kind, amount, note, created_at)"
     f" SELECT ?, ?, ?, 'reserve', ?, NULL, ? WHERE {_THIS_JOB}"
@@ -147,8 +122,36 @@ _RESERVE_LEDGER: Final = (
 _RESERVE_BALANCE: Final = (
     "UPDATE guilds SET balance = balance - ?, alert_armed = CASE WHEN alert_armed = 1"
     " AND low_balance_threshold IS NOT NULL AND balance - ? < low_balance_threshold THEN 0"
-    f" ELSE alert_armed END WHERE guild_id = ? AND {_THIS_JOB} RETURNING {_COLUMNS}"
+    f" ELSE alert_armed END WHERE guild_id = ? AND {_THIS_JOB}"
 )
+
+
+def reserve_queries(job: Job, amount: int, now: float) -> list[Query[None]]:
+    """Take a new job's estimate from its server's pool: the ledger row, then the balance and
+    the low-balance alert in one UPDATE, as statements to run (or batch) after the job's
+    INSERT. Nothing changes unless ``job``'s row is there. Then ask :func:`alerted`."""
+    assert job.guild_id is not None
+    this_job = (job.id, job.idempotency_key)
+    return [
+        Query(_RESERVE_LEDGER, (job.guild_id, job.id, job.user_id, -amount, now, *this_job), nothing),
+        Query(_RESERVE_BALANCE, (amount, amount, job.guild_id, *this_job), nothing),
+    ]
+
+
+def alerted(tx: Tx, before: Guild, amount: int) -> Guild | None:
+    """After :func:`reserve_queries`: the server's row when that reservation took the balance
+    below the alert threshold while the alert was armed, else None.
+
+    ``before`` is the row as read in this transaction, under its :func:`pool_key`: every
+    change of the alert's settings holds that key, so only this reservation can have disarmed
+    it. The row is read again only when the reservation may have crossed the line (a
+    settlement elsewhere may have raised the balance meanwhile): most reservations cost no read.
+    """
+    threshold = before.low_balance_threshold
+    if not before.alert_armed or threshold is None or before.balance - amount >= threshold:
+        return None
+    after = get(tx, before.guild_id)
+    return after if after is not None and not after.alert_armed else None
 
 
 def settle(tx: Tx, jobs: Sequence[Job]) -> None:
