@@ -23,7 +23,20 @@ from typing import Any
 
 from bot.community.plans import PlanChoice, resolve
 from bot.jobs import Job
-from bot.store import Guild, MemberRule, NewJob, Store, Tx, jobs, member_key, pool_key, pools, rules
+from bot.store import (
+    Guild,
+    MemberRule,
+    NewJob,
+    Query,
+    Store,
+    Tx,
+    Usage,
+    jobs,
+    member_key,
+    pool_key,
+    pools,
+    rules,
+)
 from shared import contract
 
 
@@ -152,56 +165,89 @@ async def admit(
     """Record ``new`` if every check passes; raise a :class:`Refused` (writing nothing) otherwise.
 
     The checks and the writes are one synchronous function run inside one transaction on the
-    database thread (:meth:`Store.atomic`): a dozen statements, one hand-off.
+    database thread (:meth:`Store.atomic`): one hand-off. ``now`` (tests move time with it)
+    replaces the clock the windows and the job's timestamps are taken from, which is otherwise
+    the database's (:meth:`bot.store.Tx.now`): hosts with skewed clocks still agree on windows.
     """
-    at = time.time() if now is None else now
     if new.user_id is None:  # the CLI: the operator's own account, no per-person quota
+        at = time.time() if now is None else now
         return Admitted(await store.insert_job(new, now=at), _choose(policy, None, None, {}, ()))
-    return await store.atomic(functools.partial(_admit, new, policy, tuple(roles), at, new.user_id))
+    return await store.atomic(functools.partial(_admit, new, policy, tuple(roles), now, new.user_id))
 
 
-def _admit(new: NewJob, policy: Policy, roles: Sequence[int], now: float, user_id: int, tx: Tx) -> Admitted:
+def _admit(
+    new: NewJob, policy: Policy, roles: Sequence[int], given_now: float | None, user_id: int, tx: Tx
+) -> Admitted:
+    # Three batches (PostgreSQL: one round trip each, besides BEGIN and COMMIT): the keys and
+    # what the checks read; the windows, counted on the clock read in the first; the writes.
     guild_id = new.guild_id
-    # Before any read: another process admitting this member, or spending this pool, waits
-    # for this transaction, so two of them cannot both pass a limit of one (SQLite: no-op).
-    tx.serialize(member_key(user_id), *([pool_key(guild_id)] if guild_id is not None else []))
-    rule = rules.member_rule(tx, guild_id, user_id) if guild_id is not None else None
-    if rule is not None and rule.blocked:
-        raise Blocked(rule.reason)
-    if guild_id is not None and new.channel_id is not None:
-        channels = rules.channel_rules(tx, guild_id)
-        if channels.get(new.channel_id) is False or (
-            any(channels.values()) and not channels.get(new.channel_id)
-        ):
+    rule: MemberRule | None = None
+    guild: Guild | None = None
+    plans: dict[int, str] = {}
+    # The keys come first in the first batch: another process admitting this member, or
+    # spending this pool, waits for this transaction before these reads, so two of them cannot
+    # both pass a limit of one (SQLite: no-op). The wake-up for the leader goes with them: it
+    # is sent only if this commits, which only an admitted job (its row written) does.
+    if guild_id is None:
+        (clock,) = tx.batch([tx.now()], serialize=[member_key(user_id)], notify=jobs.NEW_JOB_CHANNELS)
+    else:
+        clock, standing, *held = tx.batch(
+            [
+                tx.now(),
+                rules.standing_query(guild_id, user_id, new.channel_id),
+                # Only the member's roles count (no roles, no read: the CLI, many members).
+                *([rules.member_role_plans_query(guild_id, roles)] if roles else []),
+            ],
+            serialize=[member_key(user_id), pool_key(guild_id)],
+            notify=jobs.NEW_JOB_CHANNELS,
+        )
+        rule, guild = standing.rule, standing.guild
+        plans = held[0] if held else {}
+        if rule is not None and rule.blocked:
+            raise Blocked(rule.reason)
+        if new.channel_id is not None and not standing.channel_open:
             raise ChannelClosed
-    # A server's first job creates its pool (a refusal rolls that back with the rest).
-    guild = pools.ensure(tx, guild_id, policy.welcome_credits) if guild_id is not None else None
-    choice = _choose(
-        policy, guild, rule, rules.role_plans(tx, guild_id) if guild_id is not None else {}, roles
-    )
-    _check_windows(tx, user_id, choice.plan, policy.windows, now, rule.reset_at if rule else None)
+    now: float = clock if given_now is None else given_now
+    if guild_id is not None and guild is None:
+        # A server's first job creates its pool (a refusal rolls that back with the rest); once
+        # per server, so the plain statements do.
+        guild = pools.ensure(tx, guild_id, policy.welcome_credits)
+    choice = _choose(policy, guild, rule, plans, roles)
+    plan, windows = choice.plan, policy.windows
+    # A moderator's /quota reset starts the person's windows afresh (running jobs still count).
+    reset_at = rule.reset_at if rule is not None and rule.reset_at is not None else 0.0
+    minute_since = max(now - windows.minute, reset_at)
+    day_since = max(now - windows.day, reset_at)
+    reads: list[Query[Any]] = [jobs.usage_query(user_id, minute_since, day_since)]
+    allowance = guild.daily_allowance if guild is not None else None
+    if guild is not None and allowance is not None:
+        reads.append(pools.member_spent_query(guild.guild_id, user_id, now - windows.day))
+    usage, *spent = tx.batch(reads)
+    _check_windows(tx, user_id, plan, windows, usage, minute_since, day_since)
     cost = new.options.estimated_credits
     if guild is not None:
         if guild.balance < cost:
             raise PoolShort(cost, guild.balance)
-        if guild.daily_allowance is not None:
-            spent = pools.member_spent(tx, guild.guild_id, user_id, now - policy.windows.day)
-            left = max(0, guild.daily_allowance - spent)
+        if allowance is not None:
+            left = max(0, allowance - spent[0])
             if cost > left:
-                raise AllowanceShort(cost, left, guild.daily_allowance)
-    job = jobs.insert(tx, new, now)
-    if guild is None or not pools.reserve(tx, job, cost):
-        return Admitted(job, choice)
-    return Admitted(job, choice, low_balance=pools.get(tx, guild.guild_id))
+                raise AllowanceShort(cost, left, allowance)
+    for _ in range(jobs.INSERT_ATTEMPTS):
+        job = jobs.accepted(new, now)
+        writes: list[Query[Any]] = [jobs.insert_query(job)]
+        if guild is not None:
+            writes += pools.reserve_queries(job, cost, now)
+        if tx.batch(writes)[0]:
+            low = pools.alerted(tx, guild, cost) if guild is not None else None
+            return Admitted(job, choice, low_balance=low)
+        # The id was taken (the reservation, naming this job's row, changed nothing): again.
+    raise RuntimeError("could not allocate a unique job id")
 
 
 def _check_windows(
-    tx: Tx, user_id: int, plan: contract.Plan, windows: QuotaWindows, now: float, reset_at: float | None
-) -> None:
-    # A moderator's /quota reset starts the person's windows afresh (running jobs still count).
-    minute_since = max(now - windows.minute, reset_at or 0.0)
-    day_since = max(now - windows.day, reset_at or 0.0)
-    usage = jobs.usage(tx, user_id, minute_since, day_since)
+    tx: Tx, user_id: int, plan: contract.Plan, windows: QuotaWindows, usage: Usage, minute_since: float,
+    day_since: float,
+) -> None:  # fmt: skip
     if usage.active >= plan.concurrent_jobs:
         raise QuotaExceeded("concurrent", plan.concurrent_jobs, plan.name, None)
     if usage.in_minute >= plan.requests_per_minute:

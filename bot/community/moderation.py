@@ -107,10 +107,9 @@ class Moderation:
         )  # fmt: skip
 
     async def reset_member(self, guild_id: int, actor: int, user_id: int) -> None:
-        at = time.time()
         await self._change(
             guild_id, actor, "quota reset", f"<@{user_id}>", "windows restarted",
-            lambda tx: rules.set_member_rule(tx, guild_id, user_id, reset_at=at),
+            lambda tx: rules.reset_windows(tx, guild_id, user_id),
         )  # fmt: skip
 
     async def block_member(self, guild_id: int, actor: int, user_id: int, reason: str | None) -> None:

@@ -45,7 +45,7 @@ from bot.store import (
     rules,
     turns,
 )
-from bot.store.engine import Engine, Leadership, NotLeader, StoreUnavailable, Tx, member_key, pool_key
+from bot.store.engine import Engine, Leadership, NotLeader, Query, StoreUnavailable, Tx, member_key, pool_key
 from bot.store.migrate import MIGRATIONS, migrate
 from bot.store.records import (
     AuditRow,
@@ -62,8 +62,8 @@ from bot.store.sqlite import SqliteEngine
 
 __all__ = [
     "MIGRATIONS", "AuditRow", "Engine", "Guild", "Leadership", "LedgerRow", "MemberRule", "NewJob",
-    "NotLeader", "OptionDefaults", "Picture", "PromptRule", "Store", "StoreUnavailable", "Tx", "Usage",
-    "is_url", "member_key", "pool_key",
+    "NotLeader", "OptionDefaults", "Picture", "PromptRule", "Query", "Store", "StoreUnavailable", "Tx",
+    "Usage", "is_url", "member_key", "pool_key",
 ]  # fmt: skip
 
 _SCHEMES: Final = ("postgresql://", "postgres://")

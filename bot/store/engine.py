@@ -21,16 +21,56 @@ one process per file; PostgreSQL: an advisory lock on a connection of its own pl
 see :mod:`bot.store.leader`). The few other engine differences the table families need are
 attributes of :class:`Tx`: the database's clock (:attr:`Tx.clock`), row locks a claim skips
 (:attr:`Tx.skip_locked`), and a wake-up for other processes (:meth:`Tx.notify`).
+
+Round trips: on PostgreSQL every statement is a round trip to the server, and admission's dozen
+statements cost more in waiting than in work. :meth:`Tx.batch` runs a list of :class:`Query`
+(a statement and how to read its rows) in order and hands back what each one read; PostgreSQL
+sends them together (pipeline mode: one round trip), SQLite runs them one after the other (no
+round trips to save). A caller sends together what does not depend on another's answer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 
 Row = Sequence[Any]  # a result row, read by position
+
+
+@dataclass(frozen=True, slots=True)
+class Query(Generic[T]):
+    """One statement for :meth:`Tx.batch` and how to read the rows it returns. A statement
+    that returns none (a write without ``RETURNING``) is read as one row: ``(rows changed,)``.
+    An empty ``sql`` is not sent: its reader gets no rows (an engine that knows the answer
+    without asking, as SQLite's :meth:`Tx.now`)."""
+
+    sql: str
+    params: Sequence[Any]
+    read: Callable[[list[Row]], T]
+
+
+def fetch(tx: Tx, query: Query[T]) -> T:
+    """Run one :class:`Query` on its own (the table families' plain functions use this, so a
+    statement is written once whether it runs alone or in a batch)."""
+    result: T = tx.batch([query])[0]
+    return result
+
+
+def nothing(rows: list[Row]) -> None:
+    """The reader of a statement whose rows do not matter."""
+
+
+def changed(rows: list[Row]) -> int:
+    """The reader of a write without ``RETURNING``: how many rows it changed."""
+    return int(rows[0][0])
+
+
+def first_value(rows: list[Row]) -> Any:
+    """The reader of a scalar: the first column of the first row, or None when there is none."""
+    return rows[0][0] if rows else None
 
 
 class Tx(Protocol):
@@ -62,6 +102,26 @@ class Tx(Protocol):
 
     def write_many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
         """Run one statement once per parameter row."""
+        ...
+
+    def batch(
+        self, queries: Sequence[Query[Any]], *, serialize: Sequence[str] = (), notify: Sequence[str] = ()
+    ) -> list[Any]:
+        """Run ``queries`` in order and return what each one's reader made of its rows, in the
+        same order. PostgreSQL sends them all in one round trip (pipeline mode); SQLite runs
+        them one by one. ``serialize``: the keys of :meth:`serialize`, taken before the queries
+        in the same round trip (this is the transaction's one serialize call); ``notify``:
+        channels to :meth:`notify` (sent at commit, so they may come in any batch). An error
+        in any query is raised here (the queries after it do not run) and, inside
+        :meth:`Engine.atomic`, rolls the whole transaction back, as an error of a single
+        statement does."""
+        ...
+
+    def now(self) -> Query[float]:
+        """The time for timestamps that processes compare (quota windows, a job's created_at),
+        in Unix seconds, as a query to put in a batch: PostgreSQL reads the database's clock,
+        the one every host agrees on; SQLite (one process per file, on one host) answers with
+        the host's clock."""
         ...
 
     def serialize(self, *keys: str) -> None:

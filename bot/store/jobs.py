@@ -30,7 +30,7 @@ from bot.jobs import (
     can_transition,
 )
 from bot.store import leader, pools
-from bot.store.engine import NotLeader, Row, Tx
+from bot.store.engine import NotLeader, Query, Row, Tx, changed, fetch
 from bot.store.records import NewJob, Usage
 
 # Every column a Job is read from and written with, in order, and the Job attribute it holds
@@ -132,23 +132,45 @@ def _row_of(job: Job) -> list[Any]:
 # --- recording and reading -----------------------------------------------------------------
 
 
+# Whom a new job's row wakes: a follower admitted it, the leader submits it (sent on commit).
+NEW_JOB_CHANNELS: Final = (leader.JOBS_CHANNEL,)
+INSERT_ATTEMPTS: Final = 5  # an id collision is astronomically rare; retry rather than fail
+
+
 def insert(tx: Tx, new: NewJob, now: float) -> Job:
     """Record an accepted job, its idempotency key generated here, before any API call."""
-    opts = new.options
-    for _ in range(5):  # an id collision is astronomically rare; retry rather than fail
-        # Built from what is written, not read back.
-        job = Job(
-            id=new_job_id(), idempotency_key=str(uuid.uuid4()), state=JobState.QUEUED, source=new.source,
-            image_ref=new.image_ref, options=opts, estimated_credits=opts.estimated_credits,
-            created_at=now, updated_at=now, user_id=new.user_id, guild_id=new.guild_id,
-            channel_id=new.channel_id, interaction_id=new.interaction_id,
-            interaction_token=new.interaction_token, token_expires_at=new.token_expires_at,
-            upload_limit=new.upload_limit, image_origin=new.image_origin, image_sha256=new.image_sha256,
-        )  # fmt: skip
-        if tx.write(_INSERT, _row_of(job)):
-            tx.notify(leader.JOBS_CHANNEL)  # a follower admitted it: the leader submits it
+    for _ in range(INSERT_ATTEMPTS):
+        job = accepted(new, now)
+        if fetch(tx, insert_query(job)):
+            for channel in NEW_JOB_CHANNELS:
+                tx.notify(channel)
             return job
     raise RuntimeError("could not allocate a unique job id")
+
+
+def accepted(new: NewJob, now: float) -> Job:
+    """The job row to record for ``new``, with a fresh id and idempotency key (built from what
+    is written, not read back)."""
+    opts = new.options
+    return Job(
+        id=new_job_id(), idempotency_key=str(uuid.uuid4()), state=JobState.QUEUED, source=new.source,
+        image_ref=new.image_ref, options=opts, estimated_credits=opts.estimated_credits,
+        created_at=now, updated_at=now, user_id=new.user_id, guild_id=new.guild_id,
+        channel_id=new.channel_id, interaction_id=new.interaction_id,
+        interaction_token=new.interaction_token, token_expires_at=new.token_expires_at,
+        upload_limit=new.upload_limit, image_origin=new.image_origin, image_sha256=new.image_sha256,
+    )  # fmt: skip
+
+
+def insert_query(job: Job) -> Query[bool]:
+    """The INSERT of ``job``'s row; reads True when it was written, False when its id (or key)
+    was taken already: try again with a fresh :func:`accepted` (the caller notifies
+    :data:`bot.store.leader.JOBS_CHANNEL` once one is written)."""
+    return Query(_INSERT, _row_of(job), changed_one)
+
+
+def changed_one(rows: list[Row]) -> bool:
+    return changed(rows) == 1
 
 
 def get(tx: Tx, job_id: str) -> Job | None:
@@ -395,19 +417,29 @@ def _move(
 _COUNTED: Final = "(outcome IS NULL OR outcome = 'completed')"
 
 
+_IN_FLIGHT: Final = tuple(s.value for s in IN_FLIGHT)
+_IN_FLIGHT_MARKS: Final = ", ".join("?" * len(_IN_FLIGHT))
+# One statement: the day window from the (user_id, created_at) index, plus jobs in flight
+# since before the day window, which still hold a slot.
+_USAGE: Final = (
+    f"SELECT SUM(CASE WHEN state IN ({_IN_FLIGHT_MARKS}) THEN 1 ELSE 0 END), "
+    "SUM(CASE WHEN created_at > ? THEN 1 ELSE 0 END), COUNT(*), "
+    f"(SELECT COUNT(*) FROM jobs WHERE user_id = ? AND created_at <= ? AND state IN ({_IN_FLIGHT_MARKS})) "
+    f"FROM jobs WHERE user_id = ? AND created_at > ? AND {_COUNTED}"
+)
+
+
 def usage(tx: Tx, user_id: int, minute_since: float, day_since: float) -> Usage:
-    in_flight = [s.value for s in IN_FLIGHT]
-    marks = ", ".join("?" * len(in_flight))
-    # One statement: the day window from the (user_id, created_at) index, plus jobs in
-    # flight since before the day window, which still hold a slot.
-    row = tx.first(
-        f"SELECT SUM(CASE WHEN state IN ({marks}) THEN 1 ELSE 0 END), "
-        "SUM(CASE WHEN created_at > ? THEN 1 ELSE 0 END), COUNT(*), "
-        f"(SELECT COUNT(*) FROM jobs WHERE user_id = ? AND created_at <= ? AND state IN ({marks})) "
-        f"FROM jobs WHERE user_id = ? AND created_at > ? AND {_COUNTED}",
-        (*in_flight, minute_since, user_id, day_since, *in_flight, user_id, day_since),
-    )
-    active, minute, day, older = (int(v or 0) for v in row) if row else (0, 0, 0, 0)
+    return fetch(tx, usage_query(user_id, minute_since, day_since))
+
+
+def usage_query(user_id: int, minute_since: float, day_since: float) -> Query[Usage]:
+    params = (*_IN_FLIGHT, minute_since, user_id, day_since, *_IN_FLIGHT, user_id, day_since)
+    return Query(_USAGE, params, _usage)
+
+
+def _usage(rows: list[Row]) -> Usage:
+    active, minute, day, older = (int(v or 0) for v in rows[0]) if rows else (0, 0, 0, 0)
     return Usage(active=active + older, in_minute=minute, in_day=day)
 
 

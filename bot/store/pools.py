@@ -11,26 +11,43 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from bot.jobs import Job, JobState
-from bot.store.engine import Tx, pool_key
+from bot.store.engine import Query, Row, Tx, fetch, nothing, pool_key
 from bot.store.records import Guild, LedgerRow
 
-_SELECT: Final = (
-    "SELECT guild_id, default_plan, balance, daily_allowance, low_balance_threshold, alert_channel_id,"
-    " alert_armed FROM guilds"
+_COLUMNS: Final = (
+    "guild_id, default_plan, balance, daily_allowance, low_balance_threshold, alert_channel_id, alert_armed"
 )
+_SELECT: Final = f"SELECT {_COLUMNS} FROM guilds"
 # Settings a moderator may change (the allow-list keeps the dynamic SET clause safe).
 _SETTINGS: Final = frozenset(
     {"default_plan", "daily_allowance", "low_balance_threshold", "alert_channel_id", "alert_armed"}
 )
 
 
+def columns(alias: str) -> str:
+    """The server row's columns as another module's query selects them from ``alias``."""
+    return ", ".join(f"{alias}.{name}" for name in _COLUMNS.split(", "))
+
+
+def guild_at(row: Sequence[Any], at: int) -> Guild | None:
+    """The server's row read by :func:`columns` from position ``at`` of ``row`` (None: no row)."""
+    return _guild(row[at:]) if row[at] is not None else None
+
+
 def _guild(row: Sequence[Any]) -> Guild:
     return Guild(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]))
 
 
+def _first_guild(rows: list[Row]) -> Guild | None:
+    return _guild(rows[0]) if rows else None
+
+
 def get(tx: Tx, guild_id: int) -> Guild | None:
-    row = tx.first(f"{_SELECT} WHERE guild_id = ?", (guild_id,))
-    return _guild(row) if row is not None else None
+    return fetch(tx, get_query(guild_id))
+
+
+def get_query(guild_id: int) -> Query[Guild | None]:
+    return Query(f"{_SELECT} WHERE guild_id = ?", (guild_id,), _first_guild)
 
 
 def ensure(tx: Tx, guild_id: int, welcome_credits: int) -> Guild:
@@ -87,13 +104,54 @@ def reserve(tx: Tx, job: Job, amount: int) -> bool:
     the alert was armed: the caller alerts once, and the alert stays quiet until a top-up.
     """
     assert job.guild_id is not None
-    ledger(tx, job.guild_id, "reserve", -amount, job_id=job.id, user_id=job.user_id)
-    crossed = tx.write(
-        "UPDATE guilds SET alert_armed = 0 WHERE guild_id = ? AND alert_armed = 1"
-        " AND low_balance_threshold IS NOT NULL AND balance < low_balance_threshold",
-        (job.guild_id,),
-    )
-    return crossed == 1
+    before = get(tx, job.guild_id)
+    assert before is not None
+    tx.batch(reserve_queries(job, amount, time.time()))
+    return alerted(tx, before, amount) is not None
+
+
+# Admission sends the reservation in one batch with the job's INSERT, before it can know
+# whether that INSERT took (an id collision inserts nothing and is retried): so each write
+# names the job row it pays for, and changes nothing when that row is not this job's.
+_THIS_JOB: Final = "EXISTS (SELECT 1 FROM jobs WHERE id = ? AND idempotency_key = ?)"
+_RESERVE_LEDGER: Final = (
+    "INSERT INTO ledger (guild_id, job_id, user_id, kind, amount, note, created_at)"
+    f" SELECT ?, ?, ?, 'reserve', ?, NULL, ? WHERE {_THIS_JOB}"
+)
+# SET's expressions read the row as it was: "balance - ?" in the CASE is the new balance.
+_RESERVE_BALANCE: Final = (
+    "UPDATE guilds SET balance = balance - ?, alert_armed = CASE WHEN alert_armed = 1"
+    " AND low_balance_threshold IS NOT NULL AND balance - ? < low_balance_threshold THEN 0"
+    f" ELSE alert_armed END WHERE guild_id = ? AND {_THIS_JOB}"
+)
+
+
+def reserve_queries(job: Job, amount: int, now: float) -> list[Query[None]]:
+    """Take a new job's estimate from its server's pool: the ledger row, then the balance and
+    the low-balance alert in one UPDATE, as statements to run (or batch) after the job's
+    INSERT. Nothing changes unless ``job``'s row is there. Then ask :func:`alerted`."""
+    assert job.guild_id is not None
+    this_job = (job.id, job.idempotency_key)
+    return [
+        Query(_RESERVE_LEDGER, (job.guild_id, job.id, job.user_id, -amount, now, *this_job), nothing),
+        Query(_RESERVE_BALANCE, (amount, amount, job.guild_id, *this_job), nothing),
+    ]
+
+
+def alerted(tx: Tx, before: Guild, amount: int) -> Guild | None:
+    """After :func:`reserve_queries`: the server's row when that reservation took the balance
+    below the alert threshold while the alert was armed, else None.
+
+    ``before`` is the row as read in this transaction, under its :func:`pool_key`: every
+    change of the alert's settings holds that key, so only this reservation can have disarmed
+    it. The row is read again only when the reservation may have crossed the line (a
+    settlement elsewhere may have raised the balance meanwhile): most reservations cost no read.
+    """
+    threshold = before.low_balance_threshold
+    if not before.alert_armed or threshold is None or before.balance - amount >= threshold:
+        return None
+    after = get(tx, before.guild_id)
+    return after if after is not None and not after.alert_armed else None
 
 
 def settle(tx: Tx, jobs: Sequence[Job]) -> None:
@@ -160,12 +218,20 @@ def refund_undelivered(tx: Tx, job: Job) -> None:
 
 def member_spent(tx: Tx, guild_id: int, user_id: int, since: float) -> int:
     """Credits a member's jobs took from the pool since ``since``, net of settlements."""
-    spent = tx.scalar(
+    return fetch(tx, member_spent_query(guild_id, user_id, since))
+
+
+def member_spent_query(guild_id: int, user_id: int, since: float) -> Query[int]:
+    return Query(
         "SELECT CAST(COALESCE(SUM(l.amount), 0) AS BIGINT) FROM ledger l JOIN jobs j ON j.id = l.job_id"
         " WHERE l.guild_id = ? AND l.user_id = ? AND j.created_at > ? AND l.kind IN ('reserve', 'settle')",
         (guild_id, user_id, since),
+        _spent,
     )
-    return -int(spent or 0)
+
+
+def _spent(rows: list[Row]) -> int:
+    return -int(rows[0][0] or 0) if rows else 0
 
 
 def ledger(

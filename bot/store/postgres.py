@@ -27,13 +27,21 @@ connection is gone (the caller cannot tell whether a COMMIT cut off that way too
 Only a BEGIN that finds the connection dead (the server restarted while the bot was idle) is
 tried once more on a new one: nothing of the transaction had run.
 
-Not yet done, for when several hosts share one database: the clocks. The leases (the leader's,
-delivery claims) use the database's clock, but every job timestamp
-(``created_at``, the quota windows' ``now - 60 s``, settlements) is the writing host's
-``time.time()``; hosts whose clocks differ by a few seconds shift one another's per-minute
-windows by that much (the day window and the ordering of the queue barely notice). Taking
-``now`` from the database (``EXTRACT(EPOCH FROM clock_timestamp())``) inside admission is the
-fix. Statements are prepared by psycopg after a few uses: behind PgBouncer, use session pooling.
+Round trips: :meth:`PostgresTx.batch` sends a list of statements in one round trip (psycopg's
+pipeline mode), with the transaction's advisory locks and NOTIFYs folded into one leading
+statement; admission is BEGIN, three batches and COMMIT (see :mod:`bot.community.admission`).
+
+Clocks, for when several hosts share one database: what processes compare is taken from the
+database's clock (:attr:`PostgresTx.clock`, ``clock_timestamp()``): the leases (the leader's,
+delivery claims), and in admission (:meth:`PostgresTx.now`) the quota windows, the job's
+``created_at`` (which the windows count) and the allowance window, and a moderator's quota
+reset. Still the writing host's ``time.time()``: the other job timestamps (``updated_at``,
+``submitted_at``, ``completed_at``, ``delivered_at``; the leader's job timeout compares
+``submitted_at`` with its own clock, so a takeover by a skewed host moves that timeout by the
+skew), ledger rows other than reservations, audit rows, a CLI job's ``created_at``, and the
+windows ``/quota show`` displays (off by the skew of the host that answers; admission itself
+decides on the database's clock). Statements are prepared by psycopg after a few uses: behind
+PgBouncer, use session pooling.
 """
 
 from __future__ import annotations
@@ -54,7 +62,7 @@ from psycopg.adapt import Dumper
 from psycopg.postgres import types as pg_types
 
 from bot.store import leader
-from bot.store.engine import NotLeader, StoreUnavailable
+from bot.store.engine import NotLeader, Query, StoreUnavailable, first_value
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +122,12 @@ def _lock_sql(count: int) -> str:
     return "SELECT " + ", ".join(["pg_advisory_xact_lock(%s)"] * count)
 
 
+@functools.lru_cache(maxsize=16)
+def _prelude_sql(locks: int, notifies: int) -> str:
+    # Left to right: the locks are taken in the order given (see _lock_sql).
+    return "SELECT " + ", ".join(["pg_advisory_xact_lock(%s)"] * locks + ["pg_notify(%s, '')"] * notifies)
+
+
 class _FlagDumper(Dumper):
     """A Python bool as an INTEGER 0/1, the schema's flags (as SQLite binds it)."""
 
@@ -123,16 +137,29 @@ class _FlagDumper(Dumper):
         return b"1" if obj else b"0"
 
 
+def _rows(cursor: psycopg.Cursor[Any]) -> list[Any]:
+    """A statement's rows; a statement that returns none (a write without RETURNING) as
+    ``[(rows changed,)]`` (see :class:`bot.store.engine.Query`). Asked of the result, not of
+    ``.description``, which builds its column objects every time."""
+    result = cursor.pgresult
+    if result is not None and result.status == psycopg.pq.ExecStatus.TUPLES_OK:
+        return cursor.fetchall()
+    return [(cursor.rowcount,)]
+
+
 class PostgresTx:
     """:class:`bot.store.engine.Tx` on a psycopg connection (statements written with ``?``)."""
 
-    __slots__ = ("connection", "cursor")
+    __slots__ = ("batch_cursors", "connection", "cursor")
     clock = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"  # not now(): the tx's start
     skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, connection: psycopg.Connection[Any]) -> None:
         self.connection = connection
         self.cursor = connection.cursor()  # one cursor, reused: only this thread uses it
+        # A cursor keeps the result of its last statement only: a batch needs one per query.
+        # Kept and reused (growing to the largest batch seen), as the one cursor above.
+        self.batch_cursors: list[psycopg.Cursor[Any]] = []
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self.cursor.execute(pyformat(sql), params).fetchall()
@@ -151,6 +178,41 @@ class PostgresTx:
         if params:
             self.cursor.executemany(pyformat(sql), params)
 
+    def batch(
+        self, queries: Sequence[Query[Any]], *, serialize: Sequence[str] = (), notify: Sequence[str] = ()
+    ) -> list[Any]:
+        """Every statement in one round trip: psycopg's pipeline mode queues them and sends
+        them together, and the server answers them in order. Leaving the pipeline waits for
+        every answer; if a statement failed, the server skipped those after it and psycopg
+        raises its error there (the transaction is then aborted: the caller's rollback ends it).
+        """
+        sent = [query for query in queries if query.sql]  # nothing to ask (see Query)
+        if len(sent) == 1 and not serialize and not notify:  # a pipeline would only cost
+            cursor = self.cursor.execute(pyformat(sent[0].sql), sent[0].params)
+            rows = [_rows(cursor)]
+        else:
+            while len(self.batch_cursors) < len(sent):
+                self.batch_cursors.append(self.connection.cursor())
+            cursors = self.batch_cursors[: len(sent)]
+            with self.connection.pipeline():
+                if serialize or notify:
+                    # One statement takes the locks and queues the wake-ups (a NOTIFY is sent
+                    # at commit, wherever it stands in the transaction): each statement costs
+                    # CPU here and in the server, which on one machine weighs more than the
+                    # round trip.
+                    ordered = sorted(set(serialize))
+                    params = [*map(lock_id, ordered), *notify]
+                    self.cursor.execute(_prelude_sql(len(ordered), len(notify)), params)
+                for cursor, query in zip(cursors, sent, strict=True):
+                    cursor.execute(pyformat(query.sql), query.params)
+            rows = [_rows(cursor) for cursor in cursors]
+        answers = iter(rows)
+        return [query.read(next(answers) if query.sql else []) for query in queries]
+
+    def now(self) -> Query[float]:
+        """The database's clock (:attr:`clock`): hosts whose clocks differ still agree on it."""
+        return _NOW
+
     def serialize(self, *keys: str) -> None:
         """Wait for, then hold until the transaction ends, an advisory lock per key.
 
@@ -165,6 +227,9 @@ class PostgresTx:
         """NOTIFY ``channel``: delivered when the transaction commits, once per channel and
         transaction however often it is called."""
         self.cursor.execute("SELECT pg_notify(%s, '')", (channel,))
+
+
+_NOW: Final[Query[float]] = Query(f"SELECT {PostgresTx.clock}", (), first_value)
 
 
 # A transaction is one hop, so a session idle inside one for seconds is a frozen process

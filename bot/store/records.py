@@ -103,3 +103,13 @@ class Usage:
     active: int  # not yet ended
     in_minute: int
     in_day: int
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """A member's standing on one server, as admission reads it in one statement: their rule,
+    the server's row (None before its first job), and whether /animate may run in a channel."""
+
+    rule: MemberRule | None
+    guild: Guild | None
+    channel_open: bool

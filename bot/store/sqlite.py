@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bot.store.engine import Query
 from bot.store.leader import SoleLeader
 
 T = TypeVar("T")
@@ -54,6 +55,28 @@ class SqliteTx:
 
     def write_many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
         self.connection.executemany(sql, params)
+
+    def batch(
+        self, queries: Sequence[Query[Any]], *, serialize: Sequence[str] = (), notify: Sequence[str] = ()
+    ) -> list[Any]:
+        """One statement after the other: in-process, there is no round trip to save (and
+        ``serialize`` and ``notify`` have nothing to do, as their methods)."""
+        return [q.read(self._run(q)) for q in queries]
+
+    def _run(self, query: Query[Any]) -> list[Any]:
+        if not query.sql:
+            return []
+        cursor = self.connection.execute(query.sql, query.params)
+        # No columns: a write without RETURNING, read as (rows changed,).
+        return cursor.fetchall() if cursor.description is not None else [(cursor.rowcount,)]
+
+    def now(self) -> Query[float]:
+        """The host's clock, asked of no one: one process per file, on one host, so no other
+        clock to agree with; and SQLite's own ('now') has only millisecond resolution before
+        3.42, where jobs admitted in the same millisecond would tie in created_at (the queue's
+        order)."""
+        at = time.time()
+        return Query("", (), lambda rows: at)
 
     def serialize(self, *keys: str) -> None:
         """Nothing to do: BEGIN IMMEDIATE already serializes every write transaction."""

@@ -1,12 +1,18 @@
 import asyncio
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from bot.community import admission
 from bot.community.admission import Policy, QuotaExceeded, QuotaWindows, admit
 from bot.jobs import JobOptions, JobState
-from bot.store import NewJob, Store
+from bot.store import NewJob, Store, jobs
 from shared import contract
+from testkit.books import ledger_sum
+
+GUILD = 31
 
 FREE = Policy(default_plan="free")
 
@@ -19,6 +25,13 @@ def ask(user: int = 1) -> NewJob:
     return NewJob(
         source="discord", image_ref="https://cdn/x.png", options=JobOptions(prompt="p"), user_id=user
     )
+
+
+def guild_ask(user: int) -> NewJob:
+    return NewJob(
+        source="discord", image_ref="https://cdn/x.png", options=JobOptions(prompt="p"), user_id=user,
+        guild_id=GUILD, channel_id=3,
+    )  # fmt: skip
 
 
 async def end(store: Store, job_id: str, state: JobState) -> None:
@@ -170,3 +183,46 @@ async def reopen(store: Store, path: Path) -> Store:
 
 
 T0 = 1_800_000_000.0  # a fixed "now", in the future so real time never overlaps the windows
+
+
+async def test_windows_count_on_the_database_clock_when_host_clocks_lie(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three hosts whose clocks are off by minutes admit for one member: the per-minute window
+    still holds, as they all read the time from the database (PostgreSQL; SQLite is one host
+    per file, whose clock is the database's)."""
+    plan = contract.Plan("t", requests_per_minute=3, concurrent_jobs=99, jobs_per_day=None)
+
+    def host(skew: float) -> None:  # the clock admission would read on this host
+        monkeypatch.setattr(admission, "time", SimpleNamespace(time=lambda: time.time() + skew))
+
+    created = []
+    for skew in (0.0, -120.0, +90.0):  # behind by two minutes: it would not see the others
+        host(skew)
+        created.append((await admit(store, ask(), only(plan))).job.created_at)
+    host(-120.0)
+    with pytest.raises(QuotaExceeded) as caught:
+        await admit(store, ask(), only(plan))
+    assert caught.value.limit == "per_minute"
+    assert all(abs(at - time.time()) < 30 for at in created)  # the true time, not the hosts'
+
+
+async def test_a_taken_job_id_is_drawn_again_and_the_pool_pays_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = Policy(default_plan="pro", welcome_credits=500)
+    first = (await admit(store, guild_ask(1), policy)).job
+    drawn = iter([first.id, "fresh001"])  # the next admission draws the taken id first
+    monkeypatch.setattr(jobs, "new_job_id", lambda: next(drawn))
+    second = (await admit(store, guild_ask(2), policy)).job
+    assert second.id == "fresh001"
+    rows = await store.ledger_rows(GUILD)
+    reserved = {(r.job_id, r.user_id) for r in rows if r.kind == "reserve"}
+    assert reserved == {(first.id, 1), ("fresh001", 2)}
+    guild = await store.get_guild(GUILD)
+    assert (
+        guild is not None
+        and guild.balance == await ledger_sum(store, GUILD) == 500 - 2 * first.estimated_credits
+    )
+    taken = await store.get_job(first.id)
+    assert taken is not None and taken.user_id == 1

@@ -172,7 +172,9 @@ async def test_again_offers_the_earlier_picture_and_options_or_nothing_for_an_un
 
     again = await w.animations.again(job.id)
 
-    assert again == (ImageSource(url), OPTIONS)
+    # The same picture, by URL and by its kept copy (for when the URL has expired).
+    assert job.image_sha256 is not None and await w.store.picture(job.image_sha256) is not None
+    assert again == (ImageSource(url, sha256=job.image_sha256), OPTIONS)
     assert await w.animations.again("nosuchjob") is None
 
 

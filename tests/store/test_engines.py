@@ -6,14 +6,29 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from bot.community.admission import Policy, PoolShort, QuotaExceeded, Refused, admit
 from bot.jobs import JobOptions, JobState
-from bot.store import MIGRATIONS, NewJob, Store, StoreUnavailable, Tx, is_url, pools, rules
+from bot.store import (
+    MIGRATIONS,
+    NewJob,
+    Query,
+    Store,
+    StoreUnavailable,
+    Tx,
+    is_url,
+    member_key,
+    pool_key,
+    pools,
+    rules,
+)
+from bot.store.engine import changed, first_value, nothing
 from bot.store.postgres import dialect, lock_id, pyformat
 from shared import contract
 from testkit.books import ledger_sum
@@ -242,3 +257,51 @@ async def test_a_database_that_stays_away_is_retried_with_a_pause_not_forever_re
     engine._url = real_url  # the database is back
     await asyncio.sleep(postgres.RETRY_FIRST)
     assert await store.get_guild(GUILD) is None
+
+
+# --- Tx.batch: several statements, one round trip on PostgreSQL -------------------------------
+
+
+async def test_a_batch_gives_each_querys_result_in_order(store: Store) -> None:
+    def unit(tx: Tx) -> list[Any]:
+        return tx.batch(
+            [
+                tx.now(),
+                Query("INSERT INTO guilds (guild_id, created_at) VALUES (?, ?) RETURNING guild_id",
+                      (GUILD, 1.0), first_value),
+                Query("UPDATE guilds SET balance = balance + ? WHERE guild_id = ?", (5, GUILD), changed),
+                Query("", (), lambda rows: rows),  # not sent: its reader gets no rows
+                pools.get_query(GUILD),
+                Query("SELECT guild_id FROM guilds WHERE guild_id = ?", (GUILD + 1,), lambda rows: rows),
+            ],
+            serialize=[pool_key(GUILD), member_key(1)],
+            notify=["animate_jobs"],
+        )  # fmt: skip
+
+    before = time.time()
+    clock, created, updated, unsent, guild, none = await store.atomic(unit)
+    assert before - 5 < clock < time.time() + 5  # the database's clock: this host's, here
+    assert (created, updated, unsent, none) == (GUILD, 1, [], [])
+    assert guild is not None and guild.balance == 5  # the read saw the write before it
+    assert await store.engine.run(lambda tx: tx.batch([])) == []
+
+
+async def test_an_error_in_a_batch_rolls_back_everything_and_reaches_the_caller(store: Store) -> None:
+    def unit(tx: Tx) -> None:
+        tx.write("INSERT INTO guilds (guild_id, created_at) VALUES (?, ?)", (GUILD, 1.0))
+        tx.batch(
+            [
+                Query("INSERT INTO guilds (guild_id, created_at) VALUES (?, ?)", (GUILD + 1, 1.0), nothing),
+                # CHECK (balance >= 0): fails on every engine
+                Query("UPDATE guilds SET balance = -1 WHERE guild_id = ?", (GUILD,), nothing),
+                Query("INSERT INTO guilds (guild_id, created_at) VALUES (?, ?)", (GUILD + 2, 1.0), nothing),
+            ],
+            serialize=[pool_key(GUILD)],
+        )
+
+    with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
+        await store.atomic(unit)
+    assert await store.engine.run(lambda tx: tx.scalar("SELECT COUNT(*) FROM guilds")) == 0
+    # The connection is fine afterwards: the next transaction runs, and so does a batch in it.
+    await store.atomic(lambda tx: tx.batch([pools.get_query(GUILD)], serialize=[pool_key(GUILD)]))
+    assert await store.ensure_guild(GUILD, 10) == await store.get_guild(GUILD)
