@@ -132,6 +132,8 @@ class Job:
     delivery_started_at: float | None = None  # first attempt to send the result (crash safety)
     image_origin: str = "attachment"  # or "link" (a member's URL) or "file" (the CLI's own)
     image_sha256: str | None = None  # its picture, kept for a while (bot.store.pictures)
+    plan: str | None = None  # the plan that admitted it (None: the CLI's, no plan)
+    plan_why: str | None = None  # why that plan applied: "role <id>", "server default", ...
 
     @property
     def in_flight(self) -> bool:

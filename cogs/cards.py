@@ -80,3 +80,43 @@ async def cancel_reply(animations: Animations, interaction: discord.Interaction[
     moderator_of = interaction.guild_id if is_moderator(interaction) else None
     outcome, job = await animations.cancel(job_id, user.id, moderator_of=moderator_of, by=user.display_name)
     return cancel_text(outcome, job, job_id)
+
+
+def info_text(job: Job) -> str:
+    """A job's Info, privately: what was asked, what it cost, how long each part took."""
+    o = job.options
+    lines = [
+        f"**Animation `{job.id}`** · {job.outcome or job.state.value}",
+        f"> {discord.utils.escape_markdown(o.prompt)[:900]}",
+        f"{o.duration} s · {o.aspect_ratio} · motion {o.motion} · {o.version}",
+        f"Credits: {job.estimated_credits} estimated · {_charged(job)}",
+    ]
+    if job.submitted_at is not None:
+        lines.append(f"Waited in the queue {_span(job.submitted_at - job.created_at)}")
+        if job.completed_at is not None and job.outcome == "completed":
+            lines.append(f"Rendered in {_span(job.completed_at - job.submitted_at)}")
+    if job.plan:
+        why = f" ({_plan_reason(job.plan_why)})" if job.plan_why else ""
+        lines.append(f"Admitted on the {job.plan.capitalize()} plan{why}")
+    lines.append(f"Picture: {'a link' if job.image_origin == 'link' else 'an attachment'}")
+    return "\n".join(lines)
+
+
+def _charged(job: Job) -> str:
+    if job.outcome == "completed":
+        return f"{job.actual_credits if job.actual_credits is not None else job.estimated_credits} charged"
+    if job.outcome is None:
+        return "reserved until it ends"
+    return "nothing charged (given back)"
+
+
+def _span(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    return f"{seconds:.1f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def _plan_reason(why: str) -> str:
+    if why.startswith("role "):
+        return f"your role <@&{why.removeprefix('role ')}>"
+    return {"override": "set for you by a moderator", "server default": "this server's default",
+            "bot default": "the bot's default"}.get(why, why)  # fmt: skip

@@ -12,6 +12,7 @@ from bot.discord_adapter.client import AnimateBot
 from bot.jobs import Job
 from bot.pipeline.animations import Removed
 from cogs.animate import JobButton
+from cogs.cards import info_text
 from cogs.checks import is_moderator
 
 Interaction = discord.Interaction[AnimateBot]
@@ -21,13 +22,14 @@ NOT_YOURS = "Only the person who asked for it, or a moderator here, can delete t
 
 class ResultButton(
     discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-    template=r"result:(?P<action>delete):(?P<job_id>[a-z0-9]+)",
+    template=r"result:(?P<action>delete|info):(?P<job_id>[a-z0-9]+)",
 ):
     """A result's button: the job id is in the custom id, so it works on any old result."""
 
     def __init__(self, action: str, job_id: str) -> None:
+        label, emoji = ("Delete", "🗑️") if action == "delete" else ("Info", "ℹ️")
         super().__init__(
-            discord.ui.Button(custom_id=f"result:{action}:{job_id}", label="Delete", emoji="🗑️",
+            discord.ui.Button(custom_id=f"result:{action}:{job_id}", label=label, emoji=emoji,
                               style=discord.ButtonStyle.secondary)
         )  # fmt: skip
         self.action = action
@@ -41,6 +43,11 @@ class ResultButton(
 
     async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
         await interaction.response.defer(ephemeral=True, thinking=True)
+        if self.action == "info":  # anyone may read it: the card shows the prompt already
+            job = await interaction.client.services.animations.info(self.job_id)
+            text = info_text(job) if job is not None else f"There is no job `{self.job_id}` any more."
+            await interaction.followup.send(text, ephemeral=True)
+            return
         message = interaction.message
 
         async def remove() -> None:
@@ -62,6 +69,7 @@ class ResultButton(
 def result_buttons(job: Job) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     view.add_item(JobButton("again", job.id))
+    view.add_item(ResultButton("info", job.id))
     view.add_item(ResultButton("delete", job.id))
     return view
 

@@ -233,7 +233,7 @@ def _admit(
             if cost > left:
                 raise AllowanceShort(cost, left, allowance)
     for _ in range(jobs.INSERT_ATTEMPTS):
-        job = jobs.accepted(new, now)
+        job = jobs.accepted(new, now, plan=plan.name, plan_why=choice.why)
         writes: list[Query[Any]] = [jobs.insert_query(job)]
         if guild is not None:
             writes += pools.reserve_queries(job, cost, now)

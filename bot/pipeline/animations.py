@@ -197,6 +197,10 @@ class Animations:
         )  # fmt: skip
         return ImageSource(job.image_ref, origin=job.image_origin, sha256=job.image_sha256), options
 
+    async def info(self, job_id: str) -> Job | None:
+        """A job as recorded (the result's Info button), or None when it is gone."""
+        return await self.store.get_job(job_id)
+
     async def recent(self, user_id: int, limit: int = 10) -> list[Job]:
         """A member's latest jobs, newest first (/jobs)."""
         return await self.store.recent_jobs(user_id, limit)

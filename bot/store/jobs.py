@@ -49,7 +49,7 @@ COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("status_channel_id", "status_channel_id"), ("status_message_id", "status_message_id"),
     ("upload_limit", "upload_limit"), ("outcome", "outcome"), ("delivery_note", "delivery_note"),
     ("delivery_started_at", "delivery_started_at"), ("image_origin", "image_origin"),
-    ("image_sha256", "image_sha256"),
+    ("image_sha256", "image_sha256"), ("plan", "plan"), ("plan_why", "plan_why"),
 )  # fmt: skip
 
 _SELECT: Final = f"SELECT {', '.join(name for name, _ in COLUMNS)} FROM jobs"
@@ -148,9 +148,9 @@ def insert(tx: Tx, new: NewJob, now: float) -> Job:
     raise RuntimeError("could not allocate a unique job id")
 
 
-def accepted(new: NewJob, now: float) -> Job:
+def accepted(new: NewJob, now: float, *, plan: str | None = None, plan_why: str | None = None) -> Job:
     """The job row to record for ``new``, with a fresh id and idempotency key (built from what
-    is written, not read back)."""
+    is written, not read back); ``plan`` and ``plan_why``: what admission decided."""
     opts = new.options
     return Job(
         id=new_job_id(), idempotency_key=str(uuid.uuid4()), state=JobState.QUEUED, source=new.source,
@@ -159,6 +159,7 @@ def accepted(new: NewJob, now: float) -> Job:
         channel_id=new.channel_id, interaction_id=new.interaction_id,
         interaction_token=new.interaction_token, token_expires_at=new.token_expires_at,
         upload_limit=new.upload_limit, image_origin=new.image_origin, image_sha256=new.image_sha256,
+        plan=plan, plan_why=plan_why,
     )  # fmt: skip
 
 

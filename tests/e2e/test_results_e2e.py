@@ -1,5 +1,5 @@
 """A result's buttons through the Discord fake: Delete by the requester, by a moderator, refused
-for anyone else, and still working after a restart; the job row stays."""
+for anyone else, and still working after a restart (the job row stays); Info, privately."""
 
 from __future__ import annotations
 
@@ -42,7 +42,9 @@ async def test_delete_by_the_requester_or_a_moderator_and_no_one_else(tmp_path: 
         mine, theirs = await result_of(w, w.alice), await result_of(w, w.bob)
         jobs = {j.user_id: j for j in await w.bot.jobs()}
         alice_job, bob_job = jobs[w.alice.id], jobs[w.bob.id]
-        assert buttons(mine) == [f"job:again:{alice_job.id}", f"result:delete:{alice_job.id}"]
+        assert buttons(mine) == [
+            f"job:again:{alice_job.id}", f"result:info:{alice_job.id}", f"result:delete:{alice_job.id}"
+        ]  # fmt: skip
 
         assert "Only the person who asked" in await click(w, mine, f"result:delete:{alice_job.id}", w.bob)
         assert not mine.message.deleted
@@ -58,3 +60,17 @@ async def test_delete_by_the_requester_or_a_moderator_and_no_one_else(tmp_path: 
         assert {j.state for j in await w.bot.jobs()} == {JobState.DELIVERED}  # the rows stay
         audit = (await command(w, "quota audit")).content
         assert audit.count("**result delete**") == 2
+
+
+async def test_info_tells_anyone_privately_what_was_asked_what_it_cost_and_how_long_it_took(
+    tmp_path: Path,
+) -> None:
+    async with world(tmp_path) as w:
+        result = await result_of(w, w.alice)
+        (job,) = await w.bot.jobs()
+        text = await click(w, result, f"result:info:{job.id}", w.bob)
+        assert f"`{job.id}`" in text and "the sea moves" in text
+        assert "5 s · 16:9 · motion medium · gen-2" in text
+        assert f"Credits: {job.estimated_credits} estimated · {job.actual_credits} charged" in text
+        assert "Waited in the queue" in text and "Rendered in" in text
+        assert "Admitted on the Pro plan (the bot's default)" in text
