@@ -69,8 +69,17 @@ def cancel_text(outcome: Cancelled, job: Job | None, job_id: str) -> str:
         Cancelled.NOT_YOURS: "Only the person who asked for this animation (or a moderator) can cancel it.",
         Cancelled.BUSY: f"Job `{shown}` is being sent to the API right now; try again in a few seconds.",
         Cancelled.ALREADY_ENDED: f"Job `{shown}` already ended ({state}); nothing to cancel.",
-        Cancelled.DONE: f"Cancelled job `{shown}`. It does not count toward your quota.",
+        Cancelled.DONE: f"Cancelled job `{shown}`. It does not count toward your quota. " + _bill(job),
     }[outcome]
+
+
+def _bill(job: Job | None) -> str:
+    if job is None or job.api_job_id is None:  # never reached the API: nothing is billed
+        return "Nothing is charged."
+    return (
+        "The API had already started it and has no way to stop it: it runs to its end, and what the "
+        f"API bills for it (about {job.estimated_credits} credits) is charged then; the card will say."
+    )
 
 
 async def cancel_reply(animations: Animations, interaction: discord.Interaction[Any], job_id: str) -> str:
@@ -107,6 +116,8 @@ def _charged(job: Job) -> str:
         return f"{job.actual_credits if job.actual_credits is not None else job.estimated_credits} charged"
     if job.outcome is None:
         return "reserved until it ends"
+    if job.outcome == "cancelled" and job.api_job_id is not None:
+        return "what the API bills for it (it had started when cancelled)"
     return "nothing charged (given back)"
 
 

@@ -94,7 +94,7 @@ def apply_reports(reports: Sequence[ApiJob], tx: Tx) -> list[Applied]:
         job = known.get(api_job.id)
         move = end_of(job, api_job) if job is not None and job.id not in moving else None
         if job is not None and job.state is JobState.CANCELLED and api_job.finished:
-            jobs.mark_api_ended(tx, job.id)
+            jobs.mark_api_ended(tx, job, api_charge(job, api_job))
         if job is not None and move is not None:
             moving.add(job.id)
             moves.append((job, *move))
@@ -179,6 +179,19 @@ class ReportWriter:
         for report in reports:
             results.extend(await self._write([report]))
         return results
+
+
+def api_charge(job: Job, api_job: ApiJob | None) -> int:
+    """What the API billed for a job cancelled here once it ended there: its cost if it
+    completed, a failed job's (nothing, per the contract), nothing if the API never knew it."""
+    if api_job is None or not api_job.finished:
+        return 0
+    if api_job.status == contract.STATUS_COMPLETED:
+        if api_job.credit_cost is not None:
+            return api_job.credit_cost
+        return job.actual_credits if job.actual_credits is not None else job.estimated_credits
+    cost = api_job.credit_cost if api_job.credit_cost is not None else _failed_cost(job)
+    return cost or 0
 
 
 def _failed_cost(job: Job) -> int | None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from bot.api.client import ApiJob, DoitongClient, DoitongError
-from bot.inbound.completion import apply_api_job
+from bot.inbound.completion import api_charge, apply_api_job
 from bot.jobs import IllegalTransition, Job, JobHook, JobState
 from bot.store import Store
 from shared import contract
@@ -38,7 +38,7 @@ class Poller:
         read_share: float = 0.5,
         batch: int = 25,
         source: str | None = None,
-        on_slot_freed: Callable[[], None] | None = None,
+        on_cancelled_end: Callable[[Job, int], None] | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -46,7 +46,8 @@ class Poller:
         self.job_timeout = job_timeout
         self.batch = batch
         self.source = source  # only jobs from this face (the bot leaves the CLI's alone)
-        self.on_slot_freed = on_slot_freed or (lambda: None)
+        # A job cancelled here ended at the API (its slot free; what the API billed for it).
+        self.on_cancelled_end = on_cancelled_end or (lambda job, charged: None)
         self.window = window
         # The shortest gap between two reads that keeps them within their share of the budget.
         self.min_interval = window / max(1.0, plan.requests_per_minute * read_share)
@@ -141,8 +142,11 @@ class Poller:
             if job.state is JobState.CANCELLED:
                 self._cancelled_read(job, report)
                 if job.id not in self._next_read:
-                    await self.store.mark_api_ended(job.id)
-                    self.on_slot_freed()
+                    # Ended there (billed as the report says), unknown to the API, or overdue
+                    # (nothing billed that we can tell).
+                    charged = api_charge(job, report)
+                    if await self.store.mark_api_ended(job, charged):
+                        self.on_cancelled_end(job, charged)
                 continue
             if report is None:
                 log.warning("job=%s api_job=%s unknown to the API", job.id, job.api_job_id)

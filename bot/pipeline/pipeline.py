@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from bot.api.client import ApiJob, DoitongClient
-from bot.inbound.completion import Applied, ReportWriter
+from bot.inbound.completion import Applied, ReportWriter, api_charge
 from bot.inbound.poller import Poller
 from bot.jobs import IN_FLIGHT, IllegalTransition, Job, JobState
 from bot.pipeline.delivery import CLAIM_LEASE, Delivery, Messenger
@@ -89,7 +89,7 @@ class Pipeline:
             job_timeout=options.job_timeout,
             webhooks=options.webhook_url is not None,
             source=options.source,
-            on_slot_freed=self.scheduler.wake,
+            on_cancelled_end=self._cancelled_end,
         )
         self.delivery = Delivery(
             store, messenger, self.http, source=options.source, lease=options.delivery_lease
@@ -100,6 +100,7 @@ class Pipeline:
         self._while_leading: list[tuple[Hook, Hook]] = []
         self._leader: LeaderLoops | None = None
         self._shown: dict[str, tuple[str, int, float]] = {}  # job -> state, position, when shown
+        self._followups: set[asyncio.Task[None]] = set()  # card updates not awaited by their caller
 
     @property
     def is_leader(self) -> bool:
@@ -192,9 +193,9 @@ class Pipeline:
         job = applied.job
         if job is None:
             return
-        if job.state is JobState.CANCELLED:  # cancelled here, now ended there: its slot is free
+        if job.state is JobState.CANCELLED:  # cancelled here, now ended there: slot and bill
             if api_job.finished:
-                self.scheduler.wake()
+                self._cancelled_end(job, api_charge(job, api_job))
             return
         self.poller.observe(job, api_job)
         if applied.ended is not None:
@@ -229,10 +230,33 @@ class Pipeline:
             return None
         self.poller.forget(job.id)
         self._shown.pop(job.id, None)
-        # Not its API slot: the API has no cancel call and runs the job to its end; the
-        # scheduler counts the slot until the poller or the webhook sees that end.
-        await self.messenger.show_status(cancelled, reason)
+        # Not its API slot, nor its bill: the API has no cancel call and runs the job to its
+        # end; the scheduler counts the slot, and its pool settles what the API bills, when
+        # the poller or the webhook sees that end (_cancelled_end).
+        at_api = (
+            " · the API had started it: it runs to its end and is billed then" if cancelled.api_job_id else ""
+        )
+        await self.messenger.show_status(cancelled, f"{reason}{at_api}")
         return cancelled
+
+    def _cancelled_end(self, job: Job, charged: int) -> None:
+        """A job cancelled here has ended at the API: its slot is free, its pool has paid what
+        the API billed, and its card says which."""
+        self.scheduler.wake()
+        detail = (
+            f"the API finished it anyway: {charged} credits charged"
+            if charged else "the API did not bill it: nothing charged"
+        )  # fmt: skip
+        if self.messenger.owns_card(job):
+            task = asyncio.create_task(self._show_quietly(job, f"{job.error or 'cancelled'} · {detail}"))
+            self._followups.add(task)
+            task.add_done_callback(self._followups.discard)
+
+    async def _show_quietly(self, job: Job, detail: str) -> None:
+        try:
+            await self.messenger.show_status(job, detail)
+        except Exception:  # a card is a courtesy: the books are already right
+            log.exception("job=%s card not updated", job.id)
 
     async def _tell_moderators(self, text: str) -> None:
         """An account-wide problem: every server with work waiting hears of it once."""

@@ -201,8 +201,9 @@ class Store:
     async def set_status_card(self, job_id: str, channel_id: int, message_id: int) -> None:
         await self.atomic(lambda tx: jobs.set_status_card(tx, job_id, channel_id, message_id))
 
-    async def mark_api_ended(self, job_id: str) -> None:
-        await self.atomic(lambda tx: jobs.mark_api_ended(tx, job_id))
+    async def mark_api_ended(self, job: Job, charged: int) -> bool:
+        """A job cancelled here has ended at the API, which billed ``charged`` for it."""
+        return await self.atomic(lambda tx: jobs.mark_api_ended(tx, job, charged))
 
     async def recent_jobs(self, user_id: int, limit: int = 10) -> list[Job]:
         return await self._read(lambda tx: jobs.recent(tx, user_id, limit))

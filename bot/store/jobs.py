@@ -249,9 +249,15 @@ def count_cancelled_at_api(tx: Tx, since: float) -> int:
 # --- changes outside the state machine -------------------------------------------------------
 
 
-def mark_api_ended(tx: Tx, job_id: str) -> None:
-    """The API finished (or we gave up on) a job we had cancelled: its slot is free."""
-    tx.write("UPDATE jobs SET api_ended_at = ? WHERE id = ? AND api_ended_at IS NULL", (time.time(), job_id))
+def mark_api_ended(tx: Tx, job: Job, charged: int) -> bool:
+    """The API finished (or we gave up on) a job we had cancelled: its slot is free, and its
+    pool pays ``charged``, what the API billed for it (once: False when already marked)."""
+    changed = tx.write(
+        "UPDATE jobs SET api_ended_at = ? WHERE id = ? AND api_ended_at IS NULL", (time.time(), job.id)
+    )
+    if changed:
+        pools.settle(tx, [job], api_charges={job.id: charged})
+    return changed > 0
 
 
 def mark_delivery_started(tx: Tx, job_id: str, at: float) -> None:

@@ -154,11 +154,20 @@ def alerted(tx: Tx, before: Guild, amount: int) -> Guild | None:
     return after if after is not None and not after.alert_armed else None
 
 
-def settle(tx: Tx, jobs: Sequence[Job]) -> None:
+def settle(tx: Tx, jobs: Sequence[Job], *, api_charges: dict[str, int] | None = None) -> None:
     """Settle ended pool-paid jobs once each: refund a job in full unless it completed, in
     which case the difference between the reservation and the API's reported cost goes back
-    (or, if it cost more, is charged as far as the pool can pay; a pool never goes negative)."""
-    pooled = {job.id: job for job in jobs if job.guild_id is not None}
+    (or, if it cost more, is charged as far as the pool can pay; a pool never goes negative).
+
+    A job cancelled here while the API was rendering it is not settled at its cancel: the API
+    has no cancel call, runs it to the end and bills the account then. It is settled when the
+    API's end is seen, with ``api_charges`` (job id -> what the API billed for it, 0 when it
+    failed unbilled or never ran), so the pools pay what the account paid."""
+    charges = api_charges or {}
+    pooled = {
+        job.id: job for job in jobs
+        if job.guild_id is not None and (job.id in charges or not awaits_the_apis_end(job))
+    }  # fmt: skip
     if not pooled:
         return  # DM or CLI jobs: no pool involved
     marks = ", ".join("?" * len(pooled))
@@ -170,12 +179,12 @@ def settle(tx: Tx, jobs: Sequence[Job]) -> None:
     }
     # A job that cost more than its reservation is charged from the balance read here: hold
     # those pools, so no admission elsewhere spends the balance between the read and the write.
+    cost_of = {job.id: charges.get(job.id, _cost(job)) for job in pooled.values()}
     charged = {
         job.guild_id
         for job in pooled.values()
-        if job.guild_id is not None and job.id in reserved and job.outcome == "completed"
-        and job.actual_credits is not None and job.actual_credits > reserved[job.id]
-    }  # fmt: skip
+        if job.guild_id is not None and job.id in reserved and (cost_of[job.id] or 0) > reserved[job.id]
+    }
     if charged:
         tx.serialize(*map(pool_key, charged))
     moved: dict[int, int] = {}  # server -> credits back to its pool in this call
@@ -184,8 +193,11 @@ def settle(tx: Tx, jobs: Sequence[Job]) -> None:
         if job.id not in reserved or job.guild_id is None:
             continue
         taken = reserved[job.id]
-        if job.outcome == "completed":
-            cost = job.actual_credits if job.actual_credits is not None else taken
+        cost = cost_of[job.id]
+        if cost is None:
+            back, note = taken, f"refunded: {job.outcome}"
+        else:
+            cost = taken if cost < 0 else cost
             back = taken - cost
             if back < 0:
                 balance = int(
@@ -193,12 +205,24 @@ def settle(tx: Tx, jobs: Sequence[Job]) -> None:
                 )
                 back = -min(-back, balance + moved.get(job.guild_id, 0))
             note = f"settled at {cost} credits"
-        else:
-            back = taken
-            note = f"refunded: {job.outcome}"
+            if job.id in charges:
+                note = f"cancelled; the API billed {cost} credits"
         moved[job.guild_id] = moved.get(job.guild_id, 0) + back
         rows.append((job.guild_id, job.id, job.user_id, "settle", back, note))
     _ledger_rows(tx, rows, moved)
+
+
+def awaits_the_apis_end(job: Job) -> bool:
+    """A job cancelled here while the API had it: settled only when the API ends it."""
+    return job.state is JobState.CANCELLED and job.api_job_id is not None
+
+
+def _cost(job: Job) -> int | None:
+    """What a job that ended on its own costs its pool: its API cost when it completed (-1:
+    unknown, the reservation stands), nothing (None: a full refund) otherwise."""
+    if job.outcome != "completed":
+        return None
+    return job.actual_credits if job.actual_credits is not None else -1
 
 
 def refund_undelivered(tx: Tx, job: Job) -> None:

@@ -112,9 +112,11 @@ def test_each_cancel_answer_names_the_job() -> None:
     cancelled = replace(JOB, state=JobState.CANCELLED)
     ended = replace(JOB, state=JobState.DELIVERED)
 
-    assert cancel_text(Cancelled.DONE, cancelled, "K3X9Q2") == (
-        "Cancelled job `k3x9q2`. It does not count toward your quota."
+    assert cancel_text(Cancelled.DONE, replace(cancelled, api_job_id=None), "K3X9Q2") == (
+        "Cancelled job `k3x9q2`. It does not count toward your quota. Nothing is charged."
     )
+    at_api = cancel_text(Cancelled.DONE, replace(cancelled, api_job_id="abc"), "k3x9q2")
+    assert "runs to its end" in at_api and f"about {JOB.estimated_credits} credits" in at_api
     assert cancel_text(Cancelled.NO_SUCH_JOB, None, "zzzz") == "There is no job `zzzz`."
     assert cancel_text(Cancelled.ALREADY_ENDED, ended, "k3x9q2") == (
         "Job `k3x9q2` already ended (delivered); nothing to cancel."

@@ -157,3 +157,26 @@ async def test_quota_reset_starts_windows_afresh(store: Store) -> None:
 async def test_dm_jobs_touch_no_pool(store: Store) -> None:
     assert (await admit(store, ask(1, guild=None), POLICY)).job.guild_id is None
     assert await store.get_guild(G) is None
+
+
+async def test_a_job_cancelled_while_the_api_renders_it_pays_what_the_api_bills(store: Store) -> None:
+    # The API has no cancel call: a job it had started runs to its end and is billed. Its pool
+    # pays that, settled when the API's end is seen; a job cancelled before it reached the
+    # API is refunded at once.
+    queued = (await admit(store, ask(1), POLICY)).job  # gen-4: 50 each
+    finished = (await admit(store, ask(2), POLICY)).job
+    failed = (await admit(store, ask(3), POLICY)).job
+    for job in (finished, failed):
+        await store.transition(job.id, JobState.SUBMITTING)
+        await store.transition(job.id, JobState.PROCESSING, api_job_id=f"a-{job.id}", actual_credits=50)
+    for job in (queued, finished, failed):
+        await store.transition(job.id, JobState.CANCELLED)
+    assert await balanced(store) == 500 - 100  # the queued one back; the other two await the API
+
+    ended = {j.id: j for j in await store.jobs_in_states([JobState.CANCELLED])}
+    assert await store.mark_api_ended(ended[finished.id], 60) is True  # billed more than reserved
+    assert await store.mark_api_ended(ended[failed.id], 0) is True  # failed unbilled: refunded
+    assert await store.mark_api_ended(ended[finished.id], 60) is False  # once only
+    assert await balanced(store) == 500 - 60
+    notes = [r.note for r in await store.ledger_rows(G, limit=20) if r.kind == "settle"]
+    assert "cancelled; the API billed 60 credits" in notes
