@@ -38,7 +38,9 @@ class ModeratorGroup(app_commands.Group):
         return True
 
 
-def summary_text(name: str | None, s: MemberSummary, windows_day_hours: float = 24) -> str:
+def summary_text(
+    name: str | None, s: MemberSummary, *, in_server: bool = True, windows_day_hours: float = 24
+) -> str:
     """A member's plan, usage and credits; ``name`` None addresses the member themself."""
     p = s.plan.plan
     daily = "unlimited" if p.jobs_per_day is None else str(p.jobs_per_day)
@@ -47,6 +49,9 @@ def summary_text(name: str | None, s: MemberSummary, windows_day_hours: float = 
         f"{who} on the **{p.name.capitalize()}** plan ({s.plan.why}).",
         f"Running: {s.active} of {p.concurrent_jobs} · last minute: {s.in_minute} of {p.requests_per_minute}"
         f" · last {windows_day_hours:g} h (rolling): {s.in_day} of {daily}",
+        "Counted in this server only."
+        if in_server
+        else "Counted outside servers only (DMs, your own installs).",
     ]
     if s.blocked:
         lines.append("⛔ Blocked from /animate here.")
@@ -258,7 +263,8 @@ class ModerationCog(commands.Cog):
         user = interaction.user
         roles = [r.id for r in user.roles] if isinstance(user, discord.Member) else []
         s = await self.bot.services.moderation.member_summary(interaction.guild_id, user.id, roles)
-        await interaction.response.send_message(summary_text(None, s), ephemeral=True)
+        text = summary_text(None, s, in_server=interaction.guild_id is not None)
+        await interaction.response.send_message(text, ephemeral=True)
 
 
 async def setup(bot: AnimateBot) -> None:

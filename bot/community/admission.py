@@ -10,7 +10,9 @@ or several, cannot both pass a limit of one, and a refusal writes nothing.
 
 Counting is derived from the job rows themselves, so it is exact and survives restarts.
 Windows: "per minute" is the last 60 s, "concurrent" is jobs not yet ended, "per day" is a
-rolling 24 h. Jobs that ended unserved (failed, cancelled, expired) are given back.
+rolling 24 h. Jobs that ended unserved (failed, cancelled, expired) are given back. They count
+in the server where the member asks (outside any server: their DMs and user-installed uses),
+since each server chooses the member's plan and pays for their jobs.
 """
 
 from __future__ import annotations
@@ -80,10 +82,11 @@ class QuotaExceeded(Refused):
         plan = self.plan.capitalize()
         if self.limit == "concurrent":
             running = "1 animation" if self.allowed == 1 else f"{self.allowed} animations"
-            return f"You already have {running} running, the most the {plan} plan allows at once."
-        if self.limit == "per_minute":
-            return f"You have started {self.allowed} animations in the last minute, the {plan} plan's limit."
-        return f"You have started {self.allowed} animations in the last 24 hours, the {plan} plan's limit."
+            return f"You already have {running} running here, the most the {plan} plan allows at once."
+        window = "minute" if self.limit == "per_minute" else "24 hours"
+        return (
+            f"You have started {self.allowed} animations here in the last {window}, the {plan} plan's limit."
+        )
 
 
 class Blocked(Refused):
@@ -218,12 +221,12 @@ def _admit(
     reset_at = rule.reset_at if rule is not None and rule.reset_at is not None else 0.0
     minute_since = max(now - windows.minute, reset_at)
     day_since = max(now - windows.day, reset_at)
-    reads: list[Query[Any]] = [jobs.usage_query(user_id, minute_since, day_since)]
+    reads: list[Query[Any]] = [jobs.usage_query(user_id, guild_id, minute_since, day_since)]
     allowance = guild.daily_allowance if guild is not None else None
     if guild is not None and allowance is not None:
         reads.append(pools.member_spent_query(guild.guild_id, user_id, now - windows.day))
     usage, *spent = tx.batch(reads)
-    _check_windows(tx, user_id, plan, windows, usage, minute_since, day_since)
+    _check_windows(tx, user_id, guild_id, plan, windows, usage, minute_since, day_since)
     cost = new.options.estimated_credits
     if guild is not None:
         if guild.balance < cost:
@@ -245,16 +248,18 @@ def _admit(
 
 
 def _check_windows(
-    tx: Tx, user_id: int, plan: contract.Plan, windows: QuotaWindows, usage: Usage, minute_since: float,
-    day_since: float,
+    tx: Tx, user_id: int, guild_id: int | None, plan: contract.Plan, windows: QuotaWindows, usage: Usage,
+    minute_since: float, day_since: float,
 ) -> None:  # fmt: skip
     if usage.active >= plan.concurrent_jobs:
         raise QuotaExceeded("concurrent", plan.concurrent_jobs, plan.name, None)
     if usage.in_minute >= plan.requests_per_minute:
-        oldest = jobs.nth_counted_since(tx, user_id, minute_since, usage.in_minute - plan.requests_per_minute)
+        oldest = jobs.nth_counted_since(
+            tx, user_id, guild_id, minute_since, usage.in_minute - plan.requests_per_minute
+        )
         frees = oldest + windows.minute if oldest is not None else None
         raise QuotaExceeded("per_minute", plan.requests_per_minute, plan.name, frees)
     if plan.jobs_per_day is not None and usage.in_day >= plan.jobs_per_day:
-        oldest = jobs.nth_counted_since(tx, user_id, day_since, usage.in_day - plan.jobs_per_day)
+        oldest = jobs.nth_counted_since(tx, user_id, guild_id, day_since, usage.in_day - plan.jobs_per_day)
         frees = oldest + windows.day if oldest is not None else None
         raise QuotaExceeded("per_day", plan.jobs_per_day, plan.name, frees)

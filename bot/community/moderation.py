@@ -245,7 +245,7 @@ class Moderation:
         rule = await store.member_rule(guild_id, user_id) if guild_id is not None else None
         reset = rule.reset_at if rule and rule.reset_at else 0.0
         usage = await store.usage(
-            user_id, max(now - policy.windows.minute, reset), max(now - policy.windows.day, reset)
+            user_id, guild_id, max(now - policy.windows.minute, reset), max(now - policy.windows.day, reset)
         )
         guild = await store.ensure_guild(guild_id, policy.welcome_credits) if guild_id is not None else None
         choice = await resolve_plan(store, policy, guild_id, user_id, roles, guild=guild, rule=rule)

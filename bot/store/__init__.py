@@ -217,8 +217,9 @@ class Store:
     async def count_cancelled_at_api(self, since: float) -> int:
         return await self._read(lambda tx: jobs.count_cancelled_at_api(tx, since))
 
-    async def usage(self, user_id: int, minute_since: float, day_since: float) -> Usage:
-        return await self._read(lambda tx: jobs.usage(tx, user_id, minute_since, day_since))
+    async def usage(self, user_id: int, guild_id: int | None, minute_since: float, day_since: float) -> Usage:
+        """A member's jobs in the windows, counted where they were asked for (see jobs.usage_query)."""
+        return await self._read(lambda tx: jobs.usage(tx, user_id, guild_id, minute_since, day_since))
 
     # --- servers: pools, rules, audit ------------------------------------------------------------
 

@@ -426,23 +426,42 @@ _COUNTED: Final = "(outcome IS NULL OR outcome = 'completed')"
 
 _IN_FLIGHT: Final = tuple(s.value for s in IN_FLIGHT)
 _IN_FLIGHT_MARKS: Final = ", ".join("?" * len(_IN_FLIGHT))
+# A member's windows count their jobs in one place: the server where they ask, or (no server)
+# their DMs and user-installed uses. A plan is chosen per server, so another server's jobs,
+# paid by that server's pool under that server's plan, must not use this one's limits.
+# Two forms, not "guild_id IS ?": PostgreSQL cannot type a parameter compared only to NULL.
+_IN_SERVER: Final = "guild_id = ?"
+_IN_NO_SERVER: Final = "guild_id IS NULL"
+
+
+def _where(guild_id: int | None) -> tuple[str, tuple[int, ...]]:
+    return (_IN_NO_SERVER, ()) if guild_id is None else (_IN_SERVER, (guild_id,))
+
+
 # One statement: the day window from the (user_id, created_at) index, plus jobs in flight
 # since before the day window, which still hold a slot.
-_USAGE: Final = (
-    f"SELECT SUM(CASE WHEN state IN ({_IN_FLIGHT_MARKS}) THEN 1 ELSE 0 END), "
-    "SUM(CASE WHEN created_at > ? THEN 1 ELSE 0 END), COUNT(*), "
-    f"(SELECT COUNT(*) FROM jobs WHERE user_id = ? AND created_at <= ? AND state IN ({_IN_FLIGHT_MARKS})) "
-    f"FROM jobs WHERE user_id = ? AND created_at > ? AND {_COUNTED}"
-)
+def _usage_sql(scope: str) -> str:
+    return (
+        f"SELECT SUM(CASE WHEN state IN ({_IN_FLIGHT_MARKS}) THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN created_at > ? THEN 1 ELSE 0 END), COUNT(*), "
+        f"(SELECT COUNT(*) FROM jobs WHERE user_id = ? AND {scope} AND created_at <= ?"
+        f" AND state IN ({_IN_FLIGHT_MARKS})) "
+        f"FROM jobs WHERE user_id = ? AND {scope} AND created_at > ? AND {_COUNTED}"
+    )
 
 
-def usage(tx: Tx, user_id: int, minute_since: float, day_since: float) -> Usage:
-    return fetch(tx, usage_query(user_id, minute_since, day_since))
+_USAGE: Final = {scope: _usage_sql(scope) for scope in (_IN_SERVER, _IN_NO_SERVER)}
 
 
-def usage_query(user_id: int, minute_since: float, day_since: float) -> Query[Usage]:
-    params = (*_IN_FLIGHT, minute_since, user_id, day_since, *_IN_FLIGHT, user_id, day_since)
-    return Query(_USAGE, params, _usage)
+def usage(tx: Tx, user_id: int, guild_id: int | None, minute_since: float, day_since: float) -> Usage:
+    return fetch(tx, usage_query(user_id, guild_id, minute_since, day_since))
+
+
+def usage_query(user_id: int, guild_id: int | None, minute_since: float, day_since: float) -> Query[Usage]:
+    """A member's usage in the windows, in ``guild_id`` (None: outside any server)."""
+    scope, where = _where(guild_id)
+    params = (*_IN_FLIGHT, minute_since, user_id, *where, day_since, *_IN_FLIGHT, user_id, *where, day_since)
+    return Query(_USAGE[scope], params, _usage)
 
 
 def _usage(rows: list[Row]) -> Usage:
@@ -450,11 +469,13 @@ def _usage(rows: list[Row]) -> Usage:
     return Usage(active=active + older, in_minute=minute, in_day=day)
 
 
-def nth_counted_since(tx: Tx, user_id: int, since: float, n: int) -> float | None:
-    """created_at of the n-th (0-based) oldest counted job after ``since``: when a slot frees."""
+def nth_counted_since(tx: Tx, user_id: int, guild_id: int | None, since: float, n: int) -> float | None:
+    """created_at of the n-th (0-based) oldest counted job after ``since`` in the same place
+    (:func:`usage_query`): when a slot frees."""
+    scope, where = _where(guild_id)
     created = tx.scalar(
-        f"SELECT created_at FROM jobs WHERE user_id = ? AND created_at > ? AND {_COUNTED} "
+        f"SELECT created_at FROM jobs WHERE user_id = ? AND {scope} AND created_at > ? AND {_COUNTED} "
         "ORDER BY created_at LIMIT 1 OFFSET ?",
-        (user_id, since, n),
+        (user_id, *where, since, n),
     )
     return float(created) if created is not None else None

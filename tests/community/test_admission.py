@@ -8,7 +8,7 @@ import pytest
 from bot.community import admission
 from bot.community.admission import Policy, QuotaExceeded, QuotaWindows, admit
 from bot.jobs import JobOptions, JobState
-from bot.store import NewJob, Store, jobs
+from bot.store import NewJob, Store, jobs, pools
 from shared import contract
 from testkit.books import ledger_sum
 
@@ -226,3 +226,26 @@ async def test_a_taken_job_id_is_drawn_again_and_the_pool_pays_once(
     )
     taken = await store.get_job(first.id)
     assert taken is not None and taken.user_id == 1
+
+
+async def test_a_members_windows_are_each_servers_own(store: Store) -> None:
+    # Pro in server A, Free (one at a time) in server B: A's jobs, paid by A's pool under A's
+    # plan, do not use B's limit, nor B's A's; DMs count apart from both.
+    pro_server, free_server = 41, 42
+    policy = Policy(default_plan="free", welcome_credits=10_000)
+    await store.ensure_guild(pro_server, 10_000)
+    await store.atomic(lambda tx: pools.update(tx, pro_server, default_plan="pro"))
+
+    def in_server(guild_id: int | None) -> NewJob:
+        return NewJob(source="discord", image_ref="https://cdn/x.png", options=JobOptions(prompt="p"),
+                      user_id=7, guild_id=guild_id, channel_id=3 if guild_id else None)  # fmt: skip
+
+    for _ in range(3):
+        await admit(store, in_server(pro_server), policy)
+    await admit(store, in_server(free_server), policy)  # before: 3 running elsewhere, refused
+    with pytest.raises(QuotaExceeded, match="already have 1 animation running here"):
+        await admit(store, in_server(free_server), policy)
+    await admit(store, in_server(pro_server), policy)  # Pro's room in A is untouched by B
+    await admit(store, in_server(None), policy)  # a DM: the bot's default (Free), counted apart
+    with pytest.raises(QuotaExceeded):
+        await admit(store, in_server(None), policy)

@@ -124,7 +124,7 @@ async def test_a_jobs_life_gives_the_same_rows_on_every_engine(store: Store) -> 
     assert guild is not None and guild.balance == 430 == await ledger_sum(store, GUILD)
     assert type(await ledger_sum(store, GUILD)) is int  # a sum is a BIGINT, not a Decimal
     assert await store.member_spent(GUILD, 1, 0.0) == 70
-    usage = await store.usage(1, 0.0, 0.0)
+    usage = await store.usage(1, GUILD, 0.0, 0.0)
     assert (usage.active, usage.in_minute, usage.in_day) == (0, 1, 1)
     assert all(type(n) is int for n in (usage.active, usage.in_minute, usage.in_day))
 
