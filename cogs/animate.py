@@ -193,6 +193,9 @@ class AnimateCog(commands.Cog):
         except InvalidOptions as exc:
             await reject(interaction, f"⚠️ Can't animate that: {exc}")
             return
+        except Refused as exc:  # the database out of reach: the defaults could not be read
+            await reject(interaction, f"⛔ {exc}")
+            return
         if (image is None) == (image_url is None):
             await reject(
                 interaction, "⚠️ Give the picture one way: attach it as `image`, or link it as `image_url`."

@@ -162,10 +162,14 @@ class Animations:
 
     async def options_for(self, requester: Requester, prompt: str, given: OptionDefaults) -> JobOptions:
         """The options of a new /animate: what was given, then the member's and the channel's
-        defaults (:mod:`bot.community.defaults`); InvalidOptions for a bad prompt."""
+        defaults (:mod:`bot.community.defaults`); InvalidOptions for a bad prompt, NotRecorded
+        while the database is out of reach."""
         if None not in (given.duration, given.aspect_ratio, given.motion, given.version):
             return choose(prompt, given, OptionDefaults(), OptionDefaults())  # all given: no read
-        mine, channel = await self.store.option_defaults(requester.user_id, requester.channel_id)
+        try:
+            mine, channel = await self.store.option_defaults(requester.user_id, requester.channel_id)
+        except StoreUnavailable as exc:
+            raise NotRecorded from exc
         return choose(prompt, given, mine, channel)
 
     async def my_defaults(self, user_id: int) -> OptionDefaults:
