@@ -19,6 +19,7 @@ from typing import Any
 
 import discord
 
+from bot.community.modlog import ModEvent
 from bot.discord_adapter.client import AnimateBot, shard_of
 from bot.discord_adapter.limits import DEFAULT_UPLOAD_LIMIT, TOKEN_MARGIN
 from bot.jobs import Job
@@ -100,6 +101,21 @@ class DiscordMessenger(Messenger):
             await self.bot.get_partial_messageable(channel_id).send(text)
         except discord.HTTPException as exc:
             log.warning("alert to channel %s failed (%s %s): %s", channel_id, exc.status, exc.code, text)
+
+    async def post(self, channel_id: int, event: ModEvent) -> None:
+        """A moderation event in the server's mod log channel, as an embed."""
+        embed = discord.Embed(title=event.action, colour=discord.Colour.orange())
+        embed.add_field(name="By", value=f"<@{event.actor_id}>", inline=True)
+        if event.target:
+            embed.add_field(name="About", value=event.target[:1024], inline=True)
+        if event.detail:
+            embed.add_field(name="Detail", value=event.detail[:1024], inline=False)
+        try:
+            await self.bot.get_partial_messageable(channel_id).send(
+                embed=embed, allowed_mentions=discord.AllowedMentions.none()
+            )
+        except discord.HTTPException as exc:
+            log.warning("mod log post to channel %s failed (%s %s)", channel_id, exc.status, exc.code)
 
     async def find_sent(self, job: Job, since: float) -> bool | None:
         """Look for the bot's message naming this job, posted since ``since``, wherever the

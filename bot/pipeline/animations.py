@@ -19,7 +19,8 @@ from typing import Final
 
 from bot.community.admission import Admitted, Policy, Refused, admit, low_balance_alert
 from bot.community.defaults import check, choose
-from bot.community.prompt_filter import PromptFilter
+from bot.community.modlog import ModEvent, ModLog, announce
+from bot.community.prompt_filter import PromptBlocked, PromptFilter, label
 from bot.jobs import Job, JobOptions, may_manage
 from bot.media.attachment_url import expired
 from bot.media.fetch import FetchError, fetch_bytes
@@ -105,7 +106,7 @@ class Animations:
     def __init__(
         self, store: Store, pipeline: Pipeline, policy: Policy, *, metrics: Metrics | None = None,
         links: LinkFetcher | None = None, prompt_filter: PromptFilter | None = None,
-        keeping: Keeping | None = None,
+        keeping: Keeping | None = None, modlog: ModLog | None = None,
     ) -> None:  # fmt: skip
         self.store = store
         self.pipeline = pipeline
@@ -114,6 +115,7 @@ class Animations:
         self.links = links or LinkFetcher()  # whoever made it closes it (services.py does)
         self.prompt_filter = prompt_filter or PromptFilter(store)
         self.keeping = keeping or Keeping()
+        self.modlog = modlog
         # A few at a time: a burst of hundreds would otherwise crowd the image fetches and the
         # store's write lock all at once, starving the defers of later commands and the scheduler.
         self._slots = asyncio.Semaphore(ADMISSIONS_AT_ONCE)
@@ -127,6 +129,11 @@ class Animations:
         except StoreUnavailable as exc:
             log.warning("prompt filter unreadable: %s", exc)
             raise NotRecorded from exc
+        except PromptBlocked as blocked:
+            who = requester.user_id
+            said = f"{label(blocked.rule)} · {options.prompt[:300]}"
+            await self._note(requester.guild_id, who, "prompt refused", f"<@{who}>", said)
+            raise
         async with self._slots:
             began = time.monotonic()
             picture = await self._read_source(source)
@@ -250,13 +257,22 @@ class Animations:
         if not may_manage(job, user_id, moderator_of=moderator_of):
             return Removed.NOT_YOURS
         await remove()
-        if job.guild_id is not None:
-            await self.store.moderate(
-                job.guild_id, self.policy.welcome_credits, user_id, "result delete", f"job {job.id}", by,
-                lambda tx: None,
-            )  # fmt: skip
+        await self._note(job.guild_id, user_id, "result delete", f"job {job.id}", by)
         await self.pipeline.messenger.show_status(job, f"🗑️ result deleted by {by}")
         return Removed.DONE
+
+    async def _note(self, guild_id: int | None, actor: int, action: str, target: str, detail: str) -> None:
+        """Audit an event in a server, and post it to the server's mod log."""
+        if guild_id is None:
+            return
+        try:
+            await self.store.moderate(
+                guild_id, self.policy.welcome_credits, actor, action, target, detail, lambda tx: None
+            )
+        except Exception:  # the member's answer does not wait on the moderators' record
+            log.exception("%s not audited in server %s", action, guild_id)
+            return
+        await announce(self.store, self.modlog, guild_id, ModEvent(action, actor, target, detail))
 
     async def _read_source(self, source: ImageSource) -> Picture:
         """The checked picture, from the link, the attachment, or (its URL expired) the store."""
