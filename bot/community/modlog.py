@@ -23,6 +23,7 @@ class ModEvent:
     actor_id: int  # who did it (for a refused prompt: the member who asked)
     target: str | None = None  # a mention or a job, as the audit row has it
     detail: str | None = None
+    job_id: str | None = None  # a reported result: the post offers moderators Delete and Block
 
 
 class ModLog(Protocol):

@@ -96,6 +96,14 @@ class Cancelled(enum.Enum):
     ALREADY_ENDED = "already ended"
 
 
+class Reported(enum.Enum):
+    DONE = "done"
+    NO_SUCH_JOB = "no such job"
+    OWN = "own result"  # they can delete it themselves
+    ALREADY = "already reported"
+    NOT_HERE = "not in a server"  # no moderators to tell
+
+
 class Removed(enum.Enum):
     DONE = "done"
     NO_SUCH_JOB = "no such job"
@@ -246,7 +254,7 @@ class Animations:
 
     async def delete_result(
         self, job_id: str, user_id: int, *, moderator_of: int | None, by: str,
-        remove: Callable[[], Awaitable[None]],
+        remove: Callable[[Job], Awaitable[None]],
     ) -> Removed:  # fmt: skip
         """Remove a job's result message (``remove``: the Discord side) for its requester or a
         moderator of its server; the job row stays. In a server the deletion is audited and
@@ -256,12 +264,40 @@ class Animations:
             return Removed.NO_SUCH_JOB
         if not may_manage(job, user_id, moderator_of=moderator_of):
             return Removed.NOT_YOURS
-        await remove()
+        await remove(job)
         await self._note(job.guild_id, user_id, "result delete", f"job {job.id}", by)
         await self.pipeline.messenger.show_status(job, f"🗑️ result deleted by {by}")
         return Removed.DONE
 
-    async def _note(self, guild_id: int | None, actor: int, action: str, target: str, detail: str) -> None:
+    async def report(self, job_id: str, reporter_id: int) -> Reported:
+        """A member reports a result to the server's moderators: audited, and posted to the mod
+        log with Delete and Block offered; once per member and result."""
+        job = await self.store.get_job(job_id)
+        if job is None:
+            return Reported.NO_SUCH_JOB
+        if job.guild_id is None:
+            return Reported.NOT_HERE
+        if job.user_id == reporter_id:
+            return Reported.OWN
+        if not await self.store.report(job.id, reporter_id):
+            return Reported.ALREADY
+        where = ""
+        if job.result_channel_id and job.result_message_id:
+            where = f" · https://discord.com/channels/{job.guild_id}/{job.result_channel_id}/{job.result_message_id}"
+        said = f"<@{job.user_id}>'s result: {job.options.prompt[:300]}{where}"
+        await self._note(job.guild_id, reporter_id, "result report", f"job {job.id}", said, job_id=job.id)
+        return Reported.DONE
+
+    async def _note(
+        self,
+        guild_id: int | None,
+        actor: int,
+        action: str,
+        target: str,
+        detail: str,
+        *,
+        job_id: str | None = None,
+    ) -> None:
         """Audit an event in a server, and post it to the server's mod log."""
         if guild_id is None:
             return
@@ -272,7 +308,7 @@ class Animations:
         except Exception:  # the member's answer does not wait on the moderators' record
             log.exception("%s not audited in server %s", action, guild_id)
             return
-        await announce(self.store, self.modlog, guild_id, ModEvent(action, actor, target, detail))
+        await announce(self.store, self.modlog, guild_id, ModEvent(action, actor, target, detail, job_id))
 
     async def _read_source(self, source: ImageSource) -> Picture:
         """The checked picture, from the link, the attachment, or (its URL expired) the store."""
