@@ -134,6 +134,8 @@ class Job:
     image_sha256: str | None = None  # its picture, kept for a while (bot.store.pictures)
     plan: str | None = None  # the plan that admitted it (None: the CLI's, no plan)
     plan_why: str | None = None  # why that plan applied: "role <id>", "server default", ...
+    result_channel_id: int | None = None  # where the result was posted (once delivered)
+    result_message_id: int | None = None
 
     @property
     def in_flight(self) -> bool:

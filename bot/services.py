@@ -21,6 +21,7 @@ from bot.api.budget import RequestBudget
 from bot.api.client import DoitongClient, RateLimit, RetryPolicy
 from bot.community.admission import Policy, QuotaWindows
 from bot.community.moderation import Moderation
+from bot.community.modlog import ModLog
 from bot.community.prompt_filter import PromptFilter, RuleError, read_list
 from bot.config import ConfigError, Settings
 from bot.inbound.receiver import Health, WebhookReceiver
@@ -139,7 +140,7 @@ class Services:
 
 @contextlib.asynccontextmanager
 async def open_services(
-    settings: Settings, messenger: Messenger, *, health: Health | None = None
+    settings: Settings, messenger: Messenger, *, health: Health | None = None, modlog: ModLog | None = None
 ) -> AsyncIterator[Services]:
     """Open every service the bot needs; on the way out stop them, jobs resting where they are.
 
@@ -256,8 +257,9 @@ async def open_services(
                 links=links,
                 prompt_filter=prompt_filter,
                 keeping=keeping,
+                modlog=modlog,
             ),
-            moderation=Moderation(store, policy, pipeline.scheduler, prompt_filter),
+            moderation=Moderation(store, policy, pipeline.scheduler, prompt_filter, modlog),
             receiver=receiver,
             relay=relay,
         )

@@ -254,6 +254,26 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
         )
 
 
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class ModLogGroup(
+    ModeratorGroup, name="modlog", description="Where moderation events are posted (moderators)"
+):
+    @app_commands.command(
+        name="channel", description="Post refused prompts, deletions, blocks and changes here"
+    )
+    async def channel(self, interaction: Interaction, channel: discord.TextChannel) -> None:
+        assert interaction.guild_id is not None
+        await self.bot.services.moderation.set_modlog(interaction.guild_id, interaction.user.id, channel.id)
+        await interaction.response.send_message(f"Moderation events go to {channel.mention}.", ephemeral=True)
+
+    @app_commands.command(name="off", description="Stop posting moderation events (the audit keeps them)")
+    async def off(self, interaction: Interaction) -> None:
+        assert interaction.guild_id is not None
+        await self.bot.services.moderation.set_modlog(interaction.guild_id, interaction.user.id, None)
+        await interaction.response.send_message("Moderation events are no longer posted.", ephemeral=True)
+
+
 class ModerationCog(commands.Cog):
     def __init__(self, bot: AnimateBot) -> None:
         self.bot = bot
@@ -271,4 +291,5 @@ async def setup(bot: AnimateBot) -> None:
     bot.tree.add_command(QuotaGroup(bot))
     bot.tree.add_command(ChannelsGroup(bot))
     bot.tree.add_command(PoolGroup(bot))
+    bot.tree.add_command(ModLogGroup(bot))
     await bot.add_cog(ModerationCog(bot))

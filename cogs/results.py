@@ -1,8 +1,11 @@
-"""A delivered result's buttons: Animate again, Info and Delete, alive across restarts."""
+"""A delivered result's buttons (Animate again, Info, Report, Delete) and, on a report in the mod
+log, the moderators' Delete and Block; all alive across restarts (the job id is in the ids)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import discord
@@ -10,7 +13,7 @@ from discord.ext import commands
 
 from bot.discord_adapter.client import AnimateBot
 from bot.jobs import Job
-from bot.pipeline.animations import Removed
+from bot.pipeline.animations import Removed, Reported
 from cogs.animate import JobButton
 from cogs.cards import info_text
 from cogs.checks import is_moderator
@@ -18,16 +21,39 @@ from cogs.checks import is_moderator
 Interaction = discord.Interaction[AnimateBot]
 
 NOT_YOURS = "Only the person who asked for it, or a moderator here, can delete this result."
+NOT_A_MODERATOR = "Only moderators (Manage Server) can act on reports; nothing was changed."
+GONE = "There is no job `{}` any more."
+REPORTED = {
+    Reported.DONE: "🚩 Reported to this server's moderators. Thank you.",
+    Reported.ALREADY: "You have reported this result already.",
+    Reported.OWN: "That is your own result: you can delete it instead.",
+    Reported.NOT_HERE: "Reports go to a server's moderators; this result is not in a server.",
+}
+REMOVED = {
+    Removed.DONE: "🗑️ Deleted. The job stays in the /jobs list.",
+    Removed.NOT_YOURS: NOT_YOURS,
+}
+Remover = Callable[[Job], Awaitable[None]]  # deletes a result's message
+LOOKS = {"info": ("Info", "ℹ️"), "report": ("Report", "🚩"), "delete": ("Delete", "🗑️")}
+
+
+async def delete_result(interaction: Interaction, job_id: str, remove: Remover) -> str:
+    """Delete a result for whoever clicked (the requester, or a moderator of its server)."""
+    outcome = await interaction.client.services.animations.delete_result(
+        job_id, interaction.user.id, by=interaction.user.display_name, remove=remove,
+        moderator_of=interaction.guild_id if is_moderator(interaction) else None,
+    )  # fmt: skip
+    return REMOVED.get(outcome, GONE.format(job_id))
 
 
 class ResultButton(
     discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-    template=r"result:(?P<action>delete|info):(?P<job_id>[a-z0-9]+)",
+    template=r"result:(?P<action>info|report|delete):(?P<job_id>[a-z0-9]+)",
 ):
     """A result's button: the job id is in the custom id, so it works on any old result."""
 
     def __init__(self, action: str, job_id: str) -> None:
-        label, emoji = ("Delete", "🗑️") if action == "delete" else ("Info", "ℹ️")
+        label, emoji = LOOKS[action]
         super().__init__(
             discord.ui.Button(custom_id=f"result:{action}:{job_id}", label=label, emoji=emoji,
                               style=discord.ButtonStyle.secondary)
@@ -43,34 +69,92 @@ class ResultButton(
 
     async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
         await interaction.response.defer(ephemeral=True, thinking=True)
+        animations = interaction.client.services.animations
         if self.action == "info":  # anyone may read it: the card shows the prompt already
-            job = await interaction.client.services.animations.info(self.job_id)
-            text = info_text(job) if job is not None else f"There is no job `{self.job_id}` any more."
-            await interaction.followup.send(text, ephemeral=True)
-            return
-        message = interaction.message
+            job = await animations.info(self.job_id)
+            text = info_text(job) if job is not None else GONE.format(self.job_id)
+        elif self.action == "report":
+            text = REPORTED.get(
+                await animations.report(self.job_id, interaction.user.id), GONE.format(self.job_id)
+            )
+        else:
+            message = interaction.message
 
-        async def remove() -> None:
-            if message is not None:
+            async def remove(job: Job) -> None:
+                if message is not None:
+                    await message.delete()
+
+            text = await delete_result(interaction, self.job_id, remove)
+        await interaction.followup.send(text, ephemeral=True)
+
+
+class ReportButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=r"report:(?P<action>delete|block):(?P<job_id>[a-z0-9]+)",
+):
+    """On a report in the mod log: the moderators' Delete (the result) and Block (its requester)."""
+
+    def __init__(self, action: str, job_id: str) -> None:
+        delete = action == "delete"
+        super().__init__(
+            discord.ui.Button(custom_id=f"report:{action}:{job_id}", label="Delete result" if delete else
+                              "Block member", style=discord.ButtonStyle.danger)
+        )  # fmt: skip
+        self.action = action
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> ReportButton:
+        return cls(match["action"], match["job_id"])
+
+    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        services = interaction.client.services
+        job = await services.animations.info(self.job_id)
+        if job is None:
+            await interaction.followup.send(GONE.format(self.job_id), ephemeral=True)
+            return
+        if not is_moderator(interaction) or interaction.guild_id != job.guild_id:
+            await interaction.followup.send(NOT_A_MODERATOR, ephemeral=True)
+            return
+        if self.action == "delete":
+            text = await delete_result(interaction, self.job_id, self._delete_posted(interaction.client))
+        else:
+            assert job.guild_id is not None and job.user_id is not None
+            await services.moderation.block_member(
+                job.guild_id, interaction.user.id, job.user_id, f"reported result {job.id}"
+            )
+            text = f"⛔ <@{job.user_id}> is blocked from /animate here (`/quota unblock` undoes it)."
+        await interaction.followup.send(text, ephemeral=True)
+
+    @staticmethod
+    def _delete_posted(bot: AnimateBot) -> Remover:
+        async def remove(job: Job) -> None:
+            if job.result_channel_id is None or job.result_message_id is None:
+                return  # posted before results were located: the card still says it is deleted
+            message = bot.get_partial_messageable(job.result_channel_id).get_partial_message(
+                job.result_message_id
+            )
+            with contextlib.suppress(discord.NotFound):  # deleted already: the same end
                 await message.delete()
 
-        outcome = await interaction.client.services.animations.delete_result(
-            self.job_id, interaction.user.id, by=interaction.user.display_name, remove=remove,
-            moderator_of=interaction.guild_id if is_moderator(interaction) else None,
-        )  # fmt: skip
-        text = {
-            Removed.DONE: "🗑️ Deleted. The job stays in your /jobs list.",
-            Removed.NOT_YOURS: NOT_YOURS,
-            Removed.NO_SUCH_JOB: f"There is no job `{self.job_id}` any more.",
-        }[outcome]
-        await interaction.followup.send(text, ephemeral=True)
+        return remove
 
 
 def result_buttons(job: Job) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     view.add_item(JobButton("again", job.id))
-    view.add_item(ResultButton("info", job.id))
-    view.add_item(ResultButton("delete", job.id))
+    for action in ("info", "report", "delete"):
+        view.add_item(ResultButton(action, job.id))
+    return view
+
+
+def report_buttons(job_id: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(ReportButton("delete", job_id))
+    view.add_item(ReportButton("block", job_id))
     return view
 
 
@@ -79,12 +163,14 @@ class ResultsCog(commands.Cog):
         self.bot = bot
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(ResultButton)
+        self.bot.add_dynamic_items(ResultButton, ReportButton)
         self.bot.render_result = result_buttons
+        self.bot.render_report = report_buttons
 
     async def cog_unload(self) -> None:
-        self.bot.remove_dynamic_items(ResultButton)
+        self.bot.remove_dynamic_items(ResultButton, ReportButton)
         self.bot.render_result = None
+        self.bot.render_report = None
 
 
 async def setup(bot: AnimateBot) -> None:

@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from bot.jobs import Job
-from bot.pipeline.delivery import Attachment, Route, RouteUnavailable, UploadTooLarge
+from bot.pipeline.delivery import Attachment, Posted, Route, RouteUnavailable, UploadTooLarge
 
 
 @dataclass
@@ -38,7 +38,7 @@ class RecordingMessenger:
     def upload_limit(self, job: Job, route: Route) -> int | None:
         return self.limits.get(route)
 
-    async def send(self, job: Job, route: Route, text: str, attachment: Attachment | None) -> None:
+    async def send(self, job: Job, route: Route, text: str, attachment: Attachment | None) -> Posted | None:
         if route in self.unavailable:
             raise RouteUnavailable("test: route down")
         if (
@@ -52,6 +52,7 @@ class RecordingMessenger:
         self.sent.append(Sent(job.id, route, text, attachment))
         if self.crash_after_send:
             raise RuntimeError("test: crashed after sending, before recording the delivery")
+        return Posted(job.channel_id or 0, len(self.sent))
 
     async def show_status(self, job: Job, detail: str) -> None:
         self.statuses.append((job.id, job.state.value, detail))

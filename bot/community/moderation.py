@@ -15,6 +15,7 @@ from typing import Final, Protocol, TypeVar
 
 from bot.community.admission import Policy, resolve_plan
 from bot.community.defaults import check, describe
+from bot.community.modlog import ModEvent, ModLog, announce
 from bot.community.plans import PlanChoice
 from bot.community.prompt_filter import PromptBlocked, PromptFilter, RuleError, check_rule
 from bot.store import (
@@ -73,20 +74,40 @@ class Moderation:
     """The moderators' service: one method per command, each one unit of work."""
 
     def __init__(
-        self, store: Store, policy: Policy, submitting: Submitting, prompt_filter: PromptFilter | None = None
-    ) -> None:
+        self, store: Store, policy: Policy, submitting: Submitting, prompt_filter: PromptFilter | None = None,
+        modlog: ModLog | None = None,
+    ) -> None:  # fmt: skip
         self.store = store
         self.policy = policy
         self.submitting = submitting
         self.prompt_filter = prompt_filter or PromptFilter(store)
+        self.modlog = modlog
 
     async def _change(
         self, guild_id: int, actor: int, action: str, target: str | None,
         detail: str | Callable[[T], str], change: Callable[[Tx], T],
     ) -> T:  # fmt: skip
-        return await self.store.moderate(
-            guild_id, self.policy.welcome_credits, actor, action, target, detail, change
+        said: list[str] = []
+
+        def noted(result: T) -> str:
+            said.append(detail(result) if callable(detail) else detail)
+            return said[0]
+
+        result = await self.store.moderate(
+            guild_id, self.policy.welcome_credits, actor, action, target, noted, change
         )
+        await announce(
+            self.store, self.modlog, guild_id, ModEvent(action, actor, target, said[0] if said else None)
+        )
+        return result
+
+    async def set_modlog(self, guild_id: int, actor: int, channel_id: int | None) -> None:
+        """Where this server's moderation events are posted (None: nowhere)."""
+        where = f"<#{channel_id}>" if channel_id else None
+        await self._change(
+            guild_id, actor, "modlog", where, "on" if channel_id else "off",
+            lambda tx: pools.update(tx, guild_id, modlog_channel_id=channel_id),
+        )  # fmt: skip
 
     async def set_member_plan(self, guild_id: int, actor: int, user_id: int, plan: str | None) -> None:
         await self._change(

@@ -54,6 +54,8 @@ IDENTIFY_MARGIN: Final = 0.25
 CardRenderer = Callable[[Job, str], tuple[discord.Embed, discord.ui.View]]
 # A delivered result's buttons, as the cog that owns them draws them.
 ResultRenderer = Callable[[Job], discord.ui.View]
+# A reported result's buttons in the mod log (by job id), as the cog that owns them draws them.
+ReportRenderer = Callable[[str], discord.ui.View]
 
 
 def point_discord_at(settings: Settings) -> None:
@@ -71,6 +73,7 @@ class AnimateBot(commands.AutoShardedBot):
     services: Services  # set by the runner before login (not for `sync`, which runs no command)
     render_card: CardRenderer | None = None  # registered by the cog that owns the card
     render_result: ResultRenderer | None = None  # registered by the cog that owns the result's buttons
+    render_report: ReportRenderer | None = None  # the same cog's moderator buttons on a report
 
     def __init__(self, settings: Settings) -> None:
         # discord.py's own "no count": GET /gateway/bot gives the count and every shard runs here.

@@ -19,10 +19,11 @@ from typing import Any
 
 import discord
 
+from bot.community.modlog import ModEvent
 from bot.discord_adapter.client import AnimateBot, shard_of
 from bot.discord_adapter.limits import DEFAULT_UPLOAD_LIMIT, TOKEN_MARGIN
 from bot.jobs import Job
-from bot.pipeline.delivery import Attachment, Messenger, Route, RouteUnavailable, UploadTooLarge
+from bot.pipeline.delivery import Attachment, Messenger, Posted, Route, RouteUnavailable, UploadTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -65,19 +66,21 @@ class DiscordMessenger(Messenger):
         # A DM is the last resort for a job from a server; a DM job already used its channel.
         return DEFAULT_UPLOAD_LIMIT if job.guild_id is not None and job.user_id else None
 
-    async def send(self, job: Job, route: Route, text: str, attachment: Attachment | None) -> None:
+    async def send(self, job: Job, route: Route, text: str, attachment: Attachment | None) -> Posted | None:
         files = [discord.File(io.BytesIO(attachment.data), attachment.filename)] if attachment else []
         view = self.bot.render_result(job) if self.bot.render_result is not None else discord.utils.MISSING
+        message: discord.Message | discord.WebhookMessage
         try:
             if route is Route.INTERACTION:
-                await self._webhook(job).send(content=text, files=files, view=view, wait=True)
+                message = await self._webhook(job).send(content=text, files=files, view=view, wait=True)
             elif route is Route.CHANNEL:
                 assert job.channel_id is not None
-                await self.bot.get_partial_messageable(job.channel_id).send(
+                message = await self.bot.get_partial_messageable(job.channel_id).send(
                     content=text, files=files, view=view
                 )
             else:
-                await (await self._requester(job)).send(content=text, files=files, view=view)
+                message = await (await self._requester(job)).send(content=text, files=files, view=view)
+            return Posted(message.channel.id, message.id)
         except discord.HTTPException as exc:
             if exc.status == 413 or exc.code == 40005:
                 raise UploadTooLarge from None
@@ -100,6 +103,24 @@ class DiscordMessenger(Messenger):
             await self.bot.get_partial_messageable(channel_id).send(text)
         except discord.HTTPException as exc:
             log.warning("alert to channel %s failed (%s %s): %s", channel_id, exc.status, exc.code, text)
+
+    async def post(self, channel_id: int, event: ModEvent) -> None:
+        """A moderation event in the server's mod log channel, as an embed."""
+        embed = discord.Embed(title=event.action, colour=discord.Colour.orange())
+        embed.add_field(name="By", value=f"<@{event.actor_id}>", inline=True)
+        if event.target:
+            embed.add_field(name="About", value=event.target[:1024], inline=True)
+        if event.detail:
+            embed.add_field(name="Detail", value=event.detail[:1024], inline=False)
+        view = discord.utils.MISSING
+        if event.job_id is not None and self.bot.render_report is not None:
+            view = self.bot.render_report(event.job_id)
+        try:
+            await self.bot.get_partial_messageable(channel_id).send(
+                embed=embed, view=view, allowed_mentions=discord.AllowedMentions.none()
+            )
+        except discord.HTTPException as exc:
+            log.warning("mod log post to channel %s failed (%s %s)", channel_id, exc.status, exc.code)
 
     async def find_sent(self, job: Job, since: float) -> bool | None:
         """Look for the bot's message naming this job, posted since ``since``, wherever the

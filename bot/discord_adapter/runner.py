@@ -27,7 +27,8 @@ async def run_bot(settings: Settings) -> int:
     async with bot:
         # The services close before the client: stop taking work, let every job rest where it
         # is for the next start, then log out.
-        async with open_services(settings, DiscordMessenger(bot), health=bot.health) as services:
+        messenger = DiscordMessenger(bot)
+        async with open_services(settings, messenger, health=bot.health, modlog=messenger) as services:
             bot.services = services
             starter = asyncio.create_task(bot.serve_when_ready(services), name="pipeline-start")
             runner = asyncio.create_task(bot.start(settings.discord_token.reveal()), name="discord")

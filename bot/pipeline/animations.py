@@ -19,7 +19,8 @@ from typing import Final
 
 from bot.community.admission import Admitted, Policy, Refused, admit, low_balance_alert
 from bot.community.defaults import check, choose
-from bot.community.prompt_filter import PromptFilter
+from bot.community.modlog import ModEvent, ModLog, announce
+from bot.community.prompt_filter import PromptBlocked, PromptFilter, label
 from bot.jobs import Job, JobOptions, may_manage
 from bot.media.attachment_url import expired
 from bot.media.fetch import FetchError, fetch_bytes
@@ -95,6 +96,14 @@ class Cancelled(enum.Enum):
     ALREADY_ENDED = "already ended"
 
 
+class Reported(enum.Enum):
+    DONE = "done"
+    NO_SUCH_JOB = "no such job"
+    OWN = "own result"  # they can delete it themselves
+    ALREADY = "already reported"
+    NOT_HERE = "not in a server"  # no moderators to tell
+
+
 class Removed(enum.Enum):
     DONE = "done"
     NO_SUCH_JOB = "no such job"
@@ -105,7 +114,7 @@ class Animations:
     def __init__(
         self, store: Store, pipeline: Pipeline, policy: Policy, *, metrics: Metrics | None = None,
         links: LinkFetcher | None = None, prompt_filter: PromptFilter | None = None,
-        keeping: Keeping | None = None,
+        keeping: Keeping | None = None, modlog: ModLog | None = None,
     ) -> None:  # fmt: skip
         self.store = store
         self.pipeline = pipeline
@@ -114,6 +123,7 @@ class Animations:
         self.links = links or LinkFetcher()  # whoever made it closes it (services.py does)
         self.prompt_filter = prompt_filter or PromptFilter(store)
         self.keeping = keeping or Keeping()
+        self.modlog = modlog
         # A few at a time: a burst of hundreds would otherwise crowd the image fetches and the
         # store's write lock all at once, starving the defers of later commands and the scheduler.
         self._slots = asyncio.Semaphore(ADMISSIONS_AT_ONCE)
@@ -127,6 +137,11 @@ class Animations:
         except StoreUnavailable as exc:
             log.warning("prompt filter unreadable: %s", exc)
             raise NotRecorded from exc
+        except PromptBlocked as blocked:
+            who = requester.user_id
+            said = f"{label(blocked.rule)} · {options.prompt[:300]}"
+            await self._note(requester.guild_id, who, "prompt refused", f"<@{who}>", said)
+            raise
         async with self._slots:
             began = time.monotonic()
             picture = await self._read_source(source)
@@ -239,7 +254,7 @@ class Animations:
 
     async def delete_result(
         self, job_id: str, user_id: int, *, moderator_of: int | None, by: str,
-        remove: Callable[[], Awaitable[None]],
+        remove: Callable[[Job], Awaitable[None]],
     ) -> Removed:  # fmt: skip
         """Remove a job's result message (``remove``: the Discord side) for its requester or a
         moderator of its server; the job row stays. In a server the deletion is audited and
@@ -249,14 +264,51 @@ class Animations:
             return Removed.NO_SUCH_JOB
         if not may_manage(job, user_id, moderator_of=moderator_of):
             return Removed.NOT_YOURS
-        await remove()
-        if job.guild_id is not None:
-            await self.store.moderate(
-                job.guild_id, self.policy.welcome_credits, user_id, "result delete", f"job {job.id}", by,
-                lambda tx: None,
-            )  # fmt: skip
+        await remove(job)
+        await self._note(job.guild_id, user_id, "result delete", f"job {job.id}", by)
         await self.pipeline.messenger.show_status(job, f"🗑️ result deleted by {by}")
         return Removed.DONE
+
+    async def report(self, job_id: str, reporter_id: int) -> Reported:
+        """A member reports a result to the server's moderators: audited, and posted to the mod
+        log with Delete and Block offered; once per member and result."""
+        job = await self.store.get_job(job_id)
+        if job is None:
+            return Reported.NO_SUCH_JOB
+        if job.guild_id is None:
+            return Reported.NOT_HERE
+        if job.user_id == reporter_id:
+            return Reported.OWN
+        if not await self.store.report(job.id, reporter_id):
+            return Reported.ALREADY
+        where = ""
+        if job.result_channel_id and job.result_message_id:
+            where = f" · https://discord.com/channels/{job.guild_id}/{job.result_channel_id}/{job.result_message_id}"
+        said = f"<@{job.user_id}>'s result: {job.options.prompt[:300]}{where}"
+        await self._note(job.guild_id, reporter_id, "result report", f"job {job.id}", said, job_id=job.id)
+        return Reported.DONE
+
+    async def _note(
+        self,
+        guild_id: int | None,
+        actor: int,
+        action: str,
+        target: str,
+        detail: str,
+        *,
+        job_id: str | None = None,
+    ) -> None:
+        """Audit an event in a server, and post it to the server's mod log."""
+        if guild_id is None:
+            return
+        try:
+            await self.store.moderate(
+                guild_id, self.policy.welcome_credits, actor, action, target, detail, lambda tx: None
+            )
+        except Exception:  # the member's answer does not wait on the moderators' record
+            log.exception("%s not audited in server %s", action, guild_id)
+            return
+        await announce(self.store, self.modlog, guild_id, ModEvent(action, actor, target, detail, job_id))
 
     async def _read_source(self, source: ImageSource) -> Picture:
         """The checked picture, from the link, the attachment, or (its URL expired) the store."""

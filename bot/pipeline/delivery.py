@@ -69,12 +69,21 @@ class Attachment:
     data: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """Where a message landed: to find (or delete) it later."""
+
+    channel_id: int
+    message_id: int
+
+
 class Messenger(Protocol):
     def upload_limit(self, job: Job, route: Route) -> int | None:
         """Bytes this route accepts per file, or None when the route cannot be used now."""
 
-    async def send(self, job: Job, route: Route, text: str, attachment: Attachment | None) -> None:
-        """Post ``text`` (mentioning the requester) with the optional file, or raise."""
+    async def send(self, job: Job, route: Route, text: str, attachment: Attachment | None) -> Posted | None:
+        """Post ``text`` (mentioning the requester) with the optional file, or raise; where it
+        landed (None when the route cannot say)."""
 
     async def show_status(self, job: Job, detail: str) -> None:
         """Bring the job's status card up to date (best effort)."""
@@ -231,11 +240,11 @@ class Delivery:
         await self.store.mark_delivery_started(job.id, time.time())
         for route, limit in routes:
             try:
-                note = await self._send(job, route, text, attachment_source, limit)
+                note, posted = await self._send(job, route, text, attachment_source, limit)
             except RouteUnavailable as exc:
                 log.info("job=%s %s unavailable: %s", job.id, route, exc)
                 continue
-            await self._mark_delivered(job, f"{route}: {note}")
+            await self._mark_delivered(job, f"{route}: {note}", posted=posted)
             return True
         log.warning("job=%s no route reached the requester", job.id)
         await self._retry_later(job)
@@ -279,12 +288,13 @@ class Delivery:
             None,
         )
 
-    async def _send(self, job: Job, route: Route, text: str, video: bytes | None, limit: int) -> str:
+    async def _send(
+        self, job: Job, route: Route, text: str, video: bytes | None, limit: int
+    ) -> tuple[str, Posted | None]:
         if video is None:
             if job.state is JobState.COMPLETED:
                 text += f"\n{job.result_url} (this link expires: save the video soon)"
-            await self.messenger.send(job, route, text, None)
-            return "text"
+            return "text", await self.messenger.send(job, route, text, None)
         try:
             fitted = video if len(video) <= limit else await asyncio.to_thread(fit_to_size, video, limit)
         except InvalidVideo:  # not a video we can re-encode: the link is all we can give
@@ -294,23 +304,31 @@ class Delivery:
             shrunk = fitted is not video
             body = text + (f"\n(re-encoded to fit the {_mib(limit)} upload limit)" if shrunk else "")
             try:
-                await self.messenger.send(job, route, body, Attachment(f"animation-{job.id}.mp4", fitted))
-                return "re-encoded video" if shrunk else "video"
+                posted = await self.messenger.send(
+                    job, route, body, Attachment(f"animation-{job.id}.mp4", fitted)
+                )
+                return ("re-encoded video" if shrunk else "video"), posted
             except UploadTooLarge:
                 log.info("job=%s %s refused %d bytes as too large", job.id, route, len(fitted))
         link = (
             f"\n{job.result_url}\n(too large to attach under the {_mib(limit)} upload limit; "
             "this link expires: save the video soon)"
         )
-        await self.messenger.send(job, route, text + link, None)
-        return "link"
+        return "link", await self.messenger.send(job, route, text + link, None)
 
-    async def _mark_delivered(self, job: Job, note: str, *, reached: bool = True) -> None:
+    async def _mark_delivered(
+        self, job: Job, note: str, *, reached: bool = True, posted: Posted | None = None
+    ) -> None:
         try:
             if reached:
+                where = (
+                    {"result_channel_id": posted.channel_id, "result_message_id": posted.message_id}
+                    if posted
+                    else {}
+                )
                 done = await self.store.transition(
                     job.id, JobState.DELIVERED, expected=job.state, delivered_at=time.time(),
-                    delivery_note=note,
+                    delivery_note=note, **where,
                 )  # fmt: skip
             else:
                 done = await self.store.mark_undeliverable(job, note)

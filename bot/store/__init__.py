@@ -10,6 +10,7 @@ The SQL lives in one module per table family, as plain functions of a transactio
 - :mod:`bot.store.prompt_rules`: a server's prompt filter;
 - :mod:`bot.store.option_defaults`: default /animate options per channel and per member;
 - :mod:`bot.store.pictures`: checked pictures kept for a while (jobs outlive attachment URLs);
+- :mod:`bot.store.reports`: members' reports of results;
 - :mod:`bot.store.leader`: the leader's lease and term (which process runs the leader's loops);
 - :mod:`bot.store.pause`: the API account's submitting pause, which any process may lift;
 - :mod:`bot.store.turns`: turns the processes take one at a time (Discord's identify buckets);
@@ -42,6 +43,7 @@ from bot.store import (
     pictures,
     pools,
     prompt_rules,
+    reports,
     rules,
     turns,
 )
@@ -277,6 +279,10 @@ class Store:
     async def picture(self, sha256: str) -> Picture | None:
         at = time.time()
         return await self.atomic(lambda tx: pictures.get(tx, sha256, at))
+
+    async def report(self, job_id: str, reporter_id: int) -> bool:
+        """Record a member's report of a result; False when they had reported it already."""
+        return await self.atomic(lambda tx: reports.add(tx, job_id, reporter_id))
 
     async def prompt_rules(self, guild_id: int) -> list[PromptRule]:
         return await self._read(lambda tx: prompt_rules.for_guild(tx, guild_id))

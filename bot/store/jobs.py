@@ -50,6 +50,7 @@ COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("upload_limit", "upload_limit"), ("outcome", "outcome"), ("delivery_note", "delivery_note"),
     ("delivery_started_at", "delivery_started_at"), ("image_origin", "image_origin"),
     ("image_sha256", "image_sha256"), ("plan", "plan"), ("plan_why", "plan_why"),
+    ("result_channel_id", "result_channel_id"), ("result_message_id", "result_message_id"),
 )  # fmt: skip
 
 _SELECT: Final = f"SELECT {', '.join(name for name, _ in COLUMNS)} FROM jobs"
@@ -88,7 +89,7 @@ _in_field_order, _STATE_FIELD, _OPTIONS_FIELD, _OPTIONS_AT = _reader()
 _TRANSITION_FIELDS: Final = frozenset(
     {
         "api_job_id", "actual_credits", "result_url", "error", "submitted_at", "completed_at", "delivered_at",
-        "delivery_note",
+        "delivery_note", "result_channel_id", "result_message_id",
     }
 )  # fmt: skip
 # The end a state stands for, written with the move so it survives 'delivered'.

@@ -15,12 +15,20 @@ from bot.store.engine import Query, Row, Tx, fetch, nothing, pool_key
 from bot.store.records import Guild, LedgerRow
 
 _COLUMNS: Final = (
-    "guild_id, default_plan, balance, daily_allowance, low_balance_threshold, alert_channel_id, alert_armed"
+    "guild_id, default_plan, balance, daily_allowance, low_balance_threshold, alert_channel_id, alert_armed,"
+    " modlog_channel_id"
 )
 _SELECT: Final = f"SELECT {_COLUMNS} FROM guilds"
 # Settings a moderator may change (the allow-list keeps the dynamic SET clause safe).
 _SETTINGS: Final = frozenset(
-    {"default_plan", "daily_allowance", "low_balance_threshold", "alert_channel_id", "alert_armed"}
+    {
+        "default_plan",
+        "daily_allowance",
+        "low_balance_threshold",
+        "alert_channel_id",
+        "alert_armed",
+        "modlog_channel_id",
+    }
 )
 
 
@@ -35,7 +43,7 @@ def guild_at(row: Sequence[Any], at: int) -> Guild | None:
 
 
 def _guild(row: Sequence[Any]) -> Guild:
-    return Guild(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]))
+    return Guild(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]), row[7])
 
 
 def _first_guild(rows: list[Row]) -> Guild | None:

@@ -67,6 +67,7 @@ class Guild:
     low_balance_threshold: int | None
     alert_channel_id: int | None
     alert_armed: bool
+    modlog_channel_id: int | None = None  # where moderation events are posted (/modlog)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ import pytest
 
 from bot.community.admission import Policy
 from bot.community.moderation import Moderation, ModerationError
+from bot.community.modlog import ModEvent
 from bot.store import Store, Tx, rules
 from testkit.books import ledger_sum
 
@@ -145,3 +146,30 @@ async def test_a_filter_rule_that_cannot_be_added_changes_nothing(
     with pytest.raises(ModerationError, match="no filter rule #99"):
         await moderation.remove_prompt_rule(G, MOD, 99)
     assert await store.audit_rows(G) == before and len(await moderation.prompt_rules(G)) == 1
+
+
+class Sink:
+    """The mod log's Discord side, recorded."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[int, ModEvent]] = []
+
+    async def post(self, channel_id: int, event: ModEvent) -> None:
+        self.posts.append((channel_id, event))
+
+
+async def test_with_a_mod_log_every_audited_change_is_posted_there_too(store: Store) -> None:
+    sink = Sink()
+    moderation = Moderation(store, POLICY, Scheduler(), modlog=sink)
+    await moderation.block_member(G, MOD, MEMBER, "spam")  # no mod log yet: audited only
+    await moderation.set_modlog(G, MOD, 555)
+    await moderation.topup(G, MOD, 100)
+    await moderation.add_prompt_rule(G, MOD, "word", "goblin")
+    await moderation.set_modlog(G, MOD, None)
+    await moderation.unblock_member(G, MOD, MEMBER)  # off again: audited only
+    assert [(channel, e.action, e.actor_id, e.detail) for channel, e in sink.posts] == [
+        (555, "modlog", MOD, "on"),
+        (555, "pool topup", MOD, "+100 -> 600"),
+        (555, "filter add", MOD, "word rule #1"),
+    ]
+    assert len(await store.audit_rows(G)) == 6

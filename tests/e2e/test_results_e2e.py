@@ -43,7 +43,8 @@ async def test_delete_by_the_requester_or_a_moderator_and_no_one_else(tmp_path: 
         jobs = {j.user_id: j for j in await w.bot.jobs()}
         alice_job, bob_job = jobs[w.alice.id], jobs[w.bob.id]
         assert buttons(mine) == [
-            f"job:again:{alice_job.id}", f"result:info:{alice_job.id}", f"result:delete:{alice_job.id}"
+            f"job:again:{alice_job.id}", f"result:info:{alice_job.id}", f"result:report:{alice_job.id}",
+            f"result:delete:{alice_job.id}",
         ]  # fmt: skip
 
         assert "Only the person who asked" in await click(w, mine, f"result:delete:{alice_job.id}", w.bob)
