@@ -91,6 +91,10 @@ def _discord_error(err: ValidationError) -> FieldError:
         missing = re.match(r"'([^']+)' is a required property", err.message)
         name = missing.group(1) if missing else "_"
         return FieldError((*path, name), "BASE_TYPE_REQUIRED", "This field is required")
+    bounds = ("minLength", "maxLength") if kind in ("minLength", "maxLength") else ("minItems", "maxItems")
+    if kind in bounds and isinstance(err.schema, dict) and all(b in err.schema for b in bounds):
+        low, high = (err.schema[b] for b in bounds)
+        return FieldError(path, "BASE_TYPE_BAD_LENGTH", f"Must be between {low} and {high} in length.")
     if kind in ("maxLength", "maxItems"):
         return FieldError(path, "BASE_TYPE_MAX_LENGTH", f"Must be {value} or fewer in length.")
     if kind in ("minLength", "minItems"):
