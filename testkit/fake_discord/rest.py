@@ -389,6 +389,7 @@ class RestApi:
 
     def _store_command(self, raw: dict[str, Any], guild_id: int | None) -> dict[str, Any]:
         ctype = int(raw.get("type", 1))
+        perms = raw.get("default_member_permissions")
         key = (guild_id, ctype, str(raw["name"]))
         cid = self.world._command_ids.setdefault(key, self.world.snowflake())
         cmd: dict[str, Any] = {
@@ -400,7 +401,8 @@ class RestApi:
             "name_localizations": raw.get("name_localizations"),
             "description": raw.get("description", ""),
             "description_localizations": raw.get("description_localizations"),
-            "default_member_permissions": raw.get("default_member_permissions"),
+            # a permission bit set goes out as a decimal string, whatever form it came in
+            "default_member_permissions": None if perms is None else str(perms),
             "dm_permission": raw.get("dm_permission", True),
             "nsfw": bool(raw.get("nsfw", False)),
         }

@@ -964,6 +964,8 @@ class FakeDiscord:
             msg.interaction_user_id = interaction.user.id
             msg.interaction_type = interaction.type
             msg.interaction_name = interaction.name if interaction.type == 2 else None
+            if interaction.type == 3 and interaction.source_message is not None:
+                msg.interacted_message_id = interaction.source_message.id
         msg.versions.append(msg.snapshot(route, now))
         self.world.messages[msg.id] = msg
         self.world.message_order.append(msg)

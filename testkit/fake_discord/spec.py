@@ -304,10 +304,47 @@ def request_amendments(schemas: Mapping[str, Any]) -> dict[str, Any]:
 
     A snowflake may be a JSON integer: the spec types it as a decimal string, Discord parses
     either, and discord.py sends integers (a new upload's ``attachments[].id``, its index among
-    the ``files[n]`` parts; ``recipient_id`` when it opens a DM).
+    the ``files[n]`` parts; ``recipient_id`` when it opens a DM). (The other way round, an
+    integer field given as a string of digits: :func:`accept_int_strings`.)
     """
     snowflake = schemas["SnowflakeType"]
     return {"SnowflakeType": {"anyOf": [snowflake, {"type": "integer", "minimum": 0}]}}
+
+
+def accept_int_strings(node: Any) -> Any:
+    """The request document with every integer field also taking a string of digits.
+
+    The spec's own README: "Our API accepts strings for int fields if they are parseable as
+    ints" (and the spec types some fields as ints that the docs call strings: discord.py sends
+    ``default_member_permissions`` as ``"32"``). Each such schema is wrapped in ``INT_STRING``.
+    """
+    if isinstance(node, list):
+        return [accept_int_strings(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "oneOf" and isinstance(value, list) and any(_takes(b, "string") for b in value):
+            # A union with a string branch of its own (``nonce``: int or string) keeps its
+            # integers strict, or a string of digits would match two branches of a oneOf.
+            out[key] = [_int_strict(b) for b in value]
+        else:
+            out[key] = accept_int_strings(value)
+    if _takes(out, "integer"):
+        return {INT_STRING: out}
+    return out
+
+
+def _takes(schema: Any, kind: str) -> bool:
+    types = schema.get("type") if isinstance(schema, dict) else None
+    return types == kind or (isinstance(types, list) and kind in types)
+
+
+def _int_strict(branch: Any) -> Any:
+    converted = accept_int_strings(branch)
+    if isinstance(converted, dict) and set(converted) == {INT_STRING}:
+        return converted[INT_STRING]
+    return converted
 
 
 def response_amendments(schemas: Mapping[str, Any]) -> dict[str, Any]:
@@ -423,7 +460,18 @@ def _tagged(
     yield from validator.descend(instance, branch)
 
 
-Validator = validators.extend(Draft202012Validator, {NULLABLE: _nullable, TAGGED: _tagged})
+INT_STRING = "x-fake-int-or-digits"
+
+
+def _int_string(validator: Any, schema_of: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if isinstance(instance, str) and re.fullmatch(r"-?[0-9]+", instance):
+        instance = int(instance)
+    yield from validator.descend(instance, schema_of)
+
+
+Validator = validators.extend(
+    Draft202012Validator, {NULLABLE: _nullable, TAGGED: _tagged, INT_STRING: _int_string}
+)
 
 
 class DiscordSpec:
@@ -433,7 +481,7 @@ class DiscordSpec:
         self.document = document
         schemas = document["components"]["schemas"]
         fast = fast_unions(document, document)
-        requests = _amend(fast, request_amendments(fast["components"]["schemas"]))
+        requests = accept_int_strings(_amend(fast, request_amendments(fast["components"]["schemas"])))
         responses = _amend(fast, response_amendments(schemas))
         self.registry: Registry[Any] = Registry().with_resources(
             [

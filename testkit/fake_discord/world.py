@@ -620,6 +620,8 @@ class World:
                 "user": user,
                 "authorizing_integration_owners": owners,
             }
+            if msg.interacted_message_id is not None:  # required for a component's (spec)
+                data["interaction_metadata"]["interacted_message_id"] = str(msg.interacted_message_id)
             if msg.interaction_name is not None:
                 data["interaction_metadata"]["name"] = msg.interaction_name
                 data["interaction_metadata"]["command_type"] = 1

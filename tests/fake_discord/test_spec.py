@@ -107,7 +107,15 @@ async def test_discord_py_integer_ids_are_accepted(
     alice = fake.add_user("alice")
     async with http.post(f"{fake.api_base}/users/@me/channels", json={"recipient_id": alice.id}) as r:
         assert r.status == 200
-    assert fake.spec_violations == []
+    # the other way round: an integer field given as a string of digits (discord.py's
+    # default_member_permissions); the answer carries it as Discord does, a string
+    async with http.put(commands_url(fake), json=[command(default_member_permissions="32")]) as r:
+        assert r.status == 200
+        assert (await r.json())[0]["default_member_permissions"] == "32"
+    async with http.put(commands_url(fake), json=[command(default_member_permissions="lots")]) as r:
+        _, fields = await refused(fake, r)
+    assert fields == [["0.default_member_permissions"]]
+    assert fake.spec_violations == [] and fake.response_violations == []
 
 
 # --- what the spec refuses ----------------------------------------------------------------------------
