@@ -119,7 +119,6 @@ class Schema:
         self.pointer = pointer
         self.contents = contents
         self._validator = Validator({"$ref": f"{uri}#{pointer}"}, registry=registry)
-
         self._scalars: dict[tuple[type, Any], list[FieldError]] = {}
 
     def errors(self, instance: Any) -> list[FieldError]:

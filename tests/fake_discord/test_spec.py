@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from testkit.fake_discord import FakeChannel, FakeConfig, FakeDiscord
+from testkit.fake_discord.server import watch_fakes
 from testkit.fake_discord.validation import valid_command_name
 
 TOKEN = "spec-token"
@@ -294,3 +295,11 @@ async def test_option_names_choices_and_descriptions(fake: FakeDiscord, http: ai
         async with http.put(commands_url(fake), json=[body]) as r:
             _, fields = await refused(fake, r)
         assert fields == [[field]], body
+
+
+async def test_the_harness_sees_every_fake_a_test_starts() -> None:
+    # tests/conftest.py's discord_spec_check reads the violations of the fakes watch_fakes saw
+    with watch_fakes() as seen:
+        async with FakeDiscord(FakeConfig(token=TOKEN)) as inner:
+            pass
+    assert seen == [inner]
