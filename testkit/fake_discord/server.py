@@ -39,7 +39,7 @@ from .models import (
     RequestRecord,
 )
 from .rest import Ctx, MessageFields, RestApi
-from .spec import FieldError, SpecRoute, SpecViolation, errors_tree, load_spec
+from .spec import Direction, FieldError, SpecRoute, SpecViolation, errors_tree, load_spec
 from .world import World, iso
 
 log = logging.getLogger("fake_discord")
@@ -177,14 +177,14 @@ class FakeDiscord:
 
     def _violation(
         self,
-        kind: str,
+        kind: Direction,
         rec: RequestRecord,
         status: int,
         spec_route: SpecRoute | None,
         errors: list[FieldError],
     ) -> None:
         found = SpecViolation(
-            "request" if kind == "request" else "response",
+            kind,
             rec.method,
             rec.path,
             spec_route.template if spec_route else None,
