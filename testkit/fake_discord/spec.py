@@ -473,6 +473,74 @@ Validator = validators.extend(
 )
 
 
+_SCHEMA_REF = "#/components/schemas/"
+
+
+def inline_refs(document: dict[str, Any]) -> dict[str, Any]:
+    """The document with each ``{"$ref": "#/components/schemas/X"}`` replaced by X itself, unless
+    X is part of a cycle (``ErrorDetails``, containers of components): a ``$ref`` costs jsonschema
+    a registry lookup on every use. The copies are shared, not duplicated."""
+    schemas: dict[str, Any] = document["components"]["schemas"]
+    done: dict[str, Any] = {}
+    open_: set[str] = set()
+    cyclic: set[str] = set()
+
+    def refs_in(node: Any, out: set[str]) -> set[str]:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith(_SCHEMA_REF):
+                out.add(ref[len(_SCHEMA_REF) :])
+            for value in node.values():
+                refs_in(value, out)
+        elif isinstance(node, list):
+            for value in node:
+                refs_in(value, out)
+        return out
+
+    graph = {name: refs_in(schema, set()) for name, schema in schemas.items()}
+    state: dict[str, int] = {}
+
+    def visit(name: str, stack: list[str]) -> None:
+        state[name] = 1
+        stack.append(name)
+        for nxt in graph.get(name, ()):
+            if state.get(nxt) == 1:
+                cyclic.update(stack[stack.index(nxt) :])
+            elif nxt not in state:
+                visit(nxt, stack)
+        stack.pop()
+        state[name] = 2
+
+    for name in graph:
+        if name not in state:
+            visit(name, [])
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if len(node) == 1 and isinstance(ref, str) and ref.startswith(_SCHEMA_REF):
+            name = ref[len(_SCHEMA_REF) :]
+            if name in schemas and name not in cyclic:
+                return schema(name)
+        return {key: walk(value) for key, value in node.items()}
+
+    def schema(name: str) -> Any:
+        if name not in done:
+            assert name not in open_, name
+            open_.add(name)
+            done[name] = walk(schemas[name])
+            open_.discard(name)
+        return done[name]
+
+    components = document["components"]
+    new_schemas = {name: (schema(name) if name not in cyclic else walk(schemas[name])) for name in schemas}
+    rest = {k: walk(v) for k, v in document.items() if k != "components"}
+    return {**rest, "components": {**components, "schemas": new_schemas}}
+
+
 class DiscordSpec:
     """The parsed spec, its registry and its routes (one per process: see :func:`load_spec`)."""
 
@@ -480,8 +548,10 @@ class DiscordSpec:
         self.document = document
         schemas = document["components"]["schemas"]
         fast = fast_unions(document, document)
-        requests = accept_int_strings(_amend(fast, request_amendments(fast["components"]["schemas"])))
-        responses = _amend(fast, response_amendments(schemas))
+        requests = inline_refs(
+            accept_int_strings(_amend(fast, request_amendments(fast["components"]["schemas"])))
+        )
+        responses = inline_refs(_amend(fast, response_amendments(schemas)))
         self.registry: Registry[Any] = Registry().with_resources(
             [
                 (REQUEST_URI, Resource.from_contents(requests, default_specification=DRAFT202012)),
