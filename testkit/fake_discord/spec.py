@@ -314,8 +314,9 @@ def accept_int_strings(node: Any) -> Any:
     """The request document with every integer field also taking a string of digits.
 
     The spec's own README: "Our API accepts strings for int fields if they are parseable as
-    ints" (and the spec types some fields as ints that the docs call strings: discord.py sends
-    ``default_member_permissions`` as ``"32"``). Each such schema is wrapped in ``INT_STRING``.
+    ints" (the spec types some fields as ints that the docs call strings, such as
+    ``default_member_permissions``, which discord.py sends as an integer and other libraries as
+    a string). Each such schema is wrapped in ``INT_STRING``.
     """
     if isinstance(node, list):
         return [accept_int_strings(item) for item in node]

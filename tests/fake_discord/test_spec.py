@@ -108,8 +108,8 @@ async def test_discord_py_integer_ids_are_accepted(
     alice = fake.add_user("alice")
     async with http.post(f"{fake.api_base}/users/@me/channels", json={"recipient_id": alice.id}) as r:
         assert r.status == 200
-    # the other way round: an integer field given as a string of digits (discord.py's
-    # default_member_permissions); the answer carries it as Discord does, a string
+    # the other way round: an integer field given as a string of digits (the spec types
+    # default_member_permissions as an integer, the docs as a string); answers carry a string
     async with http.put(commands_url(fake), json=[command(default_member_permissions="32")]) as r:
         assert r.status == 200
         assert (await r.json())[0]["default_member_permissions"] == "32"
