@@ -15,6 +15,7 @@ from bot.store import Store
 from emulator.server import Emulator
 from relay.server import RelayServer
 from testkit.accounts import emulator_config
+from testkit.fake_discord.server import watch_fakes
 from testkit.postgres import (
     REQUIRE_ENV,
     PostgresError,
@@ -26,6 +27,25 @@ from testkit.postgres import (
 from testkit.relay import relay_config
 
 MakeRelay = Callable[..., Awaitable[RelayServer]]
+
+
+@pytest.fixture(autouse=True)
+def discord_spec_check() -> Iterator[None]:
+    """Fails a test whose Discord fake recorded a spec violation: a request Discord would refuse
+    (400 / 50035, its bot has a bug) or an answer the spec does not allow (the fake has one).
+
+    Autouse, so it wraps every fake the test's own fixtures start and checks after they closed.
+    A test that sends a bad request on purpose takes it with ``fake.accept_violations()``.
+    """
+    with watch_fakes() as fakes:
+        yield
+    found = [str(v) for fake in fakes for v in (*fake.spec_violations, *fake.response_violations)]
+    if found:
+        pytest.fail(
+            "the Discord fake recorded spec violations (testkit/fake_discord/README.md, 'The spec'):\n  "
+            + "\n  ".join(found),
+            pytrace=False,
+        )
 
 
 @pytest.fixture

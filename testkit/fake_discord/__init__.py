@@ -26,6 +26,7 @@ from .models import (
     RequestRecord,
 )
 from .server import FakeDiscord
+from .spec import SpecViolation
 
 __all__ = [
     "ApiError",
@@ -51,5 +52,6 @@ __all__ = [
     "RecordedAttachment",
     "RecordedMessage",
     "RequestRecord",
+    "SpecViolation",
     "WaitTimeout",
 ]

@@ -79,6 +79,10 @@ class FakeConfig:
     """Send MESSAGE_CREATE / MESSAGE_UPDATE / MESSAGE_DELETE to the bot (subject to its intents)."""
     ratelimit_limit: int = 50
     """Value of the ``X-RateLimit-Limit`` header (``Remaining`` is always ``limit - 1``)."""
+    validate_spec: bool = True
+    """Hold every REST request and answer to Discord's OpenAPI spec (``spec/openapi.json``): a
+    request it rejects answers 400 / 50035 and lands in ``spec_violations``; an answer of the
+    fake's it rejects lands in ``response_violations``. Off only to measure what it costs."""
 
     def scaled(self, seconds: float) -> float:
         """``seconds`` multiplied by :attr:`time_scale`."""

@@ -28,6 +28,7 @@ class Code:
     MISSING_PERMISSIONS = 50013
     INVALID_WEBHOOK_TOKEN = 50027
     INVALID_FORM_BODY = 50035
+    INVALID_JSON = 50109
 
 
 MESSAGES: dict[int, str] = {
@@ -50,6 +51,7 @@ MESSAGES: dict[int, str] = {
     Code.MISSING_PERMISSIONS: "Missing Permissions",
     Code.INVALID_WEBHOOK_TOKEN: "Invalid Webhook Token",
     Code.INVALID_FORM_BODY: "Invalid Form Body",
+    Code.INVALID_JSON: "The request body contains invalid JSON.",
 }
 
 

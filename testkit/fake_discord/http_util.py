@@ -194,7 +194,7 @@ async def read_body(request: web.Request, max_total: int) -> Body:
                 try:
                     payload = json.loads(data.decode("utf-8"))
                 except ValueError as exc:
-                    raise ApiError(400, 50109, "The request body contains invalid JSON.") from exc
+                    raise ApiError(400, Code.INVALID_JSON) from exc
             else:
                 m = re.fullmatch(r"files\[(\d+)\]|file(\d*)", name)
                 if m is None:
@@ -219,5 +219,5 @@ async def read_body(request: web.Request, max_total: int) -> Body:
     try:
         parsed = json.loads(raw.decode("utf-8"))
     except ValueError as exc:
-        raise ApiError(400, 50109, "The request body contains invalid JSON.") from exc
+        raise ApiError(400, Code.INVALID_JSON) from exc
     return Body(json=parsed, uploads=[], size=len(raw))

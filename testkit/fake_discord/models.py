@@ -320,6 +320,8 @@ class RecordedMessage:
     interaction_user_id: int | None = None
     interaction_name: str | None = None
     interaction_type: int | None = None
+    interacted_message_id: int | None = None
+    """For a message answering a component interaction: the message whose component was used."""
     message_reference: dict[str, Any] | None = None
     edited_at: float | None = None
     edited_timestamp: str | None = None

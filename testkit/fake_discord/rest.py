@@ -20,6 +20,7 @@ from .models import (
     RecordedAttachment,
     RecordedMessage,
 )
+from .spec import FieldError, SpecRoute, errors_tree
 from .validation import (
     ensure_not_empty,
     validate_command,
@@ -61,16 +62,44 @@ class RouteDef:
 class Ctx:
     """One request being handled: params from the path, lazily parsed body."""
 
-    def __init__(self, fake: FakeDiscord, request: web.Request, params: dict[str, str]) -> None:
+    def __init__(
+        self,
+        fake: FakeDiscord,
+        request: web.Request,
+        params: dict[str, str],
+        spec_route: SpecRoute | None = None,
+    ) -> None:
         self.fake = fake
         self.request = request
         self.params = params
+        self.spec_route = spec_route
         self._body: Body | None = None
 
     async def body(self) -> Body:
+        """The parsed body, held to the route's request schema when first read (so each handler's
+        own order of checks, e.g. 404 for an unknown channel first, stays as it was)."""
         if self._body is None:
             self._body = await read_body(self.request, self.fake.config.max_request_size)
+            errors = self.body_errors()
+            if errors:
+                raise ApiError(400, Code.INVALID_FORM_BODY, errors=errors_tree(errors))
         return self._body
+
+    def body_errors(self) -> list[FieldError]:
+        if self.spec_route is None or self._body is None:
+            return []
+        return self.spec_route.check_body(self._body.json)
+
+    async def unread_body_errors(self) -> list[FieldError]:
+        """A body the handler answered without reading (an error first): still held to the
+        schema, so a bad body sent to a missing channel is noticed too; the answer stays."""
+        if self.spec_route is None or self.spec_route.body_schema() is None:
+            return []
+        try:
+            self._body = await read_body(self.request, self.fake.config.max_request_size)
+        except ApiError:
+            return []
+        return self.body_errors()
 
     async def json_object(self) -> dict[str, Any]:
         data = (await self.body()).json
@@ -360,6 +389,7 @@ class RestApi:
 
     def _store_command(self, raw: dict[str, Any], guild_id: int | None) -> dict[str, Any]:
         ctype = int(raw.get("type", 1))
+        perms = raw.get("default_member_permissions")
         key = (guild_id, ctype, str(raw["name"]))
         cid = self.world._command_ids.setdefault(key, self.world.snowflake())
         cmd: dict[str, Any] = {
@@ -371,7 +401,8 @@ class RestApi:
             "name_localizations": raw.get("name_localizations"),
             "description": raw.get("description", ""),
             "description_localizations": raw.get("description_localizations"),
-            "default_member_permissions": raw.get("default_member_permissions"),
+            # a permission bit set goes out as a decimal string, whatever form it came in
+            "default_member_permissions": None if perms is None else str(perms),
             "dm_permission": raw.get("dm_permission", True),
             "nsfw": bool(raw.get("nsfw", False)),
         }
@@ -674,18 +705,23 @@ class RestApi:
                 raise form_error("data", "Modals need custom_id, title and components", "BASE_TYPE_REQUIRED")
         except ApiError as exc:
             attempt(exc.status, exc.code)
+            if exc.errors and cb_type in (4, 7):
+                exc.errors = {"data": exc.errors}  # the message is the callback's ``data``
             raise
         inter.ack = attempt(200, None, files)
         if ctx.request.query.get("with_response") not in TRUE_VALUES:
             return 204, None
         info: dict[str, Any] = {"id": str(inter.id), "type": inter.type}
-        resource: dict[str, Any] = {"type": cb_type}
+        answer: dict[str, Any] = {"interaction": info}
         if resource_message is not None:
             info["response_message_id"] = str(resource_message.id)
             info["response_message_loading"] = resource_message.loading
             info["response_message_ephemeral"] = resource_message.ephemeral
-            resource["message"] = self.world.message_json(resource_message)
-        return 200, {"interaction": info, "resource": resource}
+            if cb_type in (4, 7):
+                # Discord's spec has a resource only for a message the callback created or
+                # updated (4, 7): a defer (5, 6) answers with the interaction alone.
+                answer["resource"] = {"type": cb_type, "message": self.world.message_json(resource_message)}
+        return 200, answer
 
     def _webhook_interaction(self, ctx: Ctx) -> FakeInteraction:
         self._check_app(ctx, code=Code.UNKNOWN_WEBHOOK, status=404)

@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
 from .config import FakeConfig
-from .errors import ApiError, NoBotConnected, WaitTimeout
+from .errors import ApiError, Code, NoBotConnected, WaitTimeout
 from .gateway import (
     INTENT_DIRECT_MESSAGES,
     INTENT_GUILD_MEMBERS,
@@ -39,11 +39,29 @@ from .models import (
     RequestRecord,
 )
 from .rest import Ctx, MessageFields, RestApi
+from .spec import Direction, FieldError, SpecRoute, SpecViolation, errors_tree, load_spec
 from .world import World, iso
 
 log = logging.getLogger("fake_discord")
 
 API_PREFIX = "/api/v10"
+
+# Answers by which Discord refuses a request's form: a test whose bot sent one has a bug.
+FORM_ERROR_CODES = (Code.INVALID_FORM_BODY, Code.INVALID_JSON)
+
+_watchers: list[list[FakeDiscord]] = []
+
+
+@contextlib.contextmanager
+def watch_fakes() -> Iterator[list[FakeDiscord]]:
+    """Collects every ``FakeDiscord`` created inside the block (the test harness uses it to fail
+    a test whose fake recorded a spec violation: ``tests/conftest.py``)."""
+    started: list[FakeDiscord] = []
+    _watchers.append(started)
+    try:
+        yield started
+    finally:
+        _watchers.remove(started)
 
 
 class FakeDiscord:
@@ -73,6 +91,15 @@ class FakeDiscord:
         self._runner: web.AppRunner | None = None
         self.closing = False
         self.port = 0
+        self.spec = load_spec()
+        self.spec_violations: list[SpecViolation] = []
+        """Requests Discord would refuse (spec, or its stricter rules): answered 400 / 50035 (or
+        50109 for bad JSON). The test harness fails a test that leaves any here; a test that
+        sends one on purpose takes them with :meth:`accept_violations`."""
+        self.response_violations: list[SpecViolation] = []
+        """Answers of the fake's own the spec does not allow: bugs in the fake (fail the test)."""
+        for watcher in _watchers:
+            watcher.append(self)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -100,6 +127,8 @@ class FakeDiscord:
 
     async def stop(self) -> None:
         self.closing = True
+        for v in [*self.spec_violations, *self.response_violations]:
+            log.error("fake discord: spec violation: %s", v)
         await self.gateway.shutdown()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -136,6 +165,35 @@ class FakeDiscord:
     @property
     def bot_user(self) -> FakeUser:
         return self.world.bot_user
+
+    # --- the spec ------------------------------------------------------------------------------
+
+    def accept_violations(self) -> list[SpecViolation]:
+        """The request violations so far, cleared: for a test that sent them on purpose (and
+        asserts on them); any left at the end of a test fail it."""
+        taken = list(self.spec_violations)
+        self.spec_violations.clear()
+        return taken
+
+    def _violation(
+        self,
+        kind: Direction,
+        rec: RequestRecord,
+        status: int,
+        spec_route: SpecRoute | None,
+        errors: list[FieldError],
+    ) -> None:
+        found = SpecViolation(
+            kind,
+            rec.method,
+            rec.path,
+            spec_route.template if spec_route else None,
+            status,
+            errors,
+            self.now(),
+        )
+        (self.spec_violations if kind == "request" else self.response_violations).append(found)
+        log.warning("fake discord: %s", found)
 
     # --- clock and waiting ----------------------------------------------------------------------
 
@@ -906,6 +964,8 @@ class FakeDiscord:
             msg.interaction_user_id = interaction.user.id
             msg.interaction_type = interaction.type
             msg.interaction_name = interaction.name if interaction.type == 2 else None
+            if interaction.type == 3 and interaction.source_message is not None:
+                msg.interacted_message_id = interaction.source_message.id
         msg.versions.append(msg.snapshot(route, now))
         self.world.messages[msg.id] = msg
         self.world.message_order.append(msg)
@@ -1017,6 +1077,11 @@ class FakeDiscord:
     async def _handle_api(self, request: web.Request, sub: str, rec: RequestRecord) -> web.Response:
         method = request.method
         route, params, other_method = self.rest.match(method, sub)
+        spec_route: SpecRoute | None = None
+        if self.config.validate_spec:
+            spec_route, spec_params, other_method = self.spec.match(method, sub)
+            if spec_route is None:
+                route = None  # a route the spec lacks is not Discord's: 404, as there
         if route is not None:
             rec.route = route.key
         injected = await self._apply_injection(request, sub, rec)
@@ -1033,13 +1098,47 @@ class FakeDiscord:
             await drain(request)
             rec.code = 0
             return json_response(401, {"message": "401: Unauthorized", "code": 0}, headers)
-        ctx = Ctx(self, request, params)
+        ctx = Ctx(self, request, params, spec_route)
         try:
+            if spec_route is not None:
+                errors = spec_route.check_params(spec_params, request.query)
+                if errors:
+                    raise ApiError(400, Code.INVALID_FORM_BODY, errors=errors_tree(errors))
             status, data = await route.handler(ctx)
         except ApiError as exc:
             rec.code = exc.code
-            await drain(request)
-            return json_response(exc.status, exc.body(), headers)
-        if not ctx.body_read:
-            await drain(request)
+            status, data = exc.status, exc.body()
+            if exc.status == 400 and exc.code in FORM_ERROR_CODES:
+                self._violation("request", rec, status, spec_route, _flatten(exc))
+            elif not ctx.body_read:
+                unread = await ctx.unread_body_errors()
+                if unread:
+                    self._violation("request", rec, status, spec_route, unread)
+        else:
+            if not ctx.body_read:
+                unread = await ctx.unread_body_errors()
+                if unread:
+                    self._violation("request", rec, status, spec_route, unread)
+        await drain(request)
+        if spec_route is not None:
+            wrong = spec_route.check_response(status, data)
+            if wrong:
+                self._violation("response", rec, status, spec_route, wrong)
         return json_response(status, data, headers)
+
+
+def _flatten(exc: ApiError) -> list[FieldError]:
+    """The fields a 50035 answer names (its ``errors`` tree), for the violation record."""
+    out: list[FieldError] = []
+
+    def walk(node: Any, path: tuple[str | int, ...]) -> None:
+        if not isinstance(node, dict):
+            return
+        for err in node.get("_errors", []):
+            out.append(FieldError(path, str(err.get("code")), str(err.get("message"))))
+        for key, child in node.items():
+            if key != "_errors":
+                walk(child, (*path, key))
+
+    walk(exc.errors or {}, ())
+    return out or [FieldError((), str(exc.code), exc.message)]

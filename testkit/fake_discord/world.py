@@ -387,6 +387,7 @@ class World:
             "banner": None,
             "accent_color": None,
             "public_flags": 0,
+            "flags": 0,
             "primary_guild": None,
             "collectibles": None,
         }
@@ -412,6 +413,7 @@ class World:
             "bot_require_code_grant": False,
             "verify_key": self.verify_key,
             "flags": self.config.application_flags,
+            "flags_new": str(self.config.application_flags),
             "owner": self.user_json(self.owner),
             "team": None,
             "bot": self.user_json(self.bot_user),
@@ -425,6 +427,10 @@ class World:
             },
             "integration_types_config": {"0": {}},
             "approximate_guild_count": len([g for g in self.guilds.values() if not g.deleted]),
+            "approximate_user_install_count": 0,
+            "approximate_user_authorization_count": 0,
+            "explicit_content_filter": 0,
+            "eligible_oauth2_scopes": ["bot", "applications.commands"],
             "rpc_origins": [],
         }
 
@@ -614,6 +620,8 @@ class World:
                 "user": user,
                 "authorizing_integration_owners": owners,
             }
+            if msg.interacted_message_id is not None:  # required for a component's (spec)
+                data["interaction_metadata"]["interacted_message_id"] = str(msg.interacted_message_id)
             if msg.interaction_name is not None:
                 data["interaction_metadata"]["name"] = msg.interaction_name
                 data["interaction_metadata"]["command_type"] = 1

@@ -215,6 +215,7 @@ async def test_raw_interaction_lifecycle(fake: FakeDiscord, http: aiohttp.Client
     second = it.messages[1].message
     async with http.patch(f"{hook}/messages/{second.id}", json={"embeds": [{"title": "t" * 257}]}) as r:
         assert r.status == 400 and (await r.json())["code"] == 50035
+    assert [v.fields for v in fake.accept_violations()] == [["embeds.0.title"]]  # sent on purpose
     async with http.delete(f"{hook}/messages/{second.id}") as r:
         assert r.status == 204
     async with http.post(hook, data=form({"content": "huge"}, ("big.bin", b"B" * (25 * MiB + 1)))) as r:
