@@ -606,7 +606,7 @@ class World:
             "pinned": False,
             "type": msg.type,
             "flags": msg.flags,
-            "components": msg.components,
+            "components": [_component_json(c) for c in msg.components],
         }
         if msg.webhook_id is not None:
             data["webhook_id"] = str(msg.webhook_id)
@@ -640,3 +640,17 @@ class World:
             if member is not None:
                 data["member"] = self.member_json(member, with_user=False)
         return data
+
+
+def _component_json(component: Any) -> Any:
+    """A stored component as Discord answers it: a Unicode emoji has a name and no id (clients
+    send ``"id": null``, which Discord accepts; its answers, per the spec, leave the id out)."""
+    if isinstance(component, list):
+        return [_component_json(c) for c in component]
+    if not isinstance(component, dict):
+        return component
+    out = {key: _component_json(value) for key, value in component.items()}
+    emoji = out.get("emoji")
+    if isinstance(emoji, dict) and emoji.get("id") is None:
+        out["emoji"] = {key: value for key, value in emoji.items() if key != "id"}
+    return out
