@@ -18,7 +18,9 @@ quiet for :data:`SETTLE` s, then lets them all go: every job is marked completed
 Measured per job exactly as benchmark 6 (its code, :func:`bench.bench_delivery.collect`): the
 emulator's ``completedAt`` -> the fake's record of the message with the video ("total"), and
 that less the upload as the fake saw it ("overhead"). p50 / p95 / max over every job of every
-burst of a worker count.
+burst of a worker count. Also the CPU the bot process and this process (the emulator and the fake)
+used from the release until the bot's store said every job was delivered, over that wall time:
+on this 2-core machine, what bounds a burst's drain.
 
 Before and after on the same code path and the same machine: the bot with ``DELIVERY_WORKERS=1``
 (what delivery was before 3fdb4b7: one loop) and with the default (4), one fresh world (emulator,
@@ -39,7 +41,7 @@ from typing import Any
 
 from bench.bench_delivery import Measured, collect
 from bench.common import Result, say
-from bench.worlds import World, ms, wait_for_log, world
+from bench.worlds import World, ms, process_cpu, wait_for_log, world
 from emulator.config import AccountConfig
 from emulator.render import RenderCache
 from testkit.accounts import FREE_KEY, PRO_KEY, WEBHOOK_SECRET
@@ -96,10 +98,8 @@ class Burst:
     spread: float  # first -> last completedAt of the burst
     drained: float  # first completedAt -> last message received
     drift: float
-
-    @property
-    def last(self) -> float:
-        return max(s.total for s in self.measured.samples)
+    bot_cores: float  # the bot process's CPU seconds / wall seconds, the release -> all delivered
+    rig_cores: float  # the same for this process: the emulator and the fake
 
 
 @dataclass
@@ -128,8 +128,11 @@ async def one_burst(w: World, n: int, workers: int) -> Burst:
             raise RuntimeError(f"only {gate.held} of {n} jobs reached the API:\n{w.bot.log()[-3000:]}")
         await asyncio.sleep(0.05)
     await asyncio.sleep(SETTLE)
+    cpu = process_cpu(w.bot_pid), time.process_time(), time.monotonic()
     gate.release()
-    measured = await collect(w, n, offsets, timeout=60 + n * 0.5)
+    measured = await collect(w, n, offsets, timeout=60 + n * 0.5, poll=0.02)
+    window = time.monotonic() - cpu[2]  # the release -> the store said all were delivered (+ <= 20 ms)
+    bot_cpu, rig_cpu = process_cpu(w.bot_pid) - cpu[0], time.process_time() - cpu[1]
     completions = [s.completed for s in measured.samples]
     received = [s.received for s in measured.samples]
     burst = Burst(
@@ -138,11 +141,14 @@ async def one_burst(w: World, n: int, workers: int) -> Burst:
         spread=max(completions) - min(completions),
         drained=max(received) - min(completions),
         drift=max(offsets) - min(offsets),
+        bot_cores=bot_cpu / window,
+        rig_cores=rig_cpu / window,
     )
     say(
         f"[delivery_burst] burst with {workers} worker(s): completion -> message p50 / p95 / max "
         f"{ms(measured.p(50, 'total'))} / {ms(measured.p(95, 'total'))} / {ms(measured.p(100, 'total'))}; "
-        f"completions spread {ms(burst.spread)}, drained in {ms(burst.drained)}"
+        f"completions spread {ms(burst.spread)}, drained in {ms(burst.drained)}; CPU while it drained: "
+        f"bot {burst.bot_cores:.2f}, rig {burst.rig_cores:.2f} cores"
     )
     return burst
 
@@ -187,6 +193,11 @@ async def _measure(smoke: bool, result: Result) -> None:
     )
     every = [b for p in pooled.values() for b in p.bursts]
     result.figure(
+        "CPU while a burst drained, bot / rig (emulator + fake), cores, per burst",
+        ", ".join(f"{b.bot_cores:.2f} / {b.rig_cores:.2f}" for b in after.bursts),
+        ", ".join(f"{b.bot_cores:.2f} / {b.rig_cores:.2f}" for b in before.bursts) + " with 1 worker",
+    )
+    result.figure(
         "completedAt spread within a burst (first -> last), worst burst", ms(max(b.spread for b in every))
     )
     result.figure(
@@ -204,7 +215,8 @@ async def _measure(smoke: bool, result: Result) -> None:
         "Each burst, in the order run (completion -> message: p50 / p95 / max)",
         "\n".join(
             f"{b.workers} worker(s): {ms(b.measured.p(50, 'total'))} / {ms(b.measured.p(95, 'total'))} / "
-            f"{ms(b.measured.p(100, 'total'))}; drained in {ms(b.drained)}"
+            f"{ms(b.measured.p(100, 'total'))}; drained in {ms(b.drained)}; CPU bot / rig "
+            f"{b.bot_cores:.2f} / {b.rig_cores:.2f} cores"
             for b in _in_order(pooled, rounds)
         ),
     )
