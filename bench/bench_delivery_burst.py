@@ -24,7 +24,7 @@ on this 2-core machine, what bounds a burst's drain.
 
 Before and after on the same code path and the same machine: the bot with ``DELIVERY_WORKERS=1``
 (what delivery was before 3fdb4b7: one loop) and with the default (4), one fresh world (emulator,
-fake, bot, database) per burst, in the order :data:`ROUNDS` (1, 4, 4, 1: a drift in the load of a
+fake, bot, database) per burst, in the order :data:`ROUNDS` (1, 4, 4, 1, twice: a drift in the load of a
 shared machine falls on both). No floor is measured here: benchmark 6's bare deliverer is the
 floor of one delivery; a burst's floor is the bot's own CPU and the fake's.
 """
@@ -34,13 +34,15 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.bench_ack_scale import machine_cpu
 from bench.bench_delivery import Measured, collect
-from bench.common import Result, say
+from bench.common import Result, median, say
 from bench.worlds import World, ms, process_cpu, wait_for_log, world
 from emulator.config import AccountConfig
 from emulator.render import RenderCache
@@ -52,7 +54,7 @@ ORDER = 6
 TIME_SCALE = 0.05  # a job: 2 + 15 emulated s = 0.85 s, then held at the gate
 CONCURRENCY = 200  # the account's concurrent jobs: the whole burst at the API at once
 SETTLE = 2.0  # seconds with every job held and the bot's admission work done, before the release
-ROUNDS = (1, 4, 4, 1)  # delivery workers of each burst's bot, one fresh world each
+ROUNDS = (1, 4, 4, 1, 1, 4, 4, 1)  # delivery workers of each burst's bot, one fresh world each
 SMOKE_ROUNDS = (1, 4)
 DEFAULT_WORKERS = 4  # the bot's default (bot.pipeline.delivery.WORKERS)
 
@@ -100,6 +102,12 @@ class Burst:
     drift: float
     bot_cores: float  # the bot process's CPU seconds / wall seconds, the release -> all delivered
     rig_cores: float  # the same for this process: the emulator and the fake
+    other_cores: float  # the machine's busy CPU less those two: the neighbours'
+    requests: Counter[str]  # Discord requests from the release until all were delivered, by route
+
+    @property
+    def cores(self) -> str:
+        return f"{self.bot_cores:.2f} / {self.rig_cores:.2f} / {self.other_cores:.2f}"
 
 
 @dataclass
@@ -128,11 +136,14 @@ async def one_burst(w: World, n: int, workers: int) -> Burst:
             raise RuntimeError(f"only {gate.held} of {n} jobs reached the API:\n{w.bot.log()[-3000:]}")
         await asyncio.sleep(0.05)
     await asyncio.sleep(SETTLE)
-    cpu = process_cpu(w.bot_pid), time.process_time(), time.monotonic()
+    cpu = process_cpu(w.bot_pid), time.process_time(), machine_cpu(), time.monotonic()
+    released, requests = w.fake.now(), len(w.fake.requests)
     gate.release()
     measured = await collect(w, n, offsets, timeout=60 + n * 0.5, poll=0.02)
-    window = time.monotonic() - cpu[2]  # the release -> the store said all were delivered (+ <= 20 ms)
+    window = time.monotonic() - cpu[3]  # the release -> the store said all were delivered (+ <= 20 ms)
     bot_cpu, rig_cpu = process_cpu(w.bot_pid) - cpu[0], time.process_time() - cpu[1]
+    others = machine_cpu() - cpu[2] - bot_cpu - rig_cpu
+    routes = Counter(r.route or r.path for r in w.fake.requests[requests:] if r.time >= released)
     completions = [s.completed for s in measured.samples]
     received = [s.received for s in measured.samples]
     burst = Burst(
@@ -143,12 +154,14 @@ async def one_burst(w: World, n: int, workers: int) -> Burst:
         drift=max(offsets) - min(offsets),
         bot_cores=bot_cpu / window,
         rig_cores=rig_cpu / window,
+        other_cores=max(0.0, others) / window,
+        requests=routes,
     )
     say(
         f"[delivery_burst] burst with {workers} worker(s): completion -> message p50 / p95 / max "
         f"{ms(measured.p(50, 'total'))} / {ms(measured.p(95, 'total'))} / {ms(measured.p(100, 'total'))}; "
         f"completions spread {ms(burst.spread)}, drained in {ms(burst.drained)}; CPU while it drained: "
-        f"bot {burst.bot_cores:.2f}, rig {burst.rig_cores:.2f} cores"
+        f"bot {burst.bot_cores:.2f}, rig {burst.rig_cores:.2f}, others {burst.other_cores:.2f} cores"
     )
     return burst
 
@@ -183,6 +196,7 @@ async def _measure(smoke: bool, result: Result) -> None:
         after.line("overhead"),
         f"{before.line('overhead')} with 1 worker (before)",
     )
+    every = [b for p in pooled.values() for b in p.bursts]
     p95_before, p95_after = before.measured.p(95, "total"), after.measured.p(95, "total")
     ratio = p95_before / p95_after
     result.figure("p95 completion -> message, before / after", f"{ratio:.2f}x")
@@ -191,11 +205,23 @@ async def _measure(smoke: bool, result: Result) -> None:
         ", ".join(ms(b.drained) for b in after.bursts),
         ", ".join(ms(b.drained) for b in before.bursts) + " with 1 worker",
     )
-    every = [b for p in pooled.values() for b in p.bursts]
     result.figure(
-        "CPU while a burst drained, bot / rig (emulator + fake), cores, per burst",
-        ", ".join(f"{b.bot_cores:.2f} / {b.rig_cores:.2f}" for b in after.bursts),
-        ", ".join(f"{b.bot_cores:.2f} / {b.rig_cores:.2f}" for b in before.bursts) + " with 1 worker",
+        "CPU while a burst drained, bot / rig (emulator + fake) / others, cores, per burst",
+        ", ".join(b.cores for b in after.bursts),
+        ", ".join(b.cores for b in before.bursts) + " with 1 worker",
+    )
+    p95s = {k: [b.measured.p(95, "total") for b in p.bursts] for k, p in pooled.items()}
+    result.figure(
+        "median of the bursts' p95, before / after",
+        f"{median(p95s[1]) / median(p95s[DEFAULT_WORKERS]):.2f}x",
+        f"{ms(median(p95s[1]))} / {ms(median(p95s[DEFAULT_WORKERS]))}",
+    )
+    asked = Counter[str]()
+    for b in every:
+        asked.update(b.requests)
+    result.block(
+        "Discord requests while the bursts drained, per delivered job (all bursts)",
+        "\n".join(f"{count / (n * len(every)):.2f}  {route}" for route, count in asked.most_common()),
     )
     result.figure(
         "completedAt spread within a burst (first -> last), worst burst", ms(max(b.spread for b in every))
@@ -215,8 +241,8 @@ async def _measure(smoke: bool, result: Result) -> None:
         "Each burst, in the order run (completion -> message: p50 / p95 / max)",
         "\n".join(
             f"{b.workers} worker(s): {ms(b.measured.p(50, 'total'))} / {ms(b.measured.p(95, 'total'))} / "
-            f"{ms(b.measured.p(100, 'total'))}; drained in {ms(b.drained)}; CPU bot / rig "
-            f"{b.bot_cores:.2f} / {b.rig_cores:.2f} cores"
+            f"{ms(b.measured.p(100, 'total'))}; drained in {ms(b.drained)}; CPU bot / rig / others "
+            f"{b.cores} cores"
             for b in _in_order(pooled, rounds)
         ),
     )
