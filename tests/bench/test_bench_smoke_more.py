@@ -85,14 +85,17 @@ def test_delivery_burst_runs_at_smoke_size(tmp_path: Path) -> None:
     assert done.returncode == 0, out[-6000:]
     written = report.read_text()
     for label in (
-        "completion -> message received, 4 workers: p50 / p95 / max (5 jobs, 1 bursts of 5)",
-        "the same less the upload as the fake saw it (overhead)",
-        "p95 completion -> message, before / after",
-        "burst drained (first completedAt -> last message), per burst",
-        "CPU while a burst drained, bot / rig",
+        "loopback: completion -> message received, 4 workers: p50 / p95 / max (5 jobs, 1 bursts of 5)",
+        "loopback: the same less the upload as the fake saw it (overhead)",
+        "loopback: p95 completion -> message, before / after",
+        "loopback: burst drained (first completedAt -> last message), per burst",
+        "loopback: CPU while a burst drained, bot / rig",
+        "+100.0 ms per Discord request: p95 completion -> message, before / after",
         "completedAt spread within a burst",
-        "target p95 with 4 workers below p95 with 1",
+        "target loopback: p95 with 4 workers below p95 with 1",
+        "target +100.0 ms per Discord request: p95 with 4 workers below p95 with 1",
     ):
         assert f"[delivery_burst] {label}" in done.stdout, f"{label!r} not printed\n{out[-4000:]}"
         assert label.removeprefix("target ") in written, f"{label!r} not in the report"
     assert "with 1 worker (before)" in written and "CRASHED" not in done.stdout
+    assert "handler crashed" not in out  # the fake saw every request through (none cut off at the stop)
