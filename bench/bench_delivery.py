@@ -125,11 +125,19 @@ def completed_at(w: World, api_id: str) -> float:
 async def through_the_bot(w: World, n: int, offsets: list[float]) -> Measured:
     for i in range(n):  # each member's jobs spread out: ten members round-robin
         await w.animate(w.members[i % len(w.members)])
-    deadline = time.monotonic() + 60 + n * 17 * TIME_SCALE
+    return await collect(w, n, offsets, timeout=60 + n * 17 * TIME_SCALE)
+
+
+async def collect(w: World, n: int, offsets: list[float], *, timeout: float, poll: float = 0.2) -> Measured:
+    """Wait until the bot has delivered ``n`` jobs (its store says so, read every ``poll`` s), then
+    measure each one: the emulator's completedAt -> the fake's record of the message with the
+    video. ``offsets[0]`` turns the fake's clock into wall time; the offset at the end is appended
+    (for the drift)."""
+    deadline = time.monotonic() + timeout
     while len(rows := bot_jobs(w)) < n:
         if time.monotonic() > deadline:
             raise RuntimeError(f"only {len(rows)} of {n} delivered:\n{w.bot.log()[-3000:]}")
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(poll)
     offsets.append(w.fake_to_wall())
     events = deliveries(w)
     measured = Measured()

@@ -91,6 +91,7 @@ class Settings:
     # Length of the API's rate window; only a time-scaled emulator makes it shorter than 60 s.
     doitong_rate_window: float = contract.RATE_WINDOW_SECONDS
     job_timeout: float = 900.0  # a job the API has not finished by then is marked expired
+    delivery_workers: int = 4  # results sent at once (bot.pipeline.delivery.WORKERS); 1: one loop
     quota_time_scale: float = 1.0  # shrinks the per-person quota windows (tests only)
     default_user_plan: str = "free"  # the per-person quota where nothing else is set
     pool_welcome_credits: int = 500  # a server's pool starts with this (a ledger 'grant' row)
@@ -258,6 +259,13 @@ def _non_negative_int(value: str) -> int:
     return number
 
 
+def _delivery_workers(value: str) -> int:
+    number = int(value)
+    if not 1 <= number <= 32:
+        raise ValueError(value)
+    return number
+
+
 def positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -342,6 +350,7 @@ def load_settings(values: Mapping[str, str | None], *, require_discord: bool = F
             "a positive number of seconds",
         ),
         job_timeout=r.convert("JOB_TIMEOUT", 900.0, _positive_float, "a positive number of seconds"),
+        delivery_workers=r.convert("DELIVERY_WORKERS", 4, _delivery_workers, "a whole number from 1 to 32"),
         quota_time_scale=r.convert("QUOTA_TIME_SCALE", 1.0, _positive_float, "a positive number"),
         default_user_plan=r.choice("DEFAULT_USER_PLAN", "free", contract.PLAN_NAMES, fold=str.lower),
         pool_welcome_credits=r.convert("POOL_WELCOME_CREDITS", 500, _non_negative_int, "a whole number >= 0"),

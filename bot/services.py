@@ -178,6 +178,7 @@ async def open_services(
                 webhook_url=webhook_url,
                 rate_window=settings.rate_window,
                 job_timeout=settings.job_timeout,
+                delivery_workers=settings.delivery_workers,
             ),
             leadership=leadership,
         )

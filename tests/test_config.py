@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import ConfigError, Secret, load_settings, read_environment
+from bot.pipeline.delivery import WORKERS
 
 
 def test_defaults_need_nothing() -> None:
@@ -77,6 +78,14 @@ def test_the_owner_sets_the_enterprise_numbers() -> None:
     for bad in ("600/50", "0/5/10", "a/b/c", "600/-1/unlimited"):
         with pytest.raises(ConfigError, match="ENTERPRISE_LIMITS"):
             load_settings({"ENTERPRISE_LIMITS": bad})
+
+
+def test_delivery_workers_default_to_the_pipelines_and_are_bounded() -> None:
+    assert load_settings({}).delivery_workers == WORKERS
+    assert load_settings({"DELIVERY_WORKERS": "1"}).delivery_workers == 1
+    for bad in ("0", "33", "-1", "four", "2.5"):
+        with pytest.raises(ConfigError, match="DELIVERY_WORKERS"):
+            load_settings({"DELIVERY_WORKERS": bad})
 
 
 def test_the_store_is_sqlite_unless_a_database_url_is_set() -> None:

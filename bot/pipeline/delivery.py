@@ -111,6 +111,7 @@ class Delivery:
         source: str | None = None,
         owner: str | None = None,
         lease: float = CLAIM_LEASE,
+        workers: int = WORKERS,
     ) -> None:
         self.store = store
         self.messenger = messenger
@@ -124,7 +125,7 @@ class Delivery:
         self._queued: set[str] = set()
         self._attempts: dict[str, int] = {}
         self.retry_delays = RETRY_DELAYS
-        self.workers = WORKERS
+        self.workers = workers
         self._members: dict[int | None, tuple[asyncio.Lock, int]] = {}  # lock, deliveries using it
 
     def enqueue(self, job: Job) -> None:
@@ -165,6 +166,7 @@ class Delivery:
 
     async def run(self) -> None:
         """Deliver what is queued, :attr:`workers` at a time, until cancelled."""
+        log.info("delivery: %d worker(s)", self.workers)
         workers = [asyncio.create_task(self._work(), name=f"delivery-{n}") for n in range(self.workers)]
         try:
             await asyncio.gather(*workers)

@@ -26,7 +26,7 @@ from bot.api.client import ApiJob, DoitongClient
 from bot.inbound.completion import Applied, ReportWriter, api_charge
 from bot.inbound.poller import Poller
 from bot.jobs import IN_FLIGHT, IllegalTransition, Job, JobState
-from bot.pipeline.delivery import CLAIM_LEASE, Delivery, Messenger
+from bot.pipeline.delivery import CLAIM_LEASE, WORKERS, Delivery, Messenger
 from bot.pipeline.leader import LeaderLoops
 from bot.pipeline.scheduler import Scheduler
 from bot.store import Leadership, Store, StoreUnavailable
@@ -51,6 +51,7 @@ class PipelineOptions:
     source: str = "discord"  # the jobs this pipeline serves (the CLI drives its own)
     leader_tick: float = 1.0  # seconds between leadership ticks (campaign or renewal)
     delivery_lease: float = CLAIM_LEASE  # seconds a delivery claim holds (a dead owner's runs out)
+    delivery_workers: int = WORKERS  # results sent at once
 
 
 Hook = Callable[[], Awaitable[None]]
@@ -92,8 +93,9 @@ class Pipeline:
             on_cancelled_end=self._cancelled_end,
         )
         self.delivery = Delivery(
-            store, messenger, self.http, source=options.source, lease=options.delivery_lease
-        )
+            store, messenger, self.http, source=options.source, lease=options.delivery_lease,
+            workers=options.delivery_workers,
+        )  # fmt: skip
         self.reports = ReportWriter(store, self._after_report)
         self._tasks: list[asyncio.Task[None]] = []
         self._leader_tasks: list[asyncio.Task[None]] = []
