@@ -241,6 +241,9 @@ async def test_two_processes_deliver_disjoint_sets_and_every_result_once(
     for process in (a, b):
         process.pipeline.delivery.lease = 1.0  # sweeps every 0.5 s
         process.pipeline.delivery.batch = 2  # a few at a time, so both take some
+        # The jobs are moved to their ends by hand here: the leader's scheduler, held, must not
+        # take one of them to the API between its admission and the test's own first move.
+        process.pipeline.scheduler.paused_until = time.time() + 3600
     await asyncio.gather(a.pipeline.start(), b.pipeline.start())
     # Finished while both run, with no process told in memory: the sweeps share them out.
     jobs = [await finished(a.store, user) for user in range(1, 13)]
