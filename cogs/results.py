@@ -12,11 +12,12 @@ import discord
 from discord.ext import commands
 
 from bot.discord_adapter.client import AnimateBot
-from bot.jobs import Job
+from bot.jobs import InvalidOptions, Job, JobOptions
 from bot.pipeline.animations import Removed, Reported
-from cogs.animate import JobButton
+from cogs.animate import JobButton, reject, start_animation
 from cogs.cards import info_text
 from cogs.checks import is_moderator
+from shared import contract
 
 Interaction = discord.Interaction[AnimateBot]
 
@@ -34,7 +35,53 @@ REMOVED = {
     Removed.NOT_YOURS: NOT_YOURS,
 }
 Remover = Callable[[Job], Awaitable[None]]  # deletes a result's message
-LOOKS = {"info": ("Info", "ℹ️"), "report": ("Report", "🚩"), "delete": ("Delete", "🗑️")}
+LOOKS = {
+    "remix": ("Remix", "🔀"), "info": ("Info", "ℹ️"), "report": ("Report", "🚩"), "delete": ("Delete", "🗑️"),
+}  # fmt: skip
+
+
+def _choice(name: str, current: object, choices: tuple[object, ...]) -> discord.ui.Select[Any]:
+    options = [discord.SelectOption(label=str(c), value=str(c), default=c == current) for c in choices]
+    return discord.ui.Select(custom_id=name, options=options, min_values=1, max_values=1)
+
+
+class RemixModal(discord.ui.Modal):
+    """The job's prompt and options, pre-filled, to edit and animate the same picture again."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(title="Remix", custom_id=f"remix:{job.id}", timeout=15 * 60)
+        o = job.options
+        self.job_id = job.id
+        self.prompt: discord.ui.TextInput[Any] = discord.ui.TextInput(
+            custom_id="prompt", style=discord.TextStyle.paragraph, default=o.prompt,
+            max_length=contract.MAX_PROMPT_CHARS,
+        )  # fmt: skip
+        self.choices = {
+            "duration": _choice("duration", o.duration, contract.DURATIONS),
+            "aspect_ratio": _choice("aspect_ratio", o.aspect_ratio, contract.ASPECT_RATIOS),
+            "motion": _choice("motion", o.motion, contract.MOTIONS),
+            "version": _choice("version", o.version, contract.VERSIONS),
+        }
+        self.add_item(discord.ui.Label(text="Prompt", component=self.prompt))
+        for name, select in self.choices.items():
+            self.add_item(discord.ui.Label(text=name.replace("_", " ").capitalize(), component=select))
+
+    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
+        await interaction.response.defer(thinking=True)
+        picked = {name: select.values[0] for name, select in self.choices.items()}
+        try:
+            earlier = await interaction.client.services.animations.again(self.job_id)
+            if earlier is None:
+                await reject(interaction, GONE.format(self.job_id))
+                return
+            options = JobOptions(
+                prompt=self.prompt.value, duration=int(picked["duration"]),
+                aspect_ratio=picked["aspect_ratio"], motion=picked["motion"], version=picked["version"],
+            )  # fmt: skip
+        except InvalidOptions as exc:
+            await reject(interaction, f"⚠️ Can't animate that: {exc}")
+            return
+        await start_animation(interaction, earlier[0], options)
 
 
 async def delete_result(interaction: Interaction, job_id: str, remove: Remover) -> str:
@@ -48,7 +95,7 @@ async def delete_result(interaction: Interaction, job_id: str, remove: Remover) 
 
 class ResultButton(
     discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-    template=r"result:(?P<action>info|report|delete):(?P<job_id>[a-z0-9]+)",
+    template=r"result:(?P<action>remix|info|report|delete):(?P<job_id>[a-z0-9]+)",
 ):
     """A result's button: the job id is in the custom id, so it works on any old result."""
 
@@ -68,8 +115,15 @@ class ResultButton(
         return cls(match["action"], match["job_id"])
 
     async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
-        await interaction.response.defer(ephemeral=True, thinking=True)
         animations = interaction.client.services.animations
+        if self.action == "remix":  # a modal is the answer itself: no defer before it
+            job = await animations.info(self.job_id)
+            if job is None:
+                await interaction.response.send_message(GONE.format(self.job_id), ephemeral=True)
+                return
+            await interaction.response.send_modal(RemixModal(job))
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
         if self.action == "info":  # anyone may read it: the card shows the prompt already
             job = await animations.info(self.job_id)
             text = info_text(job) if job is not None else GONE.format(self.job_id)
@@ -146,7 +200,7 @@ class ReportButton(
 def result_buttons(job: Job) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     view.add_item(JobButton("again", job.id))
-    for action in ("info", "report", "delete"):
+    for action in ("remix", "info", "report", "delete"):
         view.add_item(ResultButton(action, job.id))
     return view
 

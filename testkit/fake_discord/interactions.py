@@ -56,6 +56,8 @@ class FakeInteraction:
     original_message_id: int | None = None
     followup_ids: list[int] = field(default_factory=list)
     user_attachments: list[RecordedAttachment] = field(default_factory=list, repr=False)
+    opened_by: FakeInteraction | None = field(default=None, repr=False)
+    """For a modal's submission (type 5): the interaction answered with that modal."""
 
     # --- derived state --------------------------------------------------------------------------
 

@@ -322,6 +322,9 @@ class RecordedMessage:
     interaction_type: int | None = None
     interacted_message_id: int | None = None
     """For a message answering a component interaction: the message whose component was used."""
+    triggering: tuple[int, int, int, int | None] | None = None
+    """For a message answering a modal's submission: the interaction that opened the modal (id,
+    type, user id, and for a component's the message it was on)."""
     message_reference: dict[str, Any] | None = None
     edited_at: float | None = None
     edited_timestamp: str | None = None

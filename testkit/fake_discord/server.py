@@ -876,6 +876,41 @@ class FakeDiscord:
         inter.source_message = msg
         return await self._dispatch_interaction(inter)
 
+    async def submit_modal(
+        self,
+        opened: FakeInteraction,
+        values: Mapping[str, str | list[str]] | None = None,
+        *,
+        user: FakeUser | None = None,
+    ) -> FakeInteraction:
+        """Submit the modal that ``opened`` was answered with (callback type 9) as a MODAL_SUBMIT
+        interaction (type 5), as Discord's client does when the user presses Submit.
+
+        ``values`` maps a text input's or select's custom_id to what the user left in it (a
+        string, or a list of chosen option values); anything not given keeps the modal's own
+        prefill (a text input's ``value``, a select's ``default`` options). The submission has
+        the modal's shape: labels (type 18) carry their ``component``, rows their ``components``.
+        """
+        ack = opened.ack
+        if ack is None or ack.type != 9 or not isinstance(ack.data, dict):
+            raise ValueError("that interaction was not answered with a modal")
+        modal = ack.data
+        channel = opened.channel
+        guild = self.world.guild_of(channel)
+        inter, payload, _ = self._base_interaction(
+            5, user or opened.user, guild, channel, opened.attachment_size_limit, None, None
+        )
+        payload["data"] = {
+            "custom_id": modal["custom_id"],
+            "components": [c for c in (_submitted(c, values or {}) for c in modal["components"]) if c],
+        }
+        if opened.source_message is not None:  # a modal opened from a message's component
+            payload["message"] = self.world.message_json(opened.source_message)
+            inter.source_message = opened.source_message
+        inter.custom_id = modal["custom_id"]
+        inter.opened_by = opened
+        return await self._dispatch_interaction(inter)
+
     async def click_button(
         self,
         message: RecordedMessage | MessageEvent | int,
@@ -966,6 +1001,10 @@ class FakeDiscord:
             msg.interaction_name = interaction.name if interaction.type == 2 else None
             if interaction.type == 3 and interaction.source_message is not None:
                 msg.interacted_message_id = interaction.source_message.id
+            opener = interaction.opened_by
+            if interaction.type == 5 and opener is not None:
+                shown_on = opener.source_message.id if opener.source_message is not None else None
+                msg.triggering = (opener.id, opener.type, opener.user.id, shown_on)
         msg.versions.append(msg.snapshot(route, now))
         self.world.messages[msg.id] = msg
         self.world.message_order.append(msg)
@@ -1142,3 +1181,35 @@ def _flatten(exc: ApiError) -> list[FieldError]:
 
     walk(exc.errors or {}, ())
     return out or [FieldError((), str(exc.code), exc.message)]
+
+
+def _submitted(component: dict[str, Any], values: Mapping[str, str | list[str]]) -> dict[str, Any] | None:
+    """One modal component as its submission carries it (None: nothing to submit, e.g. text)."""
+    kind = int(component.get("type", 0))
+    if kind == 1:  # an action row (the legacy layout): its inputs
+        inner = [c for c in (_submitted(c, values) for c in component.get("components", [])) if c]
+        return {"type": 1, "components": inner}
+    if kind == 18:  # a label: its one component
+        inner_one = _submitted(component["component"], values)
+        if inner_one is None:
+            return None
+        label = {"type": 18, "component": inner_one}
+        if "id" in component:
+            label["id"] = component["id"]
+        return label
+    custom_id = component.get("custom_id")
+    if custom_id is None:
+        return None
+    if kind == 4:  # a text input
+        given = values.get(custom_id, component.get("value", ""))
+        return {"type": 4, "custom_id": custom_id, "value": given if isinstance(given, str) else given[0]}
+    if kind in (3, 5, 6, 7, 8):  # selects
+        chosen = values.get(custom_id)
+        if chosen is None:
+            chosen = [o["value"] for o in component.get("options", []) if o.get("default")]
+        return {
+            "type": kind,
+            "custom_id": custom_id,
+            "values": [chosen] if isinstance(chosen, str) else list(chosen),
+        }
+    return None

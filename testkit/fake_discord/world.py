@@ -622,6 +622,15 @@ class World:
             }
             if msg.interacted_message_id is not None:  # required for a component's (spec)
                 data["interaction_metadata"]["interacted_message_id"] = str(msg.interacted_message_id)
+            if msg.triggering is not None:  # required for a modal submission's (spec)
+                opener_id, opener_type, opener_user, shown_on = msg.triggering
+                triggering: dict[str, Any] = {
+                    "id": str(opener_id), "type": opener_type, "authorizing_integration_owners": owners,
+                    "user": self.user_json(self.users[opener_user]),
+                }  # fmt: skip
+                if shown_on is not None:
+                    triggering["interacted_message_id"] = str(shown_on)
+                data["interaction_metadata"]["triggering_interaction_metadata"] = triggering
             if msg.interaction_name is not None:
                 data["interaction_metadata"]["name"] = msg.interaction_name
                 data["interaction_metadata"]["command_type"] = 1

@@ -43,8 +43,8 @@ async def test_delete_by_the_requester_or_a_moderator_and_no_one_else(tmp_path: 
         jobs = {j.user_id: j for j in await w.bot.jobs()}
         alice_job, bob_job = jobs[w.alice.id], jobs[w.bob.id]
         assert buttons(mine) == [
-            f"job:again:{alice_job.id}", f"result:info:{alice_job.id}", f"result:report:{alice_job.id}",
-            f"result:delete:{alice_job.id}",
+            f"job:again:{alice_job.id}", f"result:remix:{alice_job.id}", f"result:info:{alice_job.id}",
+            f"result:report:{alice_job.id}", f"result:delete:{alice_job.id}",
         ]  # fmt: skip
 
         assert "Only the person who asked" in await click(w, mine, f"result:delete:{alice_job.id}", w.bob)
@@ -75,3 +75,38 @@ async def test_info_tells_anyone_privately_what_was_asked_what_it_cost_and_how_l
         assert f"Credits: {job.estimated_credits} estimated · {job.actual_credits} charged" in text
         assert "Waited in the queue" in text and "Rendered in" in text
         assert "Admitted on the Pro plan (the bot's default)" in text
+
+
+async def test_remix_opens_the_jobs_options_prefilled_and_what_is_submitted_reaches_the_api(
+    tmp_path: Path,
+) -> None:
+    async with world(tmp_path) as w:
+        result = await result_of(w, w.alice)
+        (job,) = await w.bot.jobs()
+        opened = await w.fake.click_button(result.message, f"result:remix:{job.id}", user=w.alice)
+        await opened.wait_acknowledged(timeout=3)
+        modal = opened.ack.data
+        assert opened.ack.type == 9 and modal["title"] == "Remix"
+        shown = {c["component"]["custom_id"]: c["component"] for c in modal["components"]}
+        assert shown["prompt"]["value"] == "the sea moves"
+        assert [o["value"] for o in shown["version"]["options"] if o.get("default")] == ["gen-2"]
+
+        remix = await w.fake.submit_modal(
+            opened, {"prompt": "the sea roars", "duration": "10", "version": "gen-3"}
+        )
+        await remix.wait_acknowledged(timeout=3)
+        jobs = await w.bot.wait_jobs(
+            lambda js: len(js) == 2 and all(j.state is JobState.DELIVERED for j in js)
+        )
+        new = next(j for j in jobs if j.id != job.id)
+        assert (new.options.prompt, new.options.duration, new.options.version) == (
+            "the sea roars",
+            10,
+            "gen-3",
+        )
+        assert new.options.aspect_ratio == job.options.aspect_ratio  # left as it was
+        created = [j.to_api() for j in w.emu.service.jobs.values()]
+        assert any(
+            c["prompt"] == "the sea roars" and c["duration"] == 10 and c["version"] == "gen-3"
+            for c in created
+        )
