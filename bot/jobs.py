@@ -130,7 +130,7 @@ class Job:
     outcome: str | None = None  # completed, failed, cancelled or expired, once ended
     delivery_note: str | None = None  # how (or why not) the result reached the person
     delivery_started_at: float | None = None  # first attempt to send the result (crash safety)
-    image_origin: str = "attachment"  # or "link" (a member's URL) or "file" (the CLI's own)
+    image_origin: str = "attachment"  # or "link" (a member's URL), "frame" (Continue), "file" (the CLI)
     image_sha256: str | None = None  # its picture, kept for a while (bot.store.pictures)
     plan: str | None = None  # the plan that admitted it (None: the CLI's, no plan)
     plan_why: str | None = None  # why that plan applied: "role <id>", "server default", ...

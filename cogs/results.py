@@ -4,6 +4,7 @@ log, the moderators' Delete and Block; all alive across restarts (the job id is 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,6 +14,7 @@ from discord.ext import commands
 
 from bot.discord_adapter.client import AnimateBot
 from bot.jobs import InvalidOptions, Job, JobOptions
+from bot.media.image import InvalidImage
 from bot.pipeline.animations import Removed, Reported
 from cogs.animate import JobButton, reject, start_animation
 from cogs.cards import info_text
@@ -36,13 +38,44 @@ REMOVED = {
 }
 Remover = Callable[[Job], Awaitable[None]]  # deletes a result's message
 LOOKS = {
-    "remix": ("Remix", "🔀"), "info": ("Info", "ℹ️"), "report": ("Report", "🚩"), "delete": ("Delete", "🗑️"),
-}  # fmt: skip
+    "continue": ("Continue", "⏩"),
+    "remix": ("Remix", "🔀"),
+    "info": ("Info", "ℹ️"),
+    "report": ("Report", "🚩"),
+    "delete": ("Delete", "🗑️"),
+}
 
 
 def _choice(name: str, current: object, choices: tuple[object, ...]) -> discord.ui.Select[Any]:
     options = [discord.SelectOption(label=str(c), value=str(c), default=c == current) for c in choices]
     return discord.ui.Select(custom_id=name, options=options, min_values=1, max_values=1)
+
+
+class ContinueModal(discord.ui.Modal):
+    """What happens next: the video's last frame is animated with this prompt and the same options."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(title="Continue", custom_id=f"continue:{job.id}", timeout=15 * 60)
+        self.job_id = job.id
+        self.prompt: discord.ui.TextInput[Any] = discord.ui.TextInput(
+            custom_id="prompt", style=discord.TextStyle.paragraph, max_length=contract.MAX_PROMPT_CHARS,
+            placeholder="What happens next",
+        )  # fmt: skip
+        self.add_item(discord.ui.Label(text="Prompt", component=self.prompt))
+
+    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
+        await interaction.response.defer(thinking=True)
+        try:
+            found = await interaction.client.services.animations.continuation(self.job_id)
+            if found is None:
+                await reject(interaction, GONE.format(self.job_id))
+                return
+            source, earlier = found
+            options = dataclasses.replace(earlier, prompt=self.prompt.value)
+        except (InvalidImage, InvalidOptions) as exc:
+            await reject(interaction, f"⚠️ Can't continue that: {exc}")
+            return
+        await start_animation(interaction, source, options)
 
 
 class RemixModal(discord.ui.Modal):
@@ -95,7 +128,7 @@ async def delete_result(interaction: Interaction, job_id: str, remove: Remover) 
 
 class ResultButton(
     discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-    template=r"result:(?P<action>remix|info|report|delete):(?P<job_id>[a-z0-9]+)",
+    template=r"result:(?P<action>continue|remix|info|report|delete):(?P<job_id>[a-z0-9]+)",
 ):
     """A result's button: the job id is in the custom id, so it works on any old result."""
 
@@ -116,12 +149,14 @@ class ResultButton(
 
     async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
         animations = interaction.client.services.animations
-        if self.action == "remix":  # a modal is the answer itself: no defer before it
+        if self.action in ("remix", "continue"):  # a modal is the answer itself: no defer before it
             job = await animations.info(self.job_id)
             if job is None:
                 await interaction.response.send_message(GONE.format(self.job_id), ephemeral=True)
                 return
-            await interaction.response.send_modal(RemixModal(job))
+            await interaction.response.send_modal(
+                RemixModal(job) if self.action == "remix" else ContinueModal(job)
+            )
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         if self.action == "info":  # anyone may read it: the card shows the prompt already
@@ -200,7 +235,7 @@ class ReportButton(
 def result_buttons(job: Job) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     view.add_item(JobButton("again", job.id))
-    for action in ("remix", "info", "report", "delete"):
+    for action in ("remix", "continue", "info", "report", "delete"):
         view.add_item(ResultButton(action, job.id))
     return view
 

@@ -80,6 +80,26 @@ def probe(data: bytes) -> VideoInfo:
         raise InvalidVideo(f"not a readable video ({exc.strerror or exc})") from None
 
 
+def last_frame(data: bytes) -> bytes:
+    """The video's last frame as a PNG (to animate on from where it ended), or InvalidVideo.
+
+    Decoded to the end: MP4 seeking lands on keyframes, and the last frame is rarely one."""
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            if not container.streams.video:
+                raise InvalidVideo("the file has no video stream")
+            last = None
+            for frame in container.decode(container.streams.video[0]):
+                last = frame
+            if last is None:
+                raise InvalidVideo("the video stream has no decodable frames")
+            out = io.BytesIO()
+            last.to_image().save(out, format="PNG")  # type: ignore[no-untyped-call]
+            return out.getvalue()
+    except av.error.FFmpegError as exc:
+        raise InvalidVideo(f"not a readable video ({exc.strerror or exc})") from None
+
+
 def fit_to_size(data: bytes, max_bytes: int, *, min_short_side: int = 240) -> bytes | None:
     """Return ``data`` if it is at most ``max_bytes``, else an H.264 MP4 re-encode that is, or
     None when it cannot fit at acceptable quality (then post a link instead).

@@ -26,7 +26,9 @@ from bot.media.attachment_url import expired
 from bot.media.fetch import FetchError, fetch_bytes
 from bot.media.image import InvalidImage, check_image_size, validate_image
 from bot.media.link import LinkFetcher, LinkRefused
+from bot.media.video import InvalidVideo, last_frame
 from bot.metrics import Metrics
+from bot.pipeline.delivery import MAX_VIDEO_BYTES
 from bot.pipeline.pipeline import JobBusy, Pipeline
 from bot.store import NewJob, OptionDefaults, Picture, Store, StoreUnavailable, option_defaults
 from shared import contract
@@ -48,6 +50,7 @@ class ImageSource:
     declared_type: str | None = None
     origin: str = "attachment"  # "link": a member's URL, fetched from public addresses only
     sha256: str | None = None  # an earlier job's kept picture, for when the URL has expired
+    data: bytes | None = None  # the picture itself, when the bot made it (Continue's last frame)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +170,7 @@ class Animations:
             if self.metrics is not None:
                 self.metrics.admission_seconds.observe(time.monotonic() - began)
             await self._alert_if_low(admitted)
-            if source.origin != "link":  # a link stays fetchable: only Discord's URLs expire
+            if source.origin != "link":  # a link stays fetchable: only Discord's URLs and frames do not
                 await self._keep(picture)
             try:
                 position = await self.store.queue_position(admitted.job)
@@ -310,8 +313,32 @@ class Animations:
             return
         await announce(self.store, self.modlog, guild_id, ModEvent(action, actor, target, detail, job_id))
 
+    async def continuation(self, job_id: str) -> tuple[ImageSource, JobOptions] | None:
+        """The last frame of a job's video and the job's options (Continue: the next clip
+        starts where this one ended), or None if the job is gone. InvalidImage when there is no
+        video to continue, or the bot keeps no pictures (the frame reaches the API as a kept
+        picture)."""
+        earlier = await self.again(job_id)
+        job = await self.store.get_job(job_id)
+        if earlier is None or job is None:
+            return None
+        if job.outcome != "completed" or not job.result_url:
+            raise InvalidImage("only a finished video can be continued")
+        if self.keeping.max_bytes <= 0 or self.keeping.max_age <= 0:
+            raise InvalidImage("Continue is off on this bot: it keeps no pictures (PICTURE_KEEP_MB)")
+        try:
+            video = await fetch_bytes(self.pipeline.http, job.result_url, max_bytes=MAX_VIDEO_BYTES)
+            frame = await asyncio.to_thread(last_frame, video)
+        except (FetchError, InvalidVideo) as exc:
+            raise InvalidImage(
+                f"the video's last frame could not be read ({exc}); its link may have expired"
+            ) from None
+        return ImageSource(job.result_url, origin="frame", data=frame), earlier[1]
+
     async def _read_source(self, source: ImageSource) -> Picture:
         """The checked picture, from the link, the attachment, or (its URL expired) the store."""
+        if source.data is not None:
+            return await _checked(source.data, None)
         if source.origin == "link":
             try:
                 data, _ = await self.links.fetch(source.url, max_bytes=contract.MAX_IMAGE_BYTES)

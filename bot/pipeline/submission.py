@@ -25,7 +25,8 @@ async def image_url_for(store: Store, job: Job) -> str:
     expired while the job waited (or it is an Animate again of an old card), the kept picture
     as a ``data:`` URI. A job whose link expired and whose picture is no longer kept is sent
     with the link, and the API's refusal fails it with the reason."""
-    if job.image_sha256 is None or not expired(job.image_ref, time.time()):
+    frame = job.image_origin == "frame"  # a frame the bot cut: only its kept copy exists
+    if job.image_sha256 is None or not (frame or expired(job.image_ref, time.time())):
         return job.image_ref
     picture = await store.picture(job.image_sha256)
     if picture is None:

@@ -21,7 +21,7 @@ class NewJob:
     interaction_token: str | None = None
     token_expires_at: float | None = None
     upload_limit: int | None = None
-    image_origin: str = "attachment"  # or "link" (a member's URL) or "file" (the CLI)
+    image_origin: str = "attachment"  # or "link" (a member's URL), "frame" (Continue), "file" (the CLI)
     image_sha256: str | None = None  # the kept picture (bot.store.pictures), when there is one
 
 

@@ -43,8 +43,8 @@ async def test_delete_by_the_requester_or_a_moderator_and_no_one_else(tmp_path: 
         jobs = {j.user_id: j for j in await w.bot.jobs()}
         alice_job, bob_job = jobs[w.alice.id], jobs[w.bob.id]
         assert buttons(mine) == [
-            f"job:again:{alice_job.id}", f"result:remix:{alice_job.id}", f"result:info:{alice_job.id}",
-            f"result:report:{alice_job.id}", f"result:delete:{alice_job.id}",
+            f"job:again:{alice_job.id}", f"result:remix:{alice_job.id}", f"result:continue:{alice_job.id}",
+            f"result:info:{alice_job.id}", f"result:report:{alice_job.id}", f"result:delete:{alice_job.id}",
         ]  # fmt: skip
 
         assert "Only the person who asked" in await click(w, mine, f"result:delete:{alice_job.id}", w.bob)
@@ -110,3 +110,22 @@ async def test_remix_opens_the_jobs_options_prefilled_and_what_is_submitted_reac
             c["prompt"] == "the sea roars" and c["duration"] == 10 and c["version"] == "gen-3"
             for c in created
         )
+
+
+async def test_continue_animates_the_videos_last_frame_with_a_new_prompt(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        result = await result_of(w, w.alice)
+        (job,) = await w.bot.jobs()
+        opened = await w.fake.click_button(result.message, f"result:continue:{job.id}", user=w.alice)
+        await opened.wait_acknowledged(timeout=3)
+        assert opened.ack.type == 9 and opened.ack.data["title"] == "Continue"
+        following = await w.fake.submit_modal(opened, {"prompt": "the sea calms"})
+        await following.wait_acknowledged(timeout=3)
+        jobs = await w.bot.wait_jobs(
+            lambda js: len(js) == 2 and all(j.state is JobState.DELIVERED for j in js)
+        )
+        new = next(j for j in jobs if j.id != job.id)
+        assert new.image_origin == "frame" and new.options.prompt == "the sea calms"
+        assert new.options.version == job.options.version  # the rest as the first clip had it
+        sent = w.emu.service.jobs[new.api_job_id or ""].request.image_ref
+        assert sent.startswith("data:image/png;base64,")  # the frame itself, kept by the bot

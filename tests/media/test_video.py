@@ -212,3 +212,18 @@ async def test_runs_concurrently_in_threads(portrait: bytes) -> None:
     for result, budget in zip(results, budgets, strict=True):
         assert result is not None
         assert_faithful(probe(portrait), result, budget)
+
+
+def test_the_last_frame_is_the_videos_final_picture_as_a_png() -> None:
+    clip = make_video(96, 64, 1, seed=3)
+    png = video.last_frame(clip)
+    with av.open(io.BytesIO(clip)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.format == "PNG" and image.size == (96, 64)
+        shown = np.asarray(image.convert("RGB"), dtype=np.int16)
+    # Nearer the last frame than the one before it: the end, not a keyframe near it.
+    last, before = (np.abs(shown - f.astype(np.int16)).mean() for f in (frames[-1], frames[-2]))
+    assert last < 1.0 < before
+    with pytest.raises(InvalidVideo):
+        video.last_frame(b"not a video")
