@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 EXTENSIONS = (
     "cogs.animate",
+    "cogs.context_menu",
     "cogs.defaults",
     "cogs.jobs",
     "cogs.moderation",

@@ -257,6 +257,7 @@ MessageRoute = Literal[
     "dm_post",  # POST /channels/{id}/messages in a DM channel
     "channel_edit",  # PATCH /channels/{id}/messages/{id}
     "channel_delete",  # DELETE /channels/{id}/messages/{id}
+    "user_post",  # a member's own message (FakeDiscord.post_as): not the bot's
 ]
 
 EventKind = Literal["create", "edit", "delete"]

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -797,6 +797,50 @@ class FakeDiscord:
         inter.user_attachments = builder.user_attachments
         return await self._dispatch_interaction(inter)
 
+    def post_as(
+        self,
+        user: FakeUser,
+        channel: FakeChannel,
+        content: str = "",
+        *,
+        files: Sequence[tuple[bytes, str] | tuple[bytes, str, str]] = (),
+        embeds: list[dict[str, Any]] | None = None,
+    ) -> RecordedMessage:
+        """A member posts ``content`` (with ``files``, each ``(bytes, filename[, content_type])``
+        served by the fake CDN, and ``embeds``, as an unfurled link shows one) in ``channel``:
+        a message for a message command to target."""
+        stored = [
+            self.world.store_file(channel.id, spec[1], spec[0], spec[2] if len(spec) == 3 else None)
+            for spec in files
+        ]
+        fields = MessageFields(content, list(embeds or []), [], stored, 0, False, stored)
+        return self.create_message(channel, "user_post", fields, author=user)
+
+    async def invoke_message_command(
+        self, name: str, message: RecordedMessage, *, user: FakeUser, locale: str | None = None
+    ) -> FakeInteraction:
+        """Dispatch a message context-menu command (Apps ▸ ``name`` on ``message``) as ``user``:
+        an application command (type 2) of command type 3, the message in ``resolved``."""
+        channel = self.world.channels[message.channel_id]
+        guild = self.world.guild_of(channel)
+        inter, payload, _ = self._base_interaction(2, user, guild, channel, None, locale, None)
+        pools = [self.world.guild_commands.get(guild.id, []) if guild else [], self.world.global_commands]
+        cmd = next(
+            (c for pool in pools for c in pool if c["name"] == name and int(c.get("type", 1)) == 3), None
+        )
+        payload["data"] = {
+            "id": cmd["id"] if cmd else str(self.world.snowflake()),
+            "name": name,
+            "type": 3,
+            "target_id": str(message.id),
+            "resolved": {"messages": {str(message.id): self.world.message_json(message)}},
+        }
+        if cmd and cmd.get("guild_id"):
+            payload["data"]["guild_id"] = cmd["guild_id"]
+        inter.name = name
+        inter.source_message = message
+        return await self._dispatch_interaction(inter)
+
     def _find_component(self, components: list[Any], custom_id: str) -> dict[str, Any] | None:
         for c in components:
             if not isinstance(c, dict):
@@ -972,6 +1016,7 @@ class FakeDiscord:
         interaction: FakeInteraction | None = None,
         msg_type: int | None = None,
         reference: dict[str, Any] | None = None,
+        author: FakeUser | None = None,
     ) -> RecordedMessage:
         now = self.now()
         if msg_type is None:
@@ -980,7 +1025,7 @@ class FakeDiscord:
             id=self.world.snowflake(),
             channel_id=channel.id,
             guild_id=channel.guild_id,
-            author_id=self.world.bot_user.id,
+            author_id=(author or self.world.bot_user).id,
             route=route,
             created_at=now,
             content=fields.content,

@@ -1,0 +1,114 @@
+"""Apps ▸ "Animate this image" on any message: its first picture, then a form for the prompt and
+the options (left empty, an option takes the member's and the channel's defaults)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.community.admission import Refused
+from bot.discord_adapter.client import AnimateBot
+from bot.jobs import InvalidOptions
+from bot.pipeline.animations import ImageSource
+from bot.store import OptionDefaults
+from cogs.animate import reject, requester_of, start_animation
+from shared import contract
+
+Interaction = discord.Interaction[AnimateBot]
+
+MENU = "Animate this image"
+NO_PICTURE = (
+    "That message has no picture to animate. Use it on a message with an image attached, or with an "
+    "image preview of a link."
+)
+IMAGE_TYPES = tuple(contract.IMAGE_FORMATS.values())
+
+
+def picture_of(message: discord.Message) -> ImageSource | None:
+    """The message's first picture: an attached image, else an embed's image or thumbnail (a link
+    preview: fetched from public addresses only, as a member's link is)."""
+    for attachment in message.attachments:
+        kind = (attachment.content_type or "").split(";")[0].strip().lower()
+        named = attachment.filename.lower().endswith((".png", ".jpg", ".jpeg", ".webp"))
+        if kind in IMAGE_TYPES or (not kind and named):
+            return ImageSource(attachment.url, attachment.size, attachment.content_type)
+    for embed in message.embeds:
+        for url in (embed.image.url, embed.thumbnail.url):
+            if url:
+                return ImageSource(url, origin="link")
+    return None
+
+
+def _optional(name: str, choices: tuple[object, ...]) -> discord.ui.Select[Any]:
+    options = [discord.SelectOption(label=str(c), value=str(c)) for c in choices]
+    return discord.ui.Select(custom_id=name, options=options, min_values=0, max_values=1, required=False)
+
+
+class AnimateModal(discord.ui.Modal):
+    """The prompt, and each option (empty: the member's, then the channel's, then the bot's default)."""
+
+    def __init__(self, source: ImageSource) -> None:
+        super().__init__(title="Animate this image", custom_id="animate-this", timeout=15 * 60)
+        self.source = source
+        self.prompt: discord.ui.TextInput[Any] = discord.ui.TextInput(
+            custom_id="prompt", style=discord.TextStyle.paragraph, max_length=contract.MAX_PROMPT_CHARS,
+            placeholder="What should happen in the video",
+        )  # fmt: skip
+        self.choices = {
+            "duration": _optional("duration", contract.DURATIONS),
+            "aspect_ratio": _optional("aspect_ratio", contract.ASPECT_RATIOS),
+            "motion": _optional("motion", contract.MOTIONS),
+            "version": _optional("version", contract.VERSIONS),
+        }
+        self.add_item(discord.ui.Label(text="Prompt", component=self.prompt))
+        for name, select in self.choices.items():
+            label = name.replace("_", " ").capitalize()
+            self.add_item(discord.ui.Label(text=label, description="Empty: your default", component=select))
+
+    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
+        await interaction.response.defer(thinking=True)
+        picked = {
+            name: (select.values[0] if select.values else None) for name, select in self.choices.items()
+        }
+        given = OptionDefaults(
+            int(picked["duration"]) if picked["duration"] else None, picked["aspect_ratio"], picked["motion"],
+            picked["version"],
+        )  # fmt: skip
+        try:
+            options = await interaction.client.services.animations.options_for(
+                requester_of(interaction), self.prompt.value, given
+            )
+        except InvalidOptions as exc:
+            await reject(interaction, f"⚠️ Can't animate that: {exc}")
+            return
+        except Refused as exc:
+            await reject(interaction, f"⛔ {exc}")
+            return
+        await start_animation(interaction, self.source, options)
+
+
+class ContextMenuCog(commands.Cog):
+    def __init__(self, bot: AnimateBot) -> None:
+        self.bot = bot
+        # A context menu cannot be declared in a cog's class body: it is made and added here.
+        self.menu = app_commands.ContextMenu(name=MENU, callback=self.animate_this)
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    async def animate_this(self, interaction: Interaction, message: discord.Message) -> None:
+        source = picture_of(message)
+        if source is None:
+            await interaction.response.send_message(NO_PICTURE, ephemeral=True)
+            return
+        await interaction.response.send_modal(AnimateModal(source))
+
+
+async def setup(bot: AnimateBot) -> None:
+    await bot.add_cog(ContextMenuCog(bot))
