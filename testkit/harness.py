@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+_watchers: list[list[BotProcess]] = []
+
+
+@contextlib.contextmanager
+def watch_bots() -> Iterator[list[BotProcess]]:
+    """Collects every ``BotProcess`` made inside the block (the test harness reads their logs
+    afterwards: ``tests/conftest.py``)."""
+    made: list[BotProcess] = []
+    _watchers.append(made)
+    try:
+        yield made
+    finally:
+        _watchers.remove(made)
 
 
 class ChildProcess:
@@ -71,6 +87,8 @@ class BotProcess(ChildProcess):
         run_args: Sequence[str] = (),
         extra: dict[str, str] | None = None,
     ) -> None:
+        for watcher in _watchers:
+            watcher.append(self)
         self.tmp = tmp
         self.db = tmp / "bot.db"
         self.webhook_port = free_port()

@@ -16,6 +16,7 @@ from emulator.server import Emulator
 from relay.server import RelayServer
 from testkit.accounts import emulator_config
 from testkit.fake_discord.server import watch_fakes
+from testkit.harness import watch_bots
 from testkit.postgres import (
     REQUIRE_ENV,
     PostgresError,
@@ -46,6 +47,17 @@ def discord_spec_check() -> Iterator[None]:
             + "\n  ".join(found),
             pytrace=False,
         )
+
+
+@pytest.fixture(autouse=True)
+def bot_keeps_up() -> Iterator[None]:
+    """Fails a test in which a real bot process logged discord.py's "Can't keep up" (its
+    heartbeat ACK came back later than 10 s): the fake answers heartbeats as Discord does."""
+    with watch_bots() as bots:
+        yield
+    behind = [line for bot in bots for line in bot.log().splitlines() if "Can't keep up" in line]
+    if behind:
+        pytest.fail("a bot fell behind its gateway heartbeat:\n  " + "\n  ".join(behind), pytrace=False)
 
 
 @pytest.fixture
