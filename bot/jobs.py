@@ -136,6 +136,7 @@ class Job:
     plan_why: str | None = None  # why that plan applied: "role <id>", "server default", ...
     result_channel_id: int | None = None  # where the result was posted (once delivered)
     result_message_id: int | None = None
+    spoiler: bool = False  # the result comes as a spoiler (its channel's setting at admission)
 
     @property
     def in_flight(self) -> bool:

@@ -47,6 +47,7 @@ def requester_of(interaction: Interaction) -> Requester:
         interaction_token=interaction.token,
         token_expires_at=interaction.created_at.timestamp() + TOKEN_LIFETIME,
         upload_limit=interaction.filesize_limit,
+        age_restricted=isinstance(interaction.channel, discord.TextChannel) and interaction.channel.is_nsfw(),
     )
 
 

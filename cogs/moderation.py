@@ -177,6 +177,22 @@ class ChannelsGroup(ModeratorGroup, name="animate-channels", description="Where 
     async def deny(self, interaction: Interaction, channel: discord.TextChannel) -> None:
         await self._set(interaction, channel, False)
 
+    @app_commands.command(name="spoiler", description="Results in this channel arrive as spoilers (or not)")
+    async def spoiler(self, interaction: Interaction, channel: discord.TextChannel, on: bool) -> None:
+        assert interaction.guild_id is not None
+        moderation = self.bot.services.moderation
+        await moderation.set_spoiler(interaction.guild_id, interaction.user.id, channel.id, on)
+        said = "arrive as spoilers" if on else "no longer arrive as spoilers"
+        await interaction.response.send_message(f"Results in {channel.mention} {said}.", ephemeral=True)
+
+    @app_commands.command(name="age-restricted", description="Results in age-restricted channels as spoilers")
+    async def age_restricted(self, interaction: Interaction, spoiler: bool) -> None:
+        assert interaction.guild_id is not None
+        moderation = self.bot.services.moderation
+        await moderation.set_age_restricted_spoiler(interaction.guild_id, interaction.user.id, spoiler)
+        said = "arrive as spoilers" if spoiler else "arrive as in any channel"
+        await interaction.response.send_message(f"Results in age-restricted channels {said}.", ephemeral=True)
+
 
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)

@@ -145,6 +145,20 @@ class Moderation:
             lambda tx: rules.set_member_rule(tx, guild_id, user_id, blocked=0, reason=None),
         )  # fmt: skip
 
+    async def set_spoiler(self, guild_id: int, actor: int, channel_id: int, on: bool) -> None:
+        """Results in this channel come as spoilers (or no longer do)."""
+        await self._change(
+            guild_id, actor, "animate-channels spoiler", f"<#{channel_id}>", "on" if on else "off",
+            lambda tx: rules.set_spoiler(tx, guild_id, channel_id, on),
+        )  # fmt: skip
+
+    async def set_age_restricted_spoiler(self, guild_id: int, actor: int, on: bool) -> None:
+        """Results in every channel Discord marks age-restricted come as spoilers (or not)."""
+        await self._change(
+            guild_id, actor, "animate-channels age-restricted", None, "spoiler" if on else "as others",
+            lambda tx: pools.update(tx, guild_id, spoil_age_restricted=int(on)),
+        )  # fmt: skip
+
     async def set_channel(self, guild_id: int, actor: int, channel_id: int, allowed: bool) -> None:
         await self._change(
             guild_id, actor, "animate-channels", f"<#{channel_id}>", "allow" if allowed else "deny",

@@ -73,6 +73,7 @@ class Requester:
     interaction_token: str | None = None
     token_expires_at: float | None = None
     upload_limit: int | None = None
+    age_restricted: bool = False  # the channel is marked age-restricted (NSFW) by Discord
 
 
 class NotRecorded(Refused):
@@ -148,6 +149,14 @@ class Animations:
         async with self._slots:
             began = time.monotonic()
             picture = await self._read_source(source)
+            spoiler = False
+            if requester.guild_id is not None:
+                try:
+                    spoiler = await self.store.spoiler_for(
+                        requester.guild_id, requester.channel_id, requester.age_restricted
+                    )
+                except StoreUnavailable as exc:
+                    raise NotRecorded from exc
             new = NewJob(
                 source=self.pipeline.options.source,
                 image_ref=source.url,
@@ -161,6 +170,7 @@ class Animations:
                 upload_limit=requester.upload_limit,
                 image_origin=source.origin,
                 image_sha256=picture.sha256,
+                spoiler=spoiler,
             )
             try:
                 admitted = await admit(self.store, new, self.policy, roles=list(requester.role_ids))

@@ -306,14 +306,15 @@ class Delivery:
             shrunk = fitted is not video
             body = text + (f"\n(re-encoded to fit the {_mib(limit)} upload limit)" if shrunk else "")
             try:
-                posted = await self.messenger.send(
-                    job, route, body, Attachment(f"animation-{job.id}.mp4", fitted)
-                )
+                # Discord shows a file named SPOILER_... hidden until clicked.
+                name = f"{'SPOILER_' if job.spoiler else ''}animation-{job.id}.mp4"
+                posted = await self.messenger.send(job, route, body, Attachment(name, fitted))
                 return ("re-encoded video" if shrunk else "video"), posted
             except UploadTooLarge:
                 log.info("job=%s %s refused %d bytes as too large", job.id, route, len(fitted))
+        shown = f"||{job.result_url}||" if job.spoiler else job.result_url
         link = (
-            f"\n{job.result_url}\n(too large to attach under the {_mib(limit)} upload limit; "
+            f"\n{shown}\n(too large to attach under the {_mib(limit)} upload limit; "
             "this link expires: save the video soon)"
         )
         return "link", await self.messenger.send(job, route, text + link, None)

@@ -284,6 +284,9 @@ class Store:
         """Record a member's report of a result; False when they had reported it already."""
         return await self.atomic(lambda tx: reports.add(tx, job_id, reporter_id))
 
+    async def spoiler_for(self, guild_id: int, channel_id: int | None, age_restricted: bool) -> bool:
+        return await self._read(lambda tx: rules.spoiler_for(tx, guild_id, channel_id, age_restricted))
+
     async def prompt_rules(self, guild_id: int) -> list[PromptRule]:
         return await self._read(lambda tx: prompt_rules.for_guild(tx, guild_id))
 

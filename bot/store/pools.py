@@ -28,6 +28,7 @@ _SETTINGS: Final = frozenset(
         "alert_channel_id",
         "alert_armed",
         "modlog_channel_id",
+        "spoil_age_restricted",
     }
 )
 

@@ -23,6 +23,7 @@ class NewJob:
     upload_limit: int | None = None
     image_origin: str = "attachment"  # or "link" (a member's URL), "frame" (Continue), "file" (the CLI)
     image_sha256: str | None = None  # the kept picture (bot.store.pictures), when there is one
+    spoiler: bool = False  # the result comes as a spoiler (bot.store.rules.spoiler_for)
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,3 +127,25 @@ def set_channel_rule(tx: Tx, guild_id: int, channel_id: int, allowed: bool) -> N
         " ON CONFLICT (guild_id, channel_id) DO UPDATE SET allowed = excluded.allowed",
         (guild_id, channel_id, int(allowed)),
     )
+
+
+def spoiler_for(tx: Tx, guild_id: int, channel_id: int | None, age_restricted: bool) -> bool:
+    """Whether a result in this channel comes as a spoiler: the channel is one the moderators
+    chose, or it is age-restricted and the server spoils those."""
+    row = tx.first(
+        "SELECT EXISTS (SELECT 1 FROM channel_spoilers WHERE channel_id = ?),"
+        " COALESCE((SELECT spoil_age_restricted FROM guilds WHERE guild_id = ?), 0)",
+        (channel_id if channel_id is not None else -1, guild_id),
+    )
+    return bool(row and (row[0] or (age_restricted and row[1])))
+
+
+def set_spoiler(tx: Tx, guild_id: int, channel_id: int, on: bool) -> None:
+    if on:
+        tx.write(
+            "INSERT INTO channel_spoilers (guild_id, channel_id) VALUES (?, ?)"
+            " ON CONFLICT (channel_id) DO NOTHING",
+            (guild_id, channel_id),
+        )
+    else:
+        tx.write("DELETE FROM channel_spoilers WHERE channel_id = ?", (channel_id,))

@@ -416,8 +416,10 @@ class FakeDiscord:
         bot_can_attach: bool = True,
         bot_can_view: bool = True,
         topic: str | None = None,
+        nsfw: bool = False,
     ) -> FakeChannel:
-        """A text channel; the bot's Send / Attach / View permissions there come from a member overwrite."""
+        """A text channel; the bot's Send / Attach / View permissions there come from a member
+        overwrite; ``nsfw``: marked age-restricted."""
         chan = self.world.add_text_channel(
             guild,
             name,
@@ -426,6 +428,7 @@ class FakeDiscord:
             bot_can_view=bot_can_view,
             topic=topic,
         )
+        chan.nsfw = nsfw
         self.gateway.broadcast("CHANNEL_CREATE", self.world.channel_json(chan), guild_id=guild.id)
         return chan
 
