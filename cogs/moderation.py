@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 from typing import Any, Literal
 
 import discord
@@ -64,6 +66,24 @@ def summary_text(
     return "\n".join(lines)
 
 
+async def usage_chart_file(bot: AnimateBot, interaction: Interaction) -> discord.File:
+    """The server's last 30 days as a chart: credits spent per day, jobs per member (top ten)."""
+    assert interaction.guild_id is not None
+    usage = await bot.services.moderation.recent_usage(interaction.guild_id)
+    guild = interaction.guild
+
+    def name(user_id: int) -> str:
+        member = guild.get_member(user_id) if guild is not None else None
+        return member.display_name if member is not None else f"member {user_id}"
+
+    # matplotlib is loaded on the first chart, not with the bot: most processes never draw one.
+    from bot.media.charts import usage_chart
+
+    named = [(name(user_id), jobs) for user_id, jobs in usage.per_member]
+    png = await asyncio.to_thread(usage_chart, usage.per_day, named)
+    return discord.File(io.BytesIO(png), "usage-30-days.png")
+
+
 def plan_or_none(plan: str) -> str | None:
     return None if plan == "none" else plan
 
@@ -75,12 +95,14 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
     async def show(self, interaction: Interaction, member: discord.Member | None = None) -> None:
         target = member or interaction.user
         assert interaction.guild_id is not None and isinstance(target, discord.Member)
+        await interaction.response.defer(ephemeral=True, thinking=True)  # the chart takes a moment
         s = await self.bot.services.moderation.member_summary(
             interaction.guild_id,
             target.id,
             [r.id for r in target.roles],
         )
-        await interaction.response.send_message(summary_text(target.display_name, s), ephemeral=True)
+        chart = await usage_chart_file(self.bot, interaction)
+        await interaction.followup.send(summary_text(target.display_name, s), file=chart, ephemeral=True)
 
     @app_commands.command(name="set", description="Give a member a plan (beats their roles)")
     async def set_(self, interaction: Interaction, member: discord.Member, plan: PlanOrNone) -> None:
@@ -216,6 +238,7 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
     @app_commands.command(name="show", description="Balance and recent movements")
     async def show(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)  # the chart takes a moment
         guild, rows = await self.bot.services.moderation.pool_statement(interaction.guild_id, 12)
         history = "\n".join(
             f"<t:{int(r.created_at)}:R> {r.kind} **{r.amount:+}**"
@@ -229,7 +252,8 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
         if guild.low_balance_threshold is not None:
             extra.append(f"alert below {guild.low_balance_threshold} in <#{guild.alert_channel_id}>")
         head = f"**Pool: {guild.balance} credits**" + (f" ({'; '.join(extra)})" if extra else "")
-        await interaction.response.send_message(f"{head}\n{history}", ephemeral=True)
+        chart = await usage_chart_file(self.bot, interaction)
+        await interaction.followup.send(f"{head}\n{history}", file=chart, ephemeral=True)
 
     @app_commands.command(name="allowance", description="Credits each member may spend per 24 h (0 = no cap)")
     async def allowance(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Final, Protocol, TypeVar
 
 from bot.community.admission import Policy, resolve_plan
@@ -59,6 +60,12 @@ class MemberSummary:
         if self.balance is None:
             return None
         return min(self.balance, self.allowance_left) if self.allowance_left is not None else self.balance
+
+
+@dataclass(frozen=True, slots=True)
+class RecentUsage:
+    per_day: list[tuple[date, int]]  # every day of the span, oldest first (0: nothing spent)
+    per_member: list[tuple[int, int]]  # (member, jobs), most first, the top ten
 
 
 class Submitting(Protocol):
@@ -263,6 +270,19 @@ class Moderation:
         except PromptBlocked as blocked:
             return blocked.rule
         return None
+
+    async def recent_usage(self, guild_id: int, days: int = 30) -> RecentUsage:
+        """The server's last ``days`` (UTC days, today last): credits its pool paid per day, and
+        the ten members with the most jobs."""
+        today = datetime.now(UTC).date()
+        first = today - timedelta(days=days - 1)
+        since = datetime.combine(first, datetime.min.time(), UTC).timestamp()
+        spent = {first + timedelta(days=n): 0 for n in range(days)}
+        for at, credits in await self.store.spend_since(guild_id, since):
+            day = datetime.fromtimestamp(at, UTC).date()
+            if day in spent:
+                spent[day] += credits
+        return RecentUsage(sorted(spent.items()), await self.store.jobs_per_member(guild_id, since))
 
     async def pool_statement(self, guild_id: int, limit: int) -> tuple[Guild, list[LedgerRow]]:
         """The server's pool (its row created on first use) and its latest ledger rows."""

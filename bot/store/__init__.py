@@ -287,6 +287,12 @@ class Store:
     async def spoiler_for(self, guild_id: int, channel_id: int | None, age_restricted: bool) -> bool:
         return await self._read(lambda tx: rules.spoiler_for(tx, guild_id, channel_id, age_restricted))
 
+    async def spend_since(self, guild_id: int, since: float) -> list[tuple[float, int]]:
+        return await self._read(lambda tx: pools.spend_since(tx, guild_id, since))
+
+    async def jobs_per_member(self, guild_id: int, since: float, limit: int = 10) -> list[tuple[int, int]]:
+        return await self._read(lambda tx: pools.jobs_per_member(tx, guild_id, since, limit))
+
     async def prompt_rules(self, guild_id: int) -> list[PromptRule]:
         return await self._read(lambda tx: prompt_rules.for_guild(tx, guild_id))
 

@@ -304,3 +304,23 @@ def ledger_rows(tx: Tx, guild_id: int, limit: int) -> list[LedgerRow]:
         (guild_id, limit),
     )
     return [LedgerRow(*row) for row in rows]
+
+
+def spend_since(tx: Tx, guild_id: int, since: float) -> list[tuple[float, int]]:
+    """(when, credits) the pool paid for jobs since ``since``: reservations and settlements."""
+    rows = tx.rows(
+        "SELECT created_at, -amount FROM ledger"
+        " WHERE guild_id = ? AND created_at > ? AND kind IN ('reserve', 'settle')",
+        (guild_id, since),
+    )
+    return [(float(at), int(amount)) for at, amount in rows]
+
+
+def jobs_per_member(tx: Tx, guild_id: int, since: float, limit: int = 10) -> list[tuple[int, int]]:
+    """(member, jobs) since ``since`` in this server, most first."""
+    rows = tx.rows(
+        "SELECT user_id, COUNT(*) FROM jobs WHERE guild_id = ? AND created_at > ? AND user_id IS NOT NULL"
+        " GROUP BY user_id ORDER BY COUNT(*) DESC, user_id LIMIT ?",
+        (guild_id, since, limit),
+    )
+    return [(int(user), int(n)) for user, n in rows]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from bot.community.admission import Policy
+from bot.community.admission import Policy, admit
 from bot.community.moderation import Moderation, ModerationError
 from bot.community.modlog import ModEvent
-from bot.store import Store, Tx, rules
+from bot.jobs import JobOptions
+from bot.store import NewJob, Store, Tx, rules
 from testkit.books import ledger_sum
 
 G, MOD, MEMBER = 300, 9, 1
@@ -173,3 +174,15 @@ async def test_with_a_mod_log_every_audited_change_is_posted_there_too(store: St
         (555, "filter add", MOD, "word rule #1"),
     ]
     assert len(await store.audit_rows(G)) == 6
+
+
+async def test_recent_usage_is_every_day_of_the_span_and_the_busiest_members(store: Store) -> None:
+    policy = Policy(default_plan="pro", welcome_credits=500)
+    for user in (1, 1, 2):
+        new = NewJob(source="discord", image_ref="https://cdn/x.png", options=JobOptions(prompt="p"),
+                     user_id=user, guild_id=G, channel_id=3)  # fmt: skip
+        await admit(store, new, policy)  # gen-4: 50 credits each
+    usage = await Moderation(store, policy, Scheduler()).recent_usage(G)
+    assert len(usage.per_day) == 30 and usage.per_day[-1][1] == 3 * 50  # today, last
+    assert all(credits == 0 for _, credits in usage.per_day[:-1])
+    assert usage.per_member == [(1, 2), (2, 1)]

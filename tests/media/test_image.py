@@ -69,3 +69,14 @@ def test_refuses_tiny_and_extreme_aspect() -> None:
         validate_image(picture(32, 32))
     with pytest.raises(InvalidImage, match="Crop it"):
         validate_image(picture(1000, 100))
+
+
+def test_the_usage_chart_is_a_png_with_both_panels() -> None:
+    from datetime import date, timedelta
+
+    from bot.media.charts import usage_chart
+
+    days = [(date(2026, 11, 1) + timedelta(days=n), n * 10) for n in range(30)]
+    png = usage_chart(days, [("alice", 12), ("bob", 3)])
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.format == "PNG" and image.size == (900, 320)
