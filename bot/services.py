@@ -23,6 +23,7 @@ from bot.community.admission import Policy, QuotaWindows
 from bot.community.moderation import Moderation
 from bot.community.modlog import ModLog
 from bot.community.prompt_filter import PromptFilter, RuleError, read_list
+from bot.community.showcase import Showcase, ShowcasePost
 from bot.config import ConfigError, Settings
 from bot.inbound.receiver import Health, WebhookReceiver
 from bot.inbound.relay_subscriber import RelaySubscriber
@@ -120,6 +121,7 @@ class Services:
     moderation: Moderation
     receiver: WebhookReceiver | None  # None with WEBHOOK_PORT=off
     relay: RelaySubscriber | None  # set with RELAY_URL; runs only while this process leads
+    showcase: Showcase
 
     @property
     def store(self) -> Store:
@@ -140,8 +142,9 @@ class Services:
 
 @contextlib.asynccontextmanager
 async def open_services(
-    settings: Settings, messenger: Messenger, *, health: Health | None = None, modlog: ModLog | None = None
-) -> AsyncIterator[Services]:
+    settings: Settings, messenger: Messenger, *, health: Health | None = None, modlog: ModLog | None = None,
+    showcase_poster: ShowcasePost | None = None,
+) -> AsyncIterator[Services]:  # fmt: skip
     """Open every service the bot needs; on the way out stop them, jobs resting where they are.
 
     ``messenger`` is how the pipeline reaches Discord; ``health`` adds the client's state to the
@@ -263,4 +266,5 @@ async def open_services(
             moderation=Moderation(store, policy, pipeline.scheduler, prompt_filter, modlog),
             receiver=receiver,
             relay=relay,
+            showcase=Showcase(store, showcase_poster),
         )

@@ -314,6 +314,29 @@ class ModLogGroup(
         await interaction.response.send_message("Moderation events are no longer posted.", ephemeral=True)
 
 
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class ShowcaseGroup(ModeratorGroup, name="showcase", description="Repost results members star (mods)"):
+    @app_commands.command(name="channel", description="Repost a result here once it has this many ⭐")
+    async def channel(
+        self,
+        interaction: Interaction,
+        channel: discord.TextChannel,
+        threshold: app_commands.Range[int, 1, 100],
+    ) -> None:
+        assert interaction.guild_id is not None
+        moderation = self.bot.services.moderation
+        await moderation.set_showcase(interaction.guild_id, interaction.user.id, channel.id, threshold)
+        text = f"Results with {threshold} ⭐ from members other than their requester go to {channel.mention}."
+        await interaction.response.send_message(text, ephemeral=True)
+
+    @app_commands.command(name="off", description="No more showcase reposts")
+    async def off(self, interaction: Interaction) -> None:
+        assert interaction.guild_id is not None
+        await self.bot.services.moderation.set_showcase(interaction.guild_id, interaction.user.id, None, 1)
+        await interaction.response.send_message("The showcase is off.", ephemeral=True)
+
+
 class ModerationCog(commands.Cog):
     def __init__(self, bot: AnimateBot) -> None:
         self.bot = bot
@@ -332,4 +355,5 @@ async def setup(bot: AnimateBot) -> None:
     bot.tree.add_command(ChannelsGroup(bot))
     bot.tree.add_command(PoolGroup(bot))
     bot.tree.add_command(ModLogGroup(bot))
+    bot.tree.add_command(ShowcaseGroup(bot))
     await bot.add_cog(ModerationCog(bot))

@@ -256,6 +256,22 @@ class ResultsCog(commands.Cog):
         self.bot.render_result = result_buttons
         self.bot.render_report = report_buttons
 
+    @commands.Cog.listener()
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        await self._reaction(payload, added=True)
+
+    @commands.Cog.listener()
+    async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
+        await self._reaction(payload, added=False)
+
+    async def _reaction(self, payload: discord.RawReactionActionEvent, *, added: bool) -> None:
+        """Stars on results count toward the server's showcase (raw events: old results too)."""
+        if payload.user_id == getattr(self.bot.user, "id", None):
+            return
+        await self.bot.services.showcase.reaction(
+            payload.message_id, payload.user_id, str(payload.emoji), added
+        )
+
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(ResultButton, ReportButton)
         self.bot.render_result = None

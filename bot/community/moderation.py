@@ -108,6 +108,17 @@ class Moderation:
         )
         return result
 
+    async def set_showcase(self, guild_id: int, actor: int, channel_id: int | None, threshold: int) -> None:
+        """Repost results with ``threshold`` stars to ``channel_id`` (None: no showcase)."""
+        if threshold < 1:
+            raise ModerationError("the threshold must be at least 1 star")
+        where = f"<#{channel_id}>" if channel_id else None
+        said = f"at {threshold} ⭐" if channel_id else "off"
+        settings = {"showcase_channel_id": channel_id, "showcase_threshold": threshold}
+        await self._change(
+            guild_id, actor, "showcase", where, said, lambda tx: pools.update(tx, guild_id, **settings)
+        )
+
     async def set_modlog(self, guild_id: int, actor: int, channel_id: int | None) -> None:
         """Where this server's moderation events are posted (None: nowhere)."""
         where = f"<#{channel_id}>" if channel_id else None

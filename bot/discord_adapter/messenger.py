@@ -122,6 +122,17 @@ class DiscordMessenger(Messenger):
         except discord.HTTPException as exc:
             log.warning("mod log post to channel %s failed (%s %s)", channel_id, exc.status, exc.code)
 
+    async def showcase(self, channel_id: int, job: Job) -> None:
+        """A result reposted to the showcase: credited to its requester, with a link back."""
+        link = ""
+        if job.guild_id and job.result_channel_id and job.result_message_id:
+            link = f"\nhttps://discord.com/channels/{job.guild_id}/{job.result_channel_id}/{job.result_message_id}"
+        text = f"⭐ **Showcase**: an animation by <@{job.user_id}>\n> {job.options.prompt[:300]}{link}"
+        await self.bot.get_partial_messageable(channel_id).send(
+            text,
+            allowed_mentions=discord.AllowedMentions.none(),  # credited, not pinged
+        )
+
     async def find_sent(self, job: Job, since: float) -> bool | None:
         """Look for the bot's message naming this job, posted since ``since``, wherever the
         routes post: the job's channel (follow-ups land there too) and the member's DMs."""

@@ -28,7 +28,9 @@ async def run_bot(settings: Settings) -> int:
         # The services close before the client: stop taking work, let every job rest where it
         # is for the next start, then log out.
         messenger = DiscordMessenger(bot)
-        async with open_services(settings, messenger, health=bot.health, modlog=messenger) as services:
+        async with open_services(
+            settings, messenger, health=bot.health, modlog=messenger, showcase_poster=messenger
+        ) as services:
             bot.services = services
             starter = asyncio.create_task(bot.serve_when_ready(services), name="pipeline-start")
             runner = asyncio.create_task(bot.start(settings.discord_token.reveal()), name="discord")

@@ -11,6 +11,7 @@ The SQL lives in one module per table family, as plain functions of a transactio
 - :mod:`bot.store.option_defaults`: default /animate options per channel and per member;
 - :mod:`bot.store.pictures`: checked pictures kept for a while (jobs outlive attachment URLs);
 - :mod:`bot.store.reports`: members' reports of results;
+- :mod:`bot.store.showcase`: stars on results, and which were reposted;
 - :mod:`bot.store.leader`: the leader's lease and term (which process runs the leader's loops);
 - :mod:`bot.store.pause`: the API account's submitting pause, which any process may lift;
 - :mod:`bot.store.turns`: turns the processes take one at a time (Discord's identify buckets);
@@ -45,6 +46,7 @@ from bot.store import (
     prompt_rules,
     reports,
     rules,
+    showcase,
     turns,
 )
 from bot.store.engine import Engine, Leadership, NotLeader, Query, StoreUnavailable, Tx, member_key, pool_key
@@ -292,6 +294,24 @@ class Store:
 
     async def jobs_per_member(self, guild_id: int, since: float, limit: int = 10) -> list[tuple[int, int]]:
         return await self._read(lambda tx: pools.jobs_per_member(tx, guild_id, since, limit))
+
+    async def star(self, message_id: int, user_id: int, on: bool) -> tuple[Job, int] | None:
+        """A member's star (or its removal) on a result message: the job and its stars after it,
+        or None when the message is no result, or the star is its requester's own."""
+
+        def unit(tx: Tx) -> tuple[Job, int] | None:
+            job = jobs.by_result_message(tx, message_id)
+            if job is None or job.user_id == user_id:
+                return None
+            return job, showcase.star(tx, job.id, user_id, on)
+
+        return await self.atomic(unit)
+
+    async def showcase_settings(self, guild_id: int) -> tuple[int | None, int | None]:
+        return await self._read(lambda tx: showcase.settings(tx, guild_id))
+
+    async def mark_showcased(self, job_id: str) -> bool:
+        return await self.atomic(lambda tx: showcase.mark(tx, job_id))
 
     async def prompt_rules(self, guild_id: int) -> list[PromptRule]:
         return await self._read(lambda tx: prompt_rules.for_guild(tx, guild_id))

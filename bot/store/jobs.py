@@ -481,3 +481,9 @@ def nth_counted_since(tx: Tx, user_id: int, guild_id: int | None, since: float, 
         (user_id, *where, since, n),
     )
     return float(created) if created is not None else None
+
+
+def by_result_message(tx: Tx, message_id: int) -> Job | None:
+    """The job whose result is the message ``message_id`` (a reaction's message), if any."""
+    row = tx.first(f"{_SELECT} WHERE result_message_id = ?", (message_id,))
+    return from_row(row) if row is not None else None

@@ -29,6 +29,8 @@ _SETTINGS: Final = frozenset(
         "alert_armed",
         "modlog_channel_id",
         "spoil_age_restricted",
+        "showcase_channel_id",
+        "showcase_threshold",
     }
 )
 

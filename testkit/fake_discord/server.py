@@ -17,6 +17,7 @@ from .errors import ApiError, Code, NoBotConnected, WaitTimeout
 from .gateway import (
     INTENT_DIRECT_MESSAGES,
     INTENT_GUILD_MEMBERS,
+    INTENT_GUILD_MESSAGE_REACTIONS,
     INTENT_GUILD_MESSAGES,
     Gateway,
     GatewaySession,
@@ -818,6 +819,24 @@ class FakeDiscord:
         ]
         fields = MessageFields(content, list(embeds or []), [], stored, 0, False, stored)
         return self.create_message(channel, "user_post", fields, author=user)
+
+    def react(self, message: RecordedMessage, user: FakeUser, emoji: str = "⭐", *, add: bool = True) -> None:
+        """``user`` adds (or removes) a Unicode ``emoji`` reaction on ``message``: the gateway's
+        MESSAGE_REACTION_ADD (or _REMOVE) to the session that carries its server."""
+        channel = self.world.channels[message.channel_id]
+        data: dict[str, Any] = {
+            "user_id": str(user.id), "channel_id": str(channel.id), "message_id": str(message.id),
+            "emoji": {"id": None, "name": emoji}, "burst": False, "type": 0,
+        }  # fmt: skip
+        if channel.guild_id is not None:
+            data["guild_id"] = str(channel.guild_id)
+            if add:
+                data["message_author_id"] = str(message.author_id)
+                member = self.world.guilds[channel.guild_id].members.get(user.id)
+                if member is not None:
+                    data["member"] = self.world.member_json(member)
+        event = "MESSAGE_REACTION_ADD" if add else "MESSAGE_REACTION_REMOVE"
+        self.gateway.broadcast(event, data, guild_id=channel.guild_id, intent=INTENT_GUILD_MESSAGE_REACTIONS)
 
     async def invoke_message_command(
         self, name: str, message: RecordedMessage, *, user: FakeUser, locale: str | None = None

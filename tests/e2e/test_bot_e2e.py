@@ -52,7 +52,7 @@ async def test_animate_delivers_the_video(tmp_path: Path, webhooks: bool) -> Non
         if webhooks:  # publish the commands the way an operator does, then use their types
             code, out = await w.bot.run_command("sync", "--guild", str(w.guild.id))
             assert code == 0, out
-            assert "published 12 commands" in out
+            assert "published 13 commands" in out
             assert {c["name"] for c in w.fake.commands(guild=w.guild)} == {
                 "animate",
                 "jobs",
@@ -66,6 +66,7 @@ async def test_animate_delivers_the_video(tmp_path: Path, webhooks: bool) -> Non
                 "animate-defaults",
                 "modlog",
                 "Animate this image",
+                "showcase",
             }
         it = await w.animate(duration=10, aspect_ratio="9:16", motion="high", version="gen-3")
         ack = await it.wait_acknowledged(timeout=3)

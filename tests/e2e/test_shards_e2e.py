@@ -173,7 +173,7 @@ async def test_when_discord_requires_sharding_the_bot_asks_for_the_count(tmp_pat
         # `sync` logs in and publishes over REST only: no gateway session of its own
         connections = len(w.fake.gateway.connections)
         code, out = await w.bot.run_command("sync", "--guild", str(w.guilds[1].id))
-        assert code == 0 and "published 12 commands" in out, out
+        assert code == 0 and "published 13 commands" in out, out
         assert len(w.fake.gateway.connections) == connections
         it = await w.animate(1)
         await it.wait_acknowledged(timeout=3)
