@@ -84,6 +84,24 @@ async def start_animation(interaction: Interaction, source: ImageSource, options
     animations.start(job)
 
 
+async def animate_with_defaults(
+    interaction: Interaction, source: ImageSource, prompt: str, given: OptionDefaults
+) -> None:
+    """The options left out taken from the member's and the channel's defaults, then started
+    (after the defer); a bad prompt or option, or the database away, refused privately."""
+    try:
+        options = await interaction.client.services.animations.options_for(
+            requester_of(interaction), prompt, given
+        )
+    except InvalidOptions as exc:
+        await reject(interaction, f"⚠️ Can't animate that: {exc}")
+        return
+    except Refused as exc:  # the database out of reach: the defaults could not be read
+        await reject(interaction, f"⛔ {exc}")
+        return
+    await start_animation(interaction, source, options)
+
+
 class JobButton(
     discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
     template=r"job:(?P<action>cancel|again):(?P<job_id>[a-z0-9]+)",
@@ -186,17 +204,6 @@ class AnimateCog(commands.Cog):
     ) -> None:
         # Acknowledge first: Discord allows 3 s, and reading the image takes longer than that.
         await interaction.response.defer(thinking=True)
-        given = OptionDefaults(duration, aspect_ratio, motion, version)
-        try:
-            options = await interaction.client.services.animations.options_for(
-                requester_of(interaction), prompt, given
-            )
-        except InvalidOptions as exc:
-            await reject(interaction, f"⚠️ Can't animate that: {exc}")
-            return
-        except Refused as exc:  # the database out of reach: the defaults could not be read
-            await reject(interaction, f"⛔ {exc}")
-            return
         if (image is None) == (image_url is None):
             await reject(
                 interaction, "⚠️ Give the picture one way: attach it as `image`, or link it as `image_url`."
@@ -207,7 +214,9 @@ class AnimateCog(commands.Cog):
             if image is not None
             else ImageSource(image_url or "", origin="link")
         )
-        await start_animation(interaction, source, options)
+        await animate_with_defaults(
+            interaction, source, prompt, OptionDefaults(duration, aspect_ratio, motion, version)
+        )
 
 
 async def setup(bot: AnimateBot) -> None:

@@ -9,12 +9,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.community.admission import Refused
 from bot.discord_adapter.client import AnimateBot
-from bot.jobs import InvalidOptions
 from bot.pipeline.animations import ImageSource
 from bot.store import OptionDefaults
-from cogs.animate import reject, requester_of, start_animation
+from cogs.animate import animate_with_defaults
 from shared import contract
 
 Interaction = discord.Interaction[AnimateBot]
@@ -77,17 +75,7 @@ class AnimateModal(discord.ui.Modal):
             int(picked["duration"]) if picked["duration"] else None, picked["aspect_ratio"], picked["motion"],
             picked["version"],
         )  # fmt: skip
-        try:
-            options = await interaction.client.services.animations.options_for(
-                requester_of(interaction), self.prompt.value, given
-            )
-        except InvalidOptions as exc:
-            await reject(interaction, f"⚠️ Can't animate that: {exc}")
-            return
-        except Refused as exc:
-            await reject(interaction, f"⛔ {exc}")
-            return
-        await start_animation(interaction, self.source, options)
+        await animate_with_defaults(interaction, self.source, self.prompt.value, given)
 
 
 class ContextMenuCog(commands.Cog):
