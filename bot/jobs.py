@@ -154,3 +154,11 @@ def may_manage(job: Job, user_id: int, *, moderator_of: int | None) -> bool:
     ``moderator_of`` is the server where the caller is a moderator (None if nowhere here).
     """
     return job.user_id == user_id or (moderator_of is not None and job.guild_id == moderator_of)
+
+
+def result_link(job: Job) -> str | None:
+    """A link to the job's result message in its server (None: not posted in a server, or
+    posted before results were located)."""
+    if job.guild_id is None or job.result_channel_id is None or job.result_message_id is None:
+        return None
+    return f"https://discord.com/channels/{job.guild_id}/{job.result_channel_id}/{job.result_message_id}"

@@ -22,7 +22,7 @@ import discord
 from bot.community.modlog import ModEvent
 from bot.discord_adapter.client import AnimateBot, shard_of
 from bot.discord_adapter.limits import DEFAULT_UPLOAD_LIMIT, TOKEN_MARGIN
-from bot.jobs import Job
+from bot.jobs import Job, result_link
 from bot.pipeline.delivery import Attachment, Messenger, Posted, Route, RouteUnavailable, UploadTooLarge
 
 log = logging.getLogger(__name__)
@@ -124,10 +124,9 @@ class DiscordMessenger(Messenger):
 
     async def showcase(self, channel_id: int, job: Job) -> None:
         """A result reposted to the showcase: credited to its requester, with a link back."""
-        link = ""
-        if job.guild_id and job.result_channel_id and job.result_message_id:
-            link = f"\nhttps://discord.com/channels/{job.guild_id}/{job.result_channel_id}/{job.result_message_id}"
-        text = f"⭐ **Showcase**: an animation by <@{job.user_id}>\n> {job.options.prompt[:300]}{link}"
+        link = result_link(job)
+        text = f"⭐ **Showcase**: an animation by <@{job.user_id}>\n> {job.options.prompt[:300]}"
+        text += f"\n{link}" if link else ""
         await self.bot.get_partial_messageable(channel_id).send(
             text,
             allowed_mentions=discord.AllowedMentions.none(),  # credited, not pinged

@@ -21,7 +21,7 @@ from bot.community.admission import Admitted, Policy, Refused, admit, low_balanc
 from bot.community.defaults import check, choose
 from bot.community.modlog import ModEvent, ModLog, announce
 from bot.community.prompt_filter import PromptBlocked, PromptFilter, label
-from bot.jobs import Job, JobOptions, may_manage
+from bot.jobs import Job, JobOptions, may_manage, result_link
 from bot.media.attachment_url import expired
 from bot.media.fetch import FetchError, fetch_bytes
 from bot.media.image import InvalidImage, check_image_size, validate_image
@@ -59,6 +59,10 @@ class Keeping:
 
     max_bytes: int = 512 * 1024 * 1024
     max_age: float = 7 * 24 * 3600.0
+
+    @property
+    def on(self) -> bool:
+        return self.max_bytes > 0 and self.max_age > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,12 +226,8 @@ class Animations:
             raise NotRecorded from exc
         if job is None:
             return None
-        o = job.options
-        options = JobOptions(
-            prompt=o.prompt, duration=o.duration, aspect_ratio=o.aspect_ratio, motion=o.motion,
-            version=o.version,
-        )  # fmt: skip
-        return ImageSource(job.image_ref, origin=job.image_origin, sha256=job.image_sha256), options
+        source = ImageSource(job.image_ref, origin=job.image_origin, sha256=job.image_sha256)
+        return source, _checked_options(job)
 
     async def info(self, job_id: str) -> Job | None:
         """A job as recorded (the result's Info button), or None when it is gone."""
@@ -294,10 +294,8 @@ class Animations:
             return Reported.OWN
         if not await self.store.report(job.id, reporter_id):
             return Reported.ALREADY
-        where = ""
-        if job.result_channel_id and job.result_message_id:
-            where = f" · https://discord.com/channels/{job.guild_id}/{job.result_channel_id}/{job.result_message_id}"
-        said = f"<@{job.user_id}>'s result: {job.options.prompt[:300]}{where}"
+        link = result_link(job)
+        said = f"<@{job.user_id}>'s result: {job.options.prompt[:300]}{f' · {link}' if link else ''}"
         await self._note(job.guild_id, reporter_id, "result report", f"job {job.id}", said, job_id=job.id)
         return Reported.DONE
 
@@ -328,13 +326,13 @@ class Animations:
         starts where this one ended), or None if the job is gone. InvalidImage when there is no
         video to continue, or the bot keeps no pictures (the frame reaches the API as a kept
         picture)."""
-        earlier = await self.again(job_id)
         job = await self.store.get_job(job_id)
-        if earlier is None or job is None:
+        if job is None:
             return None
+        options = _checked_options(job)
         if job.outcome != "completed" or not job.result_url:
             raise InvalidImage("only a finished video can be continued")
-        if self.keeping.max_bytes <= 0 or self.keeping.max_age <= 0:
+        if not self.keeping.on:
             raise InvalidImage("Continue is off on this bot: it keeps no pictures (PICTURE_KEEP_MB)")
         try:
             video = await fetch_bytes(self.pipeline.http, job.result_url, max_bytes=MAX_VIDEO_BYTES)
@@ -343,7 +341,7 @@ class Animations:
             raise InvalidImage(
                 f"the video's last frame could not be read ({exc}); its link may have expired"
             ) from None
-        return ImageSource(job.result_url, origin="frame", data=frame), earlier[1]
+        return ImageSource(job.result_url, origin="frame", data=frame), options
 
     async def _read_source(self, source: ImageSource) -> Picture:
         """The checked picture, from the link, the attachment, or (its URL expired) the store."""
@@ -376,7 +374,7 @@ class Animations:
     async def _keep(self, picture: Picture) -> None:
         """Keep the picture of an admitted job, so it outlives its attachment URL; a failure
         costs only that (the job goes on with its URL)."""
-        if self.keeping.max_bytes <= 0 or self.keeping.max_age <= 0:
+        if not self.keeping.on:
             return
         try:
             await self.store.keep_picture(
@@ -389,6 +387,15 @@ class Animations:
         guild = admitted.low_balance
         if guild is not None:
             await self.pipeline.messenger.alert(guild.alert_channel_id, low_balance_alert(guild))
+
+
+def _checked_options(job: Job) -> JobOptions:
+    """A stored job's options, checked again (InvalidOptions): a row is read unchecked, and an
+    option retired since must be refused, not sent."""
+    o = job.options
+    return JobOptions(
+        prompt=o.prompt, duration=o.duration, aspect_ratio=o.aspect_ratio, motion=o.motion, version=o.version
+    )
 
 
 async def _checked(data: bytes, declared_type: str | None) -> Picture:
