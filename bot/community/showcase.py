@@ -40,7 +40,9 @@ class Showcase:
         job, stars = found
         if job.guild_id is None:
             return False
-        channel_id, threshold = await self.store.showcase_settings(job.guild_id)
+        guild = await self.store.get_guild(job.guild_id)
+        channel_id = guild.showcase_channel_id if guild is not None else None
+        threshold = guild.showcase_threshold if guild is not None else None
         if channel_id is None or not threshold or stars < threshold:
             return False
         if not await self.store.mark_showcased(job.id):  # reposted already: once is the rule

@@ -307,9 +307,6 @@ class Store:
 
         return await self.atomic(unit)
 
-    async def showcase_settings(self, guild_id: int) -> tuple[int | None, int | None]:
-        return await self._read(lambda tx: showcase.settings(tx, guild_id))
-
     async def mark_showcased(self, job_id: str) -> bool:
         return await self.atomic(lambda tx: showcase.mark(tx, job_id))
 

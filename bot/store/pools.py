@@ -16,7 +16,7 @@ from bot.store.records import Guild, LedgerRow
 
 _COLUMNS: Final = (
     "guild_id, default_plan, balance, daily_allowance, low_balance_threshold, alert_channel_id, alert_armed,"
-    " modlog_channel_id"
+    " modlog_channel_id, showcase_channel_id, showcase_threshold"
 )
 _SELECT: Final = f"SELECT {_COLUMNS} FROM guilds"
 # Settings a moderator may change (the allow-list keeps the dynamic SET clause safe).
@@ -46,7 +46,7 @@ def guild_at(row: Sequence[Any], at: int) -> Guild | None:
 
 
 def _guild(row: Sequence[Any]) -> Guild:
-    return Guild(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]), row[7])
+    return Guild(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]), row[7], row[8], row[9])
 
 
 def _first_guild(rows: list[Row]) -> Guild | None:

@@ -69,6 +69,8 @@ class Guild:
     alert_channel_id: int | None
     alert_armed: bool
     modlog_channel_id: int | None = None  # where moderation events are posted (/modlog)
+    showcase_channel_id: int | None = None  # where starred results are reposted (/showcase)
+    showcase_threshold: int | None = None  # stars a result needs for it
 
 
 @dataclass(frozen=True, slots=True)

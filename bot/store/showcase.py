@@ -1,4 +1,5 @@
-"""The showcase (table ``stars``, and the settings on ``guilds``): stars on results, once each."""
+"""The showcase (table ``stars``; its channel and threshold are on the server's row): stars on
+results, once each."""
 
 from __future__ import annotations
 
@@ -17,14 +18,6 @@ def star(tx: Tx, job_id: str, user_id: int, on: bool) -> int:
     else:
         tx.write("DELETE FROM stars WHERE job_id = ? AND user_id = ?", (job_id, user_id))
     return int(tx.scalar("SELECT COUNT(*) FROM stars WHERE job_id = ?", (job_id,)) or 0)
-
-
-def settings(tx: Tx, guild_id: int) -> tuple[int | None, int | None]:
-    """(showcase channel, threshold) of a server; (None, None) when it has no showcase."""
-    row = tx.first(
-        "SELECT showcase_channel_id, showcase_threshold FROM guilds WHERE guild_id = ?", (guild_id,)
-    )
-    return (row[0], row[1]) if row else (None, None)
 
 
 def mark(tx: Tx, job_id: str) -> bool:
