@@ -39,7 +39,7 @@ from pathlib import Path
 import httpx
 
 from bench.bench_ack import NEVER_FINISH, TIME_SCALE
-from bench.common import Result, median, say
+from bench.common import Result, median, run_on_postgres, say
 from bench.worlds import ShardedWorld, lag_monitor, ms, percentile, process_cpu, sharded_world
 from testkit.postgres import PostgresError, PostgresServer, unique_name
 
@@ -353,16 +353,4 @@ async def _measure(smoke: bool, result: Result, server: PostgresServer) -> None:
 
 
 def run(smoke: bool) -> Result:
-    result = Result("ack_scale", TITLE)
-    server = PostgresServer.from_env()
-    try:
-        server.start()
-    except PostgresError as exc:
-        say(f"[ack_scale] no PostgreSQL, nothing measured: {exc}")
-        result.note(f"Not measured: no PostgreSQL server could be started ({exc}).")
-        return result
-    try:
-        asyncio.run(_measure(smoke, result, server))
-    finally:
-        server.stop()
-    return result
+    return run_on_postgres("ack_scale", TITLE, smoke, _measure)

@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench.bench_admission import GUILD, OPTIONS, admission_rate, new_job
-from bench.common import JOB_COLUMNS, Result, median, pct, rate, say
+from bench.common import JOB_COLUMNS, Result, median, pct, rate, run_on_postgres
 from bot.store import Store, pools
-from testkit.postgres import PostgresError, PostgresServer, unique_name
+from testkit.postgres import PostgresServer, unique_name
 
 TITLE = "7. Admission on PostgreSQL"
 ORDER = 7
@@ -104,16 +104,4 @@ async def _measure(smoke: bool, result: Result, server: PostgresServer) -> None:
 
 
 def run(smoke: bool) -> Result:
-    result = Result("admission_pg", TITLE)
-    server = PostgresServer.from_env()
-    try:
-        server.start()
-    except PostgresError as exc:
-        say(f"[admission_pg] no PostgreSQL, nothing measured: {exc}")
-        result.note(f"Not measured: no PostgreSQL server could be started ({exc}).")
-        return result
-    try:
-        asyncio.run(_measure(smoke, result, server))
-    finally:
-        server.stop()
-    return result
+    return run_on_postgres("admission_pg", TITLE, smoke, _measure)

@@ -9,6 +9,7 @@ fail a build; the figures are for people to read).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import re
@@ -18,13 +19,16 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.store import Store
 from bot.store.sqlite import SqliteTx
+
+if TYPE_CHECKING:
+    from testkit.postgres import PostgresServer
 
 # Every statement the SQLite engine runs goes through one of these.
 _TX_STATEMENTS = ("rows", "first", "write", "write_many")
@@ -224,3 +228,28 @@ def sql_shape(sql: str) -> str:
     """A statement with its values taken out, so runs with different values compare."""
     sql = re.sub(r"'(?:[^']|'')*'", "?", " ".join(sql.split()))
     return re.sub(r"(?<![\w.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", "?", sql)
+
+
+def run_on_postgres(
+    key: str,
+    title: str,
+    smoke: bool,
+    measure: Callable[[bool, Result, PostgresServer], Coroutine[Any, Any, None]],
+) -> Result:
+    """A benchmark's ``run`` on a throwaway PostgreSQL server (TEST_POSTGRES_URL's, if set):
+    measured, or a note saying why not when no server could be started."""
+    from testkit.postgres import PostgresError, PostgresServer  # loaded only by the benchmarks that need it
+
+    result = Result(key, title)
+    server = PostgresServer.from_env()
+    try:
+        server.start()
+    except PostgresError as exc:
+        say(f"[{key}] no PostgreSQL, nothing measured: {exc}")
+        result.note(f"Not measured: no PostgreSQL server could be started ({exc}).")
+        return result
+    try:
+        asyncio.run(measure(smoke, result, server))
+    finally:
+        server.stop()
+    return result
