@@ -143,6 +143,13 @@ class Job:
         return self.state in IN_FLIGHT
 
 
+def awaits_the_apis_end(job: Job) -> bool:
+    """A job that ended here while the API had it (cancelled, or expired waiting for it): the
+    API has no cancel call, runs it to its end and bills the account then, so its pool is
+    settled only when that end is seen."""
+    return job.api_job_id is not None and job.outcome in ("cancelled", "expired")
+
+
 # What the scheduler and the poller call when a job moves on (submitted, ended).
 JobHook = Callable[[Job], Awaitable[None]]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from bot.api.client import ApiJob
-from bot.jobs import IllegalTransition, Job, JobState
+from bot.jobs import IllegalTransition, Job, JobState, awaits_the_apis_end
 from bot.store import Store, Tx, jobs
 from shared import contract
 
@@ -84,7 +84,8 @@ class Applied:
 def apply_reports(reports: Sequence[ApiJob], tx: Tx) -> list[Applied]:
     """Apply reports inside one transaction, set-based: one read for the group's jobs, then
     their ends and pool settlements together (:func:`bot.store.jobs.end_many`). A report of a
-    job cancelled here only notes that the API has ended it (its slot at the API is free)."""
+    job that ended here (cancelled, expired) only notes that the API has ended it: its slot at the
+    API is free, and its pool pays what the API billed."""
     known = jobs.by_api_ids(tx, {report.id for report in reports})
     applied: list[Applied] = []
     moves: list[tuple[Job, JobState, dict[str, Any]]] = []
@@ -93,7 +94,7 @@ def apply_reports(reports: Sequence[ApiJob], tx: Tx) -> list[Applied]:
     for api_job in reports:
         job = known.get(api_job.id)
         move = end_of(job, api_job) if job is not None and job.id not in moving else None
-        if job is not None and job.state is JobState.CANCELLED and api_job.finished:
+        if job is not None and awaits_the_apis_end(job) and api_job.finished:
             jobs.mark_api_ended(tx, job, api_charge(job, api_job))
         if job is not None and move is not None:
             moving.add(job.id)

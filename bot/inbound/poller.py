@@ -4,6 +4,9 @@ All due jobs are read in one request (GraphQL aliases, up to ``batch`` per reque
 fits the account's budget: reads may use at most ``read_share`` of the plan's requests per
 window, so creates keep their room. With webhooks the poller is only a safety net and reads
 rarely. A job that outlasts ``job_timeout`` is marked expired.
+
+A job that ended here while the API had it (cancelled, or expired) is still read until the API
+ends it, so its pool pays what the account was billed (:func:`bot.jobs.awaits_the_apis_end`).
 """
 
 from __future__ import annotations
@@ -14,14 +17,19 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Final
 
 from bot.api.client import ApiJob, DoitongClient, DoitongError
 from bot.inbound.completion import api_charge, apply_api_job
-from bot.jobs import IllegalTransition, Job, JobHook, JobState
+from bot.jobs import IllegalTransition, Job, JobHook, JobState, awaits_the_apis_end
 from bot.store import Store
 from shared import contract
 
 log = logging.getLogger(__name__)
+
+# How long an expired job is still followed after it was sent. The vendor's jobs take minutes;
+# one the API has not ended in a day is taken as never billed (its pool is refunded then).
+EXPIRED_FOLLOW: Final = 24 * 3600.0
 
 
 class Poller:
@@ -99,6 +107,8 @@ class Poller:
         jobs = await self.store.jobs_in_states([JobState.PROCESSING], source=self.source)
         # Cancelled here, maybe still running there: read until the API ends them (slots).
         jobs += await self.store.cancelled_at_api(time.time() - self.job_timeout)
+        # Expired here, maybe finishing late there: read until the API ends them (their bill).
+        jobs += await self.store.expired_at_api(time.time() - EXPIRED_FOLLOW)
         now = time.monotonic()
         due: list[Job] = []
         for job in jobs:
@@ -139,8 +149,8 @@ class Poller:
             return
         for job in jobs:
             report = reports.get(job.api_job_id or "")
-            if job.state is JobState.CANCELLED:
-                self._cancelled_read(job, report)
+            if awaits_the_apis_end(job):
+                self._followed_read(job, report)
                 if job.id not in self._next_read:
                     # Ended there (billed as the report says), unknown to the API, or overdue
                     # (nothing billed that we can tell).
@@ -161,16 +171,19 @@ class Poller:
             else:
                 self._push_back(job.id)
 
-    def _cancelled_read(self, job: Job, report: ApiJob | None) -> None:
-        """A cancelled job is followed only for its slot: forgotten once the API ended it,
-        does not know it, or it is overdue."""
+    def _followed_read(self, job: Job, report: ApiJob | None) -> None:
+        """A job ended here is followed only for its slot and bill: forgotten once the API
+        ended it, does not know it, or it is overdue."""
         if report is None or report.finished or self._overdue(job):
             self.forget(job.id)
         else:
             self._push_back(job.id)
 
     def _overdue(self, job: Job) -> bool:
-        return job.submitted_at is not None and time.time() - job.submitted_at > self.job_timeout
+        if job.submitted_at is None:
+            return False
+        wait = EXPIRED_FOLLOW if job.outcome == "expired" else self.job_timeout
+        return time.time() - job.submitted_at > wait
 
     def observe(self, job: Job, report: ApiJob) -> None:
         """Learn how long the API takes from a finished report (a moving average)."""
@@ -216,7 +229,8 @@ class Poller:
             )
         except IllegalTransition:
             return
-        self.forget(job.id)
+        # Still read, now and then: the API may finish it yet and bill it (its pool pays that).
+        self._push_back(job.id)
         log.warning("job=%s expired after %.0fs", job.id, self.job_timeout)
         await self.on_ended(ended)
 

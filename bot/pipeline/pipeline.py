@@ -25,7 +25,7 @@ import httpx
 from bot.api.client import ApiJob, DoitongClient
 from bot.inbound.completion import Applied, ReportWriter, api_charge
 from bot.inbound.poller import Poller
-from bot.jobs import IN_FLIGHT, IllegalTransition, Job, JobState
+from bot.jobs import IN_FLIGHT, IllegalTransition, Job, JobState, awaits_the_apis_end
 from bot.pipeline.delivery import CLAIM_LEASE, WORKERS, Delivery, Messenger
 from bot.pipeline.leader import LeaderLoops
 from bot.pipeline.scheduler import Scheduler
@@ -195,7 +195,7 @@ class Pipeline:
         job = applied.job
         if job is None:
             return
-        if job.state is JobState.CANCELLED:  # cancelled here, now ended there: slot and bill
+        if awaits_the_apis_end(job):  # cancelled or expired here, now ended there: slot and bill
             if api_job.finished:
                 self._cancelled_end(job, api_charge(job, api_job))
             return
@@ -242,8 +242,8 @@ class Pipeline:
         return cancelled
 
     def _cancelled_end(self, job: Job, charged: int) -> None:
-        """A job cancelled here has ended at the API: its slot is free, its pool has paid what
-        the API billed, and its card says which."""
+        """A job cancelled or expired here has ended at the API: its slot is free, its pool has
+        paid what the API billed, and its card says which."""
         self.scheduler.wake()
         detail = (
             f"the API finished it anyway: {charged} credits charged"

@@ -206,7 +206,7 @@ class Store:
         await self.atomic(lambda tx: jobs.set_status_card(tx, job_id, channel_id, message_id))
 
     async def mark_api_ended(self, job: Job, charged: int) -> bool:
-        """A job cancelled here has ended at the API, which billed ``charged`` for it."""
+        """A job cancelled or expired here has ended at the API, which billed ``charged`` for it."""
         return await self.atomic(lambda tx: jobs.mark_api_ended(tx, job, charged))
 
     async def recent_jobs(self, user_id: int, limit: int = 10) -> list[Job]:
@@ -220,6 +220,9 @@ class Store:
 
     async def count_cancelled_at_api(self, since: float) -> int:
         return await self._read(lambda tx: jobs.count_cancelled_at_api(tx, since))
+
+    async def expired_at_api(self, since: float) -> list[Job]:
+        return await self._read(lambda tx: jobs.expired_at_api(tx, since))
 
     async def usage(self, user_id: int, guild_id: int | None, minute_since: float, day_since: float) -> Usage:
         """A member's jobs in the windows, counted where they were asked for (see jobs.usage_query)."""

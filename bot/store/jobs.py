@@ -248,12 +248,26 @@ def count_cancelled_at_api(tx: Tx, since: float) -> int:
     return int(tx.scalar(f"SELECT COUNT(*) FROM jobs WHERE {_CANCELLED_AT_API}", (since,)) or 0)
 
 
+def expired_at_api(tx: Tx, since: float) -> list[Job]:
+    """Jobs we stopped waiting for while the API had them (submitted after ``since``) whose
+    end there is not seen yet: it may still finish and bill them."""
+    return [
+        from_row(row)
+        for row in tx.rows(
+            f"{_SELECT} WHERE outcome = 'expired' AND api_job_id IS NOT NULL AND api_ended_at IS NULL"
+            " AND submitted_at > ?",
+            (since,),
+        )
+    ]
+
+
 # --- changes outside the state machine -------------------------------------------------------
 
 
 def mark_api_ended(tx: Tx, job: Job, charged: int) -> bool:
-    """The API finished (or we gave up on) a job we had cancelled: its slot is free, and its
-    pool pays ``charged``, what the API billed for it (once: False when already marked)."""
+    """The API finished (or we gave up on) a job we had cancelled or stopped waiting for: its
+    slot is free, and its pool pays ``charged``, what the API billed for it (once: False when
+    already marked)."""
     changed = tx.write(
         "UPDATE jobs SET api_ended_at = ? WHERE id = ? AND api_ended_at IS NULL", (time.time(), job.id)
     )

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final
 
-from bot.jobs import Job, JobState
+from bot.jobs import Job, JobState, awaits_the_apis_end
 from bot.store.engine import Query, Row, Tx, fetch, nothing, pool_key
 from bot.store.records import Guild, LedgerRow
 
@@ -170,9 +170,9 @@ def settle(tx: Tx, jobs: Sequence[Job], *, api_charges: dict[str, int] | None = 
     which case the difference between the reservation and the API's reported cost goes back
     (or, if it cost more, is charged as far as the pool can pay; a pool never goes negative).
 
-    A job cancelled here while the API was rendering it is not settled at its cancel: the API
-    has no cancel call, runs it to the end and bills the account then. It is settled when the
-    API's end is seen, with ``api_charges`` (job id -> what the API billed for it, 0 when it
+    A job cancelled here (or expired waiting) while the API was rendering it is not settled at
+    that end: the API has no cancel call, runs it to the end and bills the account then. It is
+    settled when the API's end is seen, with ``api_charges`` (job id -> what the API billed for it, 0 when it
     failed unbilled or never ran), so the pools pay what the account paid."""
     charges = api_charges or {}
     pooled = {
@@ -217,15 +217,10 @@ def settle(tx: Tx, jobs: Sequence[Job], *, api_charges: dict[str, int] | None = 
                 back = -min(-back, balance + moved.get(job.guild_id, 0))
             note = f"settled at {cost} credits"
             if job.id in charges:
-                note = f"cancelled; the API billed {cost} credits"
+                note = f"{job.outcome}; the API billed {cost} credits"
         moved[job.guild_id] = moved.get(job.guild_id, 0) + back
         rows.append((job.guild_id, job.id, job.user_id, "settle", back, note))
     _ledger_rows(tx, rows, moved)
-
-
-def awaits_the_apis_end(job: Job) -> bool:
-    """A job cancelled here while the API had it: settled only when the API ends it."""
-    return job.state is JobState.CANCELLED and job.api_job_id is not None
 
 
 def _cost(job: Job) -> int | None:

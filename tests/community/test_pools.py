@@ -180,3 +180,26 @@ async def test_a_job_cancelled_while_the_api_renders_it_pays_what_the_api_bills(
     assert await balanced(store) == 500 - 60
     notes = [r.note for r in await store.ledger_rows(G, limit=20) if r.kind == "settle"]
     assert "cancelled; the API billed 60 credits" in notes
+
+
+async def test_a_job_expired_while_the_api_renders_it_pays_what_the_api_bills_later(store: Store) -> None:
+    # We stop waiting (JOB_TIMEOUT) but the API may still finish the job and bill the account:
+    # its pool is settled then, not refunded at the expiry; one that never reached the API is.
+    never_sent = (await admit(store, ask(1), POLICY)).job  # gen-4: 50 each
+    late = (await admit(store, ask(2), POLICY)).job
+    await store.transition(late.id, JobState.SUBMITTING)
+    await store.transition(
+        late.id, JobState.PROCESSING, api_job_id="a-late", actual_credits=50, submitted_at=1.0
+    )
+    await store.transition(never_sent.id, JobState.EXPIRED)
+    await store.transition(late.id, JobState.EXPIRED)
+    await store.transition(late.id, JobState.DELIVERED)  # the member was told it did not finish
+    assert await balanced(store) == 500 - 50  # the one never sent is back; the other awaits the API
+
+    (following,) = await store.expired_at_api(0.0)
+    assert following.id == late.id
+    assert await store.mark_api_ended(following, 50) is True
+    assert await store.expired_at_api(0.0) == []  # its end is seen: no longer read
+    assert await balanced(store) == 500 - 50
+    notes = [r.note for r in await store.ledger_rows(G, limit=20) if r.kind == "settle"]
+    assert "expired; the API billed 50 credits" in notes

@@ -98,3 +98,23 @@ async def _all_settled(w: World, jobs: list[Any]) -> bool:
     finally:
         await store.close()
     return sum(1 for r in rows if r.kind == "settle") == 12
+
+
+@pytest.mark.parametrize("webhooks", [True, False], ids=["webhook", "polling"])
+async def test_a_job_the_bot_stopped_waiting_for_pays_what_the_api_billed_when_it_ends(
+    tmp_path: Path, webhooks: bool
+) -> None:
+    # The bot waits 2 s (JOB_TIMEOUT); the API takes ~6 s and bills the account when it ends.
+    async with world(
+        tmp_path, emu={"processing_seconds": 300}, webhooks=webhooks, extra={"JOB_TIMEOUT": "2"}
+    ) as w:
+        it = await w.animate(version="gen-2")
+        await it.wait_acknowledged(timeout=3)
+        notice = await w.fake.wait_for(lambda e: "did not finish" in (e.content or ""), timeout=30)
+        assert notice.attachments == []
+        # Later the API ends it, billed; the card says so and the pool pays exactly that.
+        card = await w.fake.wait_for(lambda e: "finished it anyway" in str(e.embeds), timeout=30)
+        assert "10 credits charged" in str(card.embeds)
+        billed = START - w.api_stats()["credits"]
+        assert billed == 10  # gen-2, 5 s
+        assert await pool_paid(w) == billed

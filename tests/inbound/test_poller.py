@@ -22,6 +22,9 @@ class Jobs:
     async def cancelled_at_api(self, since: float) -> list[Job]:
         return []
 
+    async def expired_at_api(self, since: float) -> list[Job]:
+        return []
+
 
 class Api:
     def __init__(self) -> None:
