@@ -1,17 +1,20 @@
 """Delivery's workers: a slow result does not hold up everyone else's, and one member's
-results still arrive in the order they finished."""
+results still arrive in the order they finished. A job asked where the bot is not skips the
+channel."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import httpx
 
-from bot.pipeline.delivery import Delivery
-from bot.store import Store
+from bot.jobs import JobOptions, JobState
+from bot.pipeline.delivery import Delivery, Route, routes_for
+from bot.store import NewJob, Store
 from testkit.recording_messenger import RecordingMessenger
-from tests.pipeline.test_leader import finished
+from tests.pipeline.test_leader import UNREACHABLE, finished
 from tests.pipeline.test_pipeline import wait_for
 
 
@@ -45,3 +48,21 @@ async def test_a_slow_delivery_does_not_hold_up_other_members_and_keeps_one_memb
 
 async def _sent(messenger: RecordingMessenger, job_ids: list[str]) -> bool:
     return set(job_ids) <= {s.job_id for s in messenger.sent}
+
+
+async def test_a_user_installed_job_goes_by_token_then_by_dm_never_to_the_channel(store: Store) -> None:
+    # The messenger would take the channel route: the rule, not Discord, keeps the job out of it.
+    new = NewJob(source="discord", image_ref="https://cdn/x.png", options=JobOptions(prompt="p"), user_id=8,
+                 channel_id=5, user_install=True, asked_in_guild_id=6)  # fmt: skip
+    job = await store.insert_job(new, now=time.time())
+    assert routes_for(job) == (Route.INTERACTION, Route.DM)
+    for state, more in ((JobState.SUBMITTING, {}), (JobState.PROCESSING, {"api_job_id": "api-u"}),
+                        (JobState.COMPLETED, {"result_url": UNREACHABLE})):  # fmt: skip
+        job = await store.transition(job.id, state, **more)
+    limits: dict[Route, int | None] = {Route.INTERACTION: None, Route.CHANNEL: 1 << 20, Route.DM: 1 << 20}
+    messenger = RecordingMessenger(limits=limits)
+    async with httpx.AsyncClient() as http:
+        assert await Delivery(store, messenger, http).deliver(job)
+    assert [(s.job_id, s.route) for s in messenger.sent] == [(job.id, Route.DM)]
+    delivered = await store.get_job(job.id)
+    assert delivered is not None and delivered.delivery_note == "direct message: text"
