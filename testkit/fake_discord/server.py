@@ -1101,6 +1101,9 @@ class FakeDiscord:
     def _gateway_message_event(self, event: str, msg: RecordedMessage) -> None:
         if not self.config.dispatch_message_events or msg.ephemeral:
             return
+        channel = self.world.channels.get(msg.channel_id)
+        if channel is not None and channel.is_group_dm:  # the bot is not in it: it hears nothing
+            return
         intent = INTENT_DIRECT_MESSAGES if msg.guild_id is None else INTENT_GUILD_MESSAGES
         if event == "MESSAGE_DELETE":
             data: dict[str, Any] = {"id": str(msg.id), "channel_id": str(msg.channel_id)}

@@ -151,6 +151,22 @@ async def test_animate_this_image_where_the_bot_is_not(tmp_path: Path) -> None:
         assert untouched_channel(away)
 
 
+async def test_animate_in_a_group_dm_answers_through_the_token(tmp_path: Path) -> None:
+    async with away_world(tmp_path) as away:
+        w = away.w
+        group = w.fake.add_group_dm(w.alice, w.bob, name="pals")
+        it = await w.fake.invoke_slash(
+            "animate", user=w.alice, channel=group, options={"prompt": "the sea moves", "version": "gen-2"},
+            attachments={"image": (PNG, "pic.png", "image/png")},
+        )  # fmt: skip
+        await it.wait_acknowledged(timeout=3)
+        done = await final_message(w, it)
+        assert done.route == "followup" and done.channel_id == group.id and done.attachments
+        (job,) = await w.bot.wait_jobs(lambda js: bool(js) and js[0].state is JobState.DELIVERED)
+        assert job.guild_id is None and job.user_install and job.asked_in_guild_id is None
+        assert not [r for r in w.fake.requests if f"/channels/{group.id}" in r.path]
+
+
 async def test_moderator_commands_stay_with_servers_that_installed_the_bot(tmp_path: Path) -> None:
     async with away_world(tmp_path) as away:
         w = away.w
