@@ -176,6 +176,11 @@ async def test_moderator_commands_stay_with_servers_that_installed_the_bot(tmp_p
         w.fake.install_app(w.mod)  # even a member who installed the app is not offered them there
         with pytest.raises(ValueError, match="not offered"):
             await w.fake.invoke_slash("pool show", user=w.mod, guild=away.guild, channel=away.channel)
+        # A member's own /credits there shows their own plan and windows, not the server's pool.
+        credits = await w.fake.invoke_slash("credits", user=w.alice, guild=away.guild, channel=away.channel)
+        (said,) = await credits.wait_for_messages(n=1, timeout=15)
+        assert said.ephemeral and "Counted outside servers only" in said.content
+        assert "Server pool" not in said.content
         # bob did not install the app: nothing of it is offered to him there
         with pytest.raises(ValueError, match="not installed for the user"):
             await away.animate(w.bob)
