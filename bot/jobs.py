@@ -137,6 +137,10 @@ class Job:
     result_channel_id: int | None = None  # where the result was posted (once delivered)
     result_message_id: int | None = None
     spoiler: bool = False  # the result comes as a spoiler (its channel's setting at admission)
+    # Asked where the bot is not (bot.community.installs): paid like a DM (guild_id None),
+    # answered through the token, then by DM; asked_in_guild_id: that server, for display.
+    user_install: bool = False
+    asked_in_guild_id: int | None = None
 
     @property
     def in_flight(self) -> bool:

@@ -19,6 +19,7 @@ from bot.media.image import InvalidImage
 from bot.pipeline.animations import ImageSource, NotRecorded, Requester
 from bot.store import OptionDefaults, StoreUnavailable
 from cogs.cards import cancel_reply, status_embed
+from cogs.checks import place_here
 from shared import contract
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,10 @@ async def reject(interaction: Interaction, message: str) -> None:
 
 def requester_of(interaction: Interaction) -> Requester:
     user = interaction.user
+    place = place_here(interaction)  # a server that did not install the bot pays nothing
     return Requester(
         user_id=user.id,
-        guild_id=interaction.guild_id,
+        guild_id=place.guild_id,
         channel_id=interaction.channel_id,
         role_ids=tuple(r.id for r in user.roles) if isinstance(user, discord.Member) else (),
         interaction_id=interaction.id,
@@ -48,6 +50,8 @@ def requester_of(interaction: Interaction) -> Requester:
         token_expires_at=interaction.created_at.timestamp() + TOKEN_LIFETIME,
         upload_limit=interaction.filesize_limit,
         age_restricted=isinstance(interaction.channel, discord.TextChannel) and interaction.channel.is_nsfw(),
+        user_install=place.user_install,
+        asked_in_guild_id=place.asked_in_guild_id,
     )
 
 
@@ -182,6 +186,9 @@ class AnimateCog(commands.Cog):
         self.bot.render_card = None
 
     @app_commands.command(name="animate", description="Animate a still image into a short video")
+    # Also where the bot is not (a member's own install): paid like a DM (bot.community.installs).
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.describe(
         prompt="What should happen in the video",
         image="A JPEG, PNG or WebP picture (up to 10 MiB); or give image_url",

@@ -25,6 +25,12 @@ STATE_LABELS = {
     JobState.DELIVERED: "✅ Delivered",
 }
 
+# A job asked where the bot is not (bot.community.installs): where its result comes, who pays.
+USER_INSTALL_NOTE = (
+    "I'm not in this server or group, so your result comes here while this message can still be "
+    "updated (15 minutes), then by DM. It counts as your own use, as in DMs: never this server's pool."
+)
+
 
 def status_embed(job: Job, detail: str = "") -> discord.Embed:
     failed = job.outcome in ("failed", "expired", "cancelled") or job.state in (
@@ -43,6 +49,8 @@ def status_embed(job: Job, detail: str = "") -> discord.Embed:
     if job.user_id:
         embed.add_field(name="Asked by", value=f"<@{job.user_id}>", inline=True)
     embed.add_field(name="Started", value=f"<t:{int(job.created_at)}:R>", inline=True)
+    if job.user_install:
+        embed.add_field(name="Where the result comes", value=USER_INSTALL_NOTE, inline=False)
     return embed
 
 
@@ -52,11 +60,13 @@ def job_line(job: Job) -> str:
     if job.result_url and job.outcome == "completed":
         link = f" · [video]({job.result_url})"
     elif job.status_message_id and job.status_channel_id:
-        where = job.guild_id or "@me"
+        where = job.guild_id or job.asked_in_guild_id or "@me"
         link = (
             f" · [card](https://discord.com/channels/{where}/{job.status_channel_id}/{job.status_message_id})"
         )
     state = job.outcome if job.state is JobState.DELIVERED and job.outcome else job.state.value
+    if (job.delivery_note or "").startswith("undeliverable"):  # no route reached them (DMs closed)
+        state += ", not delivered"
     return f"`{job.id}` **{state}** · <t:{int(job.created_at)}:R> · {job.options.prompt[:40]}{link}"
 
 

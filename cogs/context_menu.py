@@ -23,6 +23,8 @@ NO_PICTURE = (
     "image preview of a link."
 )
 IMAGE_TYPES = tuple(contract.IMAGE_FORMATS.values())
+ANYWHERE_INSTALLS = app_commands.AppInstallationType(guild=True, user=True)
+ANYWHERE_CONTEXTS = app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True)
 
 
 def picture_of(message: discord.Message) -> ImageSource | None:
@@ -82,7 +84,11 @@ class ContextMenuCog(commands.Cog):
     def __init__(self, bot: AnimateBot) -> None:
         self.bot = bot
         # A context menu cannot be declared in a cog's class body: it is made and added here.
-        self.menu = app_commands.ContextMenu(name=MENU, callback=self.animate_this)
+        # Also where the bot is not (a member's own install): paid like a DM, as /animate is.
+        self.menu = app_commands.ContextMenu(
+            name=MENU, callback=self.animate_this, allowed_installs=ANYWHERE_INSTALLS,
+            allowed_contexts=ANYWHERE_CONTEXTS,
+        )  # fmt: skip
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.menu)

@@ -23,6 +23,8 @@ OPTIONS = {
 }
 
 
+@app_commands.allowed_installs(guilds=True, users=True)
+@app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
 class SettingsGroup(app_commands.Group, name="settings", description="Your own default /animate options"):
     def __init__(self, bot: AnimateBot) -> None:
         super().__init__()

@@ -19,6 +19,8 @@ class JobsCog(commands.Cog):
         self.bot = bot
 
     @app_commands.command(name="jobs", description="Your recent animations")
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     async def jobs(self, interaction: Interaction) -> None:
         recent = await self.bot.services.animations.recent(interaction.user.id, limit=10)
         if not recent:
@@ -32,6 +34,8 @@ class JobsCog(commands.Cog):
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(name="cancel", description="Cancel an animation that has not finished")
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.describe(job_id="The job id shown on its card or in /jobs")
     async def cancel(self, interaction: Interaction, job_id: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)

@@ -12,7 +12,7 @@ from discord.ext import commands
 
 from bot.community.moderation import MemberSummary, ModerationError
 from bot.discord_adapter.client import AnimateBot
-from cogs.checks import is_moderator
+from cogs.checks import is_moderator, place_here
 from shared.contract import PlanName
 
 PlanOrNone = Literal[PlanName, "none"]  # a nested Literal flattens: the plans, then "none"
@@ -342,11 +342,14 @@ class ModerationCog(commands.Cog):
         self.bot = bot
 
     @app_commands.command(name="credits", description="Your plan, usage and what you can still spend today")
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     async def credits(self, interaction: Interaction) -> None:
         user = interaction.user
-        roles = [r.id for r in user.roles] if isinstance(user, discord.Member) else []
-        s = await self.bot.services.moderation.member_summary(interaction.guild_id, user.id, roles)
-        text = summary_text(None, s, in_server=interaction.guild_id is not None)
+        guild_id = place_here(interaction).guild_id  # where the bot is not: the member's own, as in DMs
+        roles = [r.id for r in user.roles] if isinstance(user, discord.Member) and guild_id else []
+        s = await self.bot.services.moderation.member_summary(guild_id, user.id, roles)
+        text = summary_text(None, s, in_server=guild_id is not None)
         await interaction.response.send_message(text, ephemeral=True)
 
 

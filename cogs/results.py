@@ -18,7 +18,7 @@ from bot.media.image import InvalidImage
 from bot.pipeline.animations import Removed, Reported
 from cogs.animate import JobButton, reject, start_animation
 from cogs.cards import info_text
-from cogs.checks import is_moderator
+from cogs.checks import is_moderator, place_here
 from shared import contract
 
 Interaction = discord.Interaction[AnimateBot]
@@ -30,7 +30,7 @@ REPORTED = {
     Reported.DONE: "🚩 Reported to this server's moderators. Thank you.",
     Reported.ALREADY: "You have reported this result already.",
     Reported.OWN: "That is your own result: you can delete it instead.",
-    Reported.NOT_HERE: "Reports go to a server's moderators; this result is not in a server.",
+    Reported.NOT_HERE: "Reports go to the moderators of a server the bot is in; this result is not in one.",
 }
 REMOVED = {
     Removed.DONE: "🗑️ Deleted. The job stays in the /jobs list.",
@@ -157,6 +157,17 @@ class ResultButton(
             await interaction.response.send_modal(
                 RemixModal(job) if self.action == "remix" else ContinueModal(job)
             )
+            return
+        if self.action == "delete" and place_here(interaction).user_install:
+            # Where the bot is not, its own token cannot delete the result: this click's can, as
+            # an update of the message the button is on.
+            await interaction.response.defer()
+
+            async def remove_here(job: Job) -> None:
+                await interaction.delete_original_response()
+
+            text = await delete_result(interaction, self.job_id, remove_here)
+            await interaction.followup.send(text, ephemeral=True)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         if self.action == "info":  # anyone may read it: the card shows the prompt already

@@ -63,8 +63,11 @@ class DiscordMessenger(Messenger):
             if not can_send:
                 return None
             return channel.guild.filesize_limit if perms.attach_files else 0
-        # A DM is the last resort for a job from a server; a DM job already used its channel.
-        return DEFAULT_UPLOAD_LIMIT if job.guild_id is not None and job.user_id else None
+        # A DM is the last resort for a job from a server, or from a place the bot is not in (a
+        # user install); a DM job already used its channel.
+        return (
+            DEFAULT_UPLOAD_LIMIT if (job.guild_id is not None or job.user_install) and job.user_id else None
+        )
 
     async def send(self, job: Job, route: Route, text: str, attachment: Attachment | None) -> Posted | None:
         files = [discord.File(io.BytesIO(attachment.data), attachment.filename)] if attachment else []
@@ -140,7 +143,7 @@ class DiscordMessenger(Messenger):
             return None
         after = discord.Object(id=discord.utils.time_snowflake(datetime.fromtimestamp(since - 5, UTC)))
         places: list[discord.abc.Messageable] = []
-        if job.channel_id is not None:
+        if job.channel_id is not None and not job.user_install:  # not a channel the bot can read
             places.append(self.bot.get_partial_messageable(job.channel_id))
         try:
             if job.user_id is not None:
@@ -171,7 +174,7 @@ class DiscordMessenger(Messenger):
                 return
             except discord.HTTPException as exc:
                 log.debug("job=%s card edit by token failed (%s); using the bot's token", job.id, exc.status)
-        if job.status_channel_id is None:
+        if job.status_channel_id is None or job.user_install:  # the bot's token cannot edit it there
             return
         message = self.bot.get_partial_messageable(job.status_channel_id).get_partial_message(
             job.status_message_id

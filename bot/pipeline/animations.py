@@ -78,6 +78,10 @@ class Requester:
     token_expires_at: float | None = None
     upload_limit: int | None = None
     age_restricted: bool = False  # the channel is marked age-restricted (NSFW) by Discord
+    # Asked where the bot is not (bot.community.installs): guild_id is then None (paid like a
+    # DM) and asked_in_guild_id the server it was used in, for display.
+    user_install: bool = False
+    asked_in_guild_id: int | None = None
 
 
 class NotRecorded(Refused):
@@ -175,6 +179,8 @@ class Animations:
                 image_origin=source.origin,
                 image_sha256=picture.sha256,
                 spoiler=spoiler,
+                user_install=requester.user_install,
+                asked_in_guild_id=requester.asked_in_guild_id,
             )
             try:
                 admitted = await admit(self.store, new, self.policy, roles=list(requester.role_ids))

@@ -4,9 +4,11 @@ The rules live here; Discord itself is behind the small :class:`Messenger` proto
 bot implements, so this module is testable without Discord.
 
 Route order: the interaction follow-up while its token lives (15 minutes), then a message in
-the channel (with the bot's own token, where it may post and attach), then a DM. The video is
-attached when it fits that route's upload limit; if not, it is re-encoded smaller (PyAV); only
-when that cannot fit either does the person get the link, with a word that it expires.
+the channel (with the bot's own token, where it may post and attach), then a DM. A job asked
+where the bot is not (a user install, :mod:`bot.community.installs`) skips the channel: the bot
+cannot post there, so the token, then a DM. The video is attached when it fits that route's
+upload limit; if not, it is re-encoded smaller (PyAV); only when that cannot fit either does
+the person get the link, with a word that it expires.
 
 Any process may deliver (several processes share one PostgreSQL store): a job is sent only by
 the process holding its claim (``owner`` and a lease on the database's clock, renewed while an
@@ -53,6 +55,13 @@ class Route(StrEnum):
     INTERACTION = "interaction follow-up"
     CHANNEL = "channel message"
     DM = "direct message"
+
+
+def routes_for(job: Job) -> tuple[Route, ...]:
+    """The routes to try, in order: never the channel of a place the bot is not in."""
+    if job.user_install:
+        return (Route.INTERACTION, Route.DM)
+    return tuple(Route)
 
 
 class RouteUnavailable(Exception):
@@ -229,7 +238,9 @@ class Delivery:
 
     async def deliver(self, job: Job) -> bool:
         """Try every route in order; True when the person got it."""
-        routes = [(r, limit) for r in Route if (limit := self.messenger.upload_limit(job, r)) is not None]
+        routes = [
+            (r, limit) for r in routes_for(job) if (limit := self.messenger.upload_limit(job, r)) is not None
+        ]
         if not routes:
             log.warning("job=%s no route to the requester right now", job.id)
             await self._retry_later(job)

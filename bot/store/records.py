@@ -24,6 +24,8 @@ class NewJob:
     image_origin: str = "attachment"  # or "link" (a member's URL), "frame" (Continue), "file" (the CLI)
     image_sha256: str | None = None  # the kept picture (bot.store.pictures), when there is one
     spoiler: bool = False  # the result comes as a spoiler (bot.store.rules.spoiler_for)
+    user_install: bool = False  # asked where the bot is not (bot.community.installs)
+    asked_in_guild_id: int | None = None  # the server it was asked in, when the bot is not there
 
 
 @dataclass(frozen=True, slots=True)

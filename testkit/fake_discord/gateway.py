@@ -246,6 +246,9 @@ class Gateway:
     def broadcast(
         self, event: str, data: Any, *, guild_id: int | None = None, intent: int | None = None
     ) -> None:
+        guild = self.fake.world.guilds.get(guild_id) if guild_id is not None else None
+        if guild is not None and not guild.has_bot:  # the bot hears nothing of a guild it is not in
+            return
         for session in self.live_sessions():
             if guild_id is not None and not session.covers_guild(guild_id):
                 continue
@@ -386,7 +389,9 @@ class Gateway:
         )
         self.sessions.append(session)
         world = fake.world
-        guilds = [g for g in world.guilds.values() if not g.deleted and session.covers_guild(g.id)]
+        guilds = [
+            g for g in world.guilds.values() if not g.deleted and g.has_bot and session.covers_guild(g.id)
+        ]
         ready: dict[str, Any] = {
             "v": 10,
             "user": world.client_user_json(),
@@ -448,7 +453,7 @@ class Gateway:
             guild_ids = [guild_ids]
         for gid in guild_ids:
             guild = self.fake.world.guilds.get(int(gid))
-            if guild is None or guild.deleted or not session.covers_guild(guild.id):
+            if guild is None or guild.deleted or not guild.has_bot or not session.covers_guild(guild.id):
                 continue
             members = list(guild.members.values())
             user_ids = data.get("user_ids")

@@ -76,6 +76,9 @@ class Perm:
     SEND_POLLS = 1 << 49
     USE_EXTERNAL_APPS = 1 << 50
     ALL = (1 << 53) - 1
+    # An app's permissions where its bot is not (a user install in a guild without the bot; the
+    # same set Discord documents for DMs and group DMs with other users).
+    APP_ELSEWHERE = ATTACH_FILES | EMBED_LINKS | MENTION_EVERYONE
 
     EVERYONE_DEFAULT = (
         CREATE_INSTANT_INVITE
@@ -136,6 +139,9 @@ class FakeUser:
     accepts_dms: bool = True
     locale: str = "en-US"
     discriminator: str = "0"
+    app_installed: bool = False
+    """The app is installed for this user (a user install): its user-installable commands work
+    for them anywhere, also in guilds the bot is not in."""
 
 
 @dataclass(eq=False)
@@ -164,7 +170,8 @@ class Overwrite:
 
 @dataclass(eq=False)
 class FakeChannel:
-    """A guild text channel (type 0) or a DM channel (type 1)."""
+    """A guild text channel (type 0), a DM channel with the bot (type 1) or a group DM among
+    users (type 3: the bot is never in one; the app reaches it only through user installs)."""
 
     id: int
     type: int
@@ -175,12 +182,17 @@ class FakeChannel:
     nsfw: bool = False
     overwrites: dict[int, Overwrite] = field(default_factory=dict)
     recipient: FakeUser | None = None
+    recipients: list[FakeUser] = field(default_factory=list)  # a group DM's members
     deleted: bool = False
     last_message_id: int | None = None
 
     @property
     def is_dm(self) -> bool:
         return self.type == 1
+
+    @property
+    def is_group_dm(self) -> bool:
+        return self.type == 3
 
 
 @dataclass(eq=False)
@@ -211,6 +223,9 @@ class FakeGuild:
     members: dict[int, FakeMember] = field(default_factory=dict)
     bot_role_id: int | None = None
     deleted: bool = False
+    has_bot: bool = True
+    """False: the bot is not a member (no GUILD_CREATE, no events, its REST routes answer 403 /
+    50001); members reach the app there only through their own user install."""
 
     @property
     def everyone_role(self) -> FakeRole:

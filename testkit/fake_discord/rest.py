@@ -236,6 +236,8 @@ class RestApi:
         guild = self.world.guilds.get(gid)
         if guild is None or guild.deleted:
             raise not_found(Code.UNKNOWN_GUILD)
+        if not guild.has_bot:  # a guild the bot is not in: Discord's Missing Access
+            raise forbidden(Code.MISSING_ACCESS)
         return guild
 
     def _channel(self, ctx: Ctx, *, need_view: bool = True) -> FakeChannel:
@@ -243,10 +245,14 @@ class RestApi:
         chan = self.world.channels.get(cid)
         if chan is None or chan.deleted:
             raise not_found(Code.UNKNOWN_CHANNEL)
+        if chan.is_group_dm:  # the bot is never a recipient of one
+            raise forbidden(Code.MISSING_ACCESS)
         if not chan.is_dm:
             guild = self.world.guild_of(chan)
             if guild is None or guild.deleted:
                 raise not_found(Code.UNKNOWN_CHANNEL)
+            if not guild.has_bot:  # a channel of a guild the bot is not in: Missing Access
+                raise forbidden(Code.MISSING_ACCESS)
             if need_view and not self.world.bot_permissions(chan) & Perm.VIEW_CHANNEL:
                 raise forbidden(Code.MISSING_ACCESS)
         return chan

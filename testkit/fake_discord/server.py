@@ -379,8 +379,14 @@ class FakeDiscord:
         bot_permissions: int = Perm.BOT_DEFAULT,
         locale: str | None = None,
         shard: int | None = None,
+        with_bot: bool = True,
     ) -> FakeGuild:
         """A guild the bot is in (with an @everyone role, a managed bot role and the bot's member).
+
+        ``with_bot=False``: a guild the bot is NOT in (no bot member or role, no GUILD_CREATE and
+        no events to the bot, its guild and channel routes answer the bot 403 / 50001): members
+        who installed the app for themselves (:meth:`install_app`) still use its user-installable
+        commands there, and the answers go through the interaction's token.
 
         ``filesize_limit`` (default 10 MiB) is enforced on channel uploads and is the default
         ``attachment_size_limit`` of its interactions; ``premium_tier`` defaults to the tier
@@ -396,7 +402,10 @@ class FakeDiscord:
             bot_permissions=bot_permissions,
             locale=locale,
             shard=shard,
+            with_bot=with_bot,
         )
+        if not with_bot:
+            return guild
         for session in self.gateway.live_sessions():
             if session.covers_guild(guild.id):
                 self.gateway.enqueue(
@@ -467,6 +476,20 @@ class FakeDiscord:
     def dm_channel_for(self, user: FakeUser) -> FakeChannel:
         """The DM channel between the bot and ``user`` (the one ``POST /users/@me/channels`` returns)."""
         return self.world.dm_channel_for(user)
+
+    def install_app(self, user: FakeUser, *, installed: bool = True) -> None:
+        """The app is installed for ``user`` (a user install; ``installed=False`` removes it): its
+        commands whose ``integration_types`` include 1 then work for them anywhere, also in
+        guilds the bot is not in and in group DMs; their interactions name the user under "1"
+        of ``authorizing_integration_owners``."""
+        user.app_installed = installed
+
+    def add_group_dm(self, *users: FakeUser, name: str | None = None) -> FakeChannel:
+        """A group DM among ``users`` (channel type 3). The bot is never in one: its routes answer
+        it 403 / 50001, and commands reach it only through a member's user install (context 2)."""
+        if len(users) < 2:
+            raise ValueError("a group DM has at least two users")
+        return self.world.add_group_dm(list(users), name)
 
     def set_bot_permissions(
         self,
@@ -616,7 +639,14 @@ class FakeDiscord:
         attachment_size_limit: int | None,
         locale: str | None,
         app_permissions: int | None,
+        *,
+        command: dict[str, Any] | None = None,
+        owners: dict[str, str] | None = None,
     ) -> tuple[FakeInteraction, dict[str, Any], FakeMember | None]:
+        """``command``: the synced command invoked (its ``contexts`` and ``integration_types``
+        decide whether Discord offers it here, and who authorizes it); ``owners``: the
+        ``authorizing_integration_owners`` to carry over (a component's or a modal's: those of
+        the interaction that made the message or opened the modal)."""
         world = self.world
         if channel.deleted:
             raise ValueError(f"channel {channel.name!r} is deleted")
@@ -633,15 +663,24 @@ class FakeDiscord:
                 raise ValueError(
                     f"{user.username!r} is not a member of {guild.name!r}; call add_member first"
                 )
+        elif channel.is_group_dm:
+            if user not in channel.recipients:
+                raise ValueError(f"{user.username!r} is not in that group DM")
         elif channel.recipient is not user:
             raise ValueError("a DM interaction must happen in dm_channel_for(user)")
+        context = 0 if guild is not None else (2 if channel.is_group_dm else 1)
+        if owners is None:
+            owners = self._authorizing_owners(user, guild, context, command)
         if attachment_size_limit is None:
             attachment_size_limit = (
                 guild.filesize_limit if guild else self.config.default_attachment_size_limit
             )
         iid = world.snowflake()
         token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(96)
-        bot_perms = world.bot_permissions(channel) if app_permissions is None else app_permissions
+        bot_perms = app_permissions
+        if bot_perms is None:  # where the bot is not, the app answers with Discord's small set
+            absent = channel.is_group_dm or (guild is not None and not guild.has_bot)
+            bot_perms = Perm.APP_ELSEWHERE if absent else world.bot_permissions(channel)
         payload: dict[str, Any] = {
             "id": str(iid),
             "application_id": str(world.application_id),
@@ -663,16 +702,16 @@ class FakeDiscord:
                 channel_id=str(channel.id),
                 channel={**world.channel_json(channel), "permissions": str(member_perms)},
                 member={**world.member_json(member), "permissions": str(member_perms)},
-                authorizing_integration_owners={"0": str(guild.id)},
-                context=0,
+                authorizing_integration_owners=owners,
+                context=context,
             )
         else:
             payload.update(
                 channel_id=str(channel.id),
                 channel={**world.channel_json(channel), "permissions": str(Perm.DM_DEFAULT)},
                 user=world.user_json(user),
-                authorizing_integration_owners={"0": "0"},
-                context=1,
+                authorizing_integration_owners=owners,
+                context=context,
             )
         inter = FakeInteraction(
             fake=self,
@@ -689,6 +728,46 @@ class FakeDiscord:
             created_at=self.now(),
         )
         return inter, payload, member
+
+    def _authorizing_owners(
+        self, user: FakeUser, guild: FakeGuild | None, context: int, command: dict[str, Any] | None
+    ) -> dict[str, str]:
+        """Who authorizes a command here, as Discord decides it: each installation the command
+        allows (``integration_types``; a guild command: the guild's only; unsynced: both) that
+        exists here. The guild install ("0": the guild's id, or "0" in the bot's DM) exists where
+        the bot is (a guild it is in, its DM); the user install ("1": the user's id) wherever
+        the user installed the app. A command whose ``contexts`` leave this one out, or with no
+        installation here, is one Discord's client does not offer: ``ValueError``."""
+        name = command.get("name") if command else None
+        contexts = command.get("contexts") if command else None
+        if contexts is not None and context not in contexts:
+            raise ValueError(f"command {name!r} is not offered in context {context} (it allows {contexts})")
+        if command is None:
+            types = [0, 1]
+        elif command.get("guild_id"):
+            types = [0]  # guild commands exist only through the guild's install
+        else:
+            types = [int(t) for t in command.get("integration_types") or [0]]
+        owners: dict[str, str] = {}
+        if 0 in types and (context == 1 or (guild is not None and guild.has_bot)):
+            owners["0"] = str(guild.id) if guild is not None else "0"
+        if 1 in types and user.app_installed:
+            owners["1"] = str(user.id)
+        if not owners:
+            where = "a group DM" if context == 2 else f"guild {guild.name!r}" if guild else "a DM"
+            raise ValueError(
+                f"command {name!r} is not offered to {user.username!r} in {where}: the bot is not there "
+                "and the command is not installed for the user (install_app, integration_types 1)"
+            )
+        return owners
+
+    def _owners_of_message(self, message: RecordedMessage) -> dict[str, str] | None:
+        """A component's owners: those of the interaction whose answer the message is."""
+        origin = self.interactions_by_id.get(message.interaction_id or 0)
+        if origin is None:
+            return None
+        owners: dict[str, str] = origin.payload.get("authorizing_integration_owners") or {}
+        return dict(owners)
 
     async def _dispatch_interaction(self, inter: FakeInteraction) -> FakeInteraction:
         guild_id = inter.guild.id if inter.guild else None
@@ -755,11 +834,12 @@ class FakeDiscord:
                 channel = guild.text_channels[0]
             else:
                 channel = self.dm_channel_for(user)
-        inter, payload, member = self._base_interaction(
-            2, user, guild, channel, attachment_size_limit, locale, app_permissions
-        )
         parts = name.split()
-        cmd = self._find_command(parts[0], inter.guild)
+        cmd = self._find_command(parts[0], guild or self.world.guild_of(channel))
+        inter, payload, member = self._base_interaction(
+            2, user, guild, channel, attachment_size_limit, locale, app_permissions,
+            command=cmd if validate else None,
+        )  # fmt: skip
         if (
             cmd is None
             and validate
@@ -845,11 +925,11 @@ class FakeDiscord:
         an application command (type 2) of command type 3, the message in ``resolved``."""
         channel = self.world.channels[message.channel_id]
         guild = self.world.guild_of(channel)
-        inter, payload, _ = self._base_interaction(2, user, guild, channel, None, locale, None)
         pools = [self.world.guild_commands.get(guild.id, []) if guild else [], self.world.global_commands]
         cmd = next(
             (c for pool in pools for c in pool if c["name"] == name and int(c.get("type", 1)) == 3), None
         )
+        inter, payload, _ = self._base_interaction(2, user, guild, channel, None, locale, None, command=cmd)
         payload["data"] = {
             "id": cmd["id"] if cmd else str(self.world.snowflake()),
             "name": name,
@@ -928,7 +1008,7 @@ class FakeDiscord:
         channel = self.world.channels[msg.channel_id]
         guild = self.world.guild_of(channel)
         inter, payload, _ = self._base_interaction(
-            3, user, guild, channel, attachment_size_limit, locale, None
+            3, user, guild, channel, attachment_size_limit, locale, None, owners=self._owners_of_message(msg)
         )
         ctype = int(comp.get("type", 2)) if comp else (3 if values is not None else 2)
         data: dict[str, Any] = {"custom_id": custom_id, "component_type": ctype}
@@ -964,8 +1044,9 @@ class FakeDiscord:
         channel = opened.channel
         guild = self.world.guild_of(channel)
         inter, payload, _ = self._base_interaction(
-            5, user or opened.user, guild, channel, opened.attachment_size_limit, None, None
-        )
+            5, user or opened.user, guild, channel, opened.attachment_size_limit, None, None,
+            owners=dict(opened.payload.get("authorizing_integration_owners") or {}),
+        )  # fmt: skip
         payload["data"] = {
             "custom_id": modal["custom_id"],
             "components": [c for c in (_submitted(c, values or {}) for c in modal["components"]) if c],
@@ -1019,6 +1100,9 @@ class FakeDiscord:
 
     def _gateway_message_event(self, event: str, msg: RecordedMessage) -> None:
         if not self.config.dispatch_message_events or msg.ephemeral:
+            return
+        channel = self.world.channels.get(msg.channel_id)
+        if channel is not None and channel.is_group_dm:  # the bot is not in it: it hears nothing
             return
         intent = INTENT_DIRECT_MESSAGES if msg.guild_id is None else INTENT_GUILD_MESSAGES
         if event == "MESSAGE_DELETE":

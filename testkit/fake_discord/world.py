@@ -141,6 +141,7 @@ class World:
         everyone_permissions: int = Perm.EVERYONE_DEFAULT,
         locale: str | None = None,
         shard: int | None = None,
+        with_bot: bool = True,
     ) -> FakeGuild:
         limit = self.config.guild_filesize_limit if filesize_limit is None else filesize_limit
         owner = owner or self.owner
@@ -155,6 +156,15 @@ class World:
         guild.roles[guild.id] = FakeRole(
             id=guild.id, guild_id=guild.id, name="@everyone", permissions=everyone_permissions, position=0
         )
+        self.guilds[guild.id] = guild
+        guild.has_bot = with_bot
+        if with_bot:  # else no bot member, no bot role: the app is here only through user installs
+            self._add_bot(guild, bot_permissions)
+        if owner.id not in guild.members:
+            guild.members[owner.id] = FakeMember(user=owner, guild_id=guild.id, joined_at=iso())
+        return guild
+
+    def _add_bot(self, guild: FakeGuild, bot_permissions: int) -> None:
         bot_role = FakeRole(
             id=self.snowflake(),
             guild_id=guild.id,
@@ -169,10 +179,6 @@ class World:
         guild.members[self.bot_user.id] = FakeMember(
             user=self.bot_user, guild_id=guild.id, roles=[bot_role.id], joined_at=iso()
         )
-        if owner.id not in guild.members:
-            guild.members[owner.id] = FakeMember(user=owner, guild_id=guild.id, joined_at=iso())
-        self.guilds[guild.id] = guild
-        return guild
 
     def add_role(self, guild: FakeGuild, name: str, *, permissions: int = 0) -> FakeRole:
         role = FakeRole(
@@ -269,6 +275,11 @@ class World:
             self.channels[chan.id] = chan
         return chan
 
+    def add_group_dm(self, users: list[FakeUser], name: str | None = None) -> FakeChannel:
+        chan = FakeChannel(id=self.snowflake(), type=3, name=name, recipients=list(users))
+        self.channels[chan.id] = chan
+        return chan
+
     def guild_of(self, chan: FakeChannel) -> FakeGuild | None:
         return self.guilds.get(chan.guild_id) if chan.guild_id is not None else None
 
@@ -314,7 +325,11 @@ class World:
     def bot_permissions(self, chan: FakeChannel) -> int:
         if chan.is_dm:
             return Perm.DM_DEFAULT
+        if chan.is_group_dm:  # the bot is not a recipient
+            return 0
         guild = self.guilds[chan.guild_id or 0]
+        if not guild.has_bot:
+            return 0
         return self.permissions_in(guild.members[self.bot_user.id], chan)
 
     # --- CDN ----------------------------------------------------------------------------------
@@ -473,6 +488,17 @@ class World:
         return data
 
     def channel_json(self, chan: FakeChannel) -> dict[str, Any]:
+        if chan.is_group_dm:
+            return {
+                "id": str(chan.id),
+                "type": 3,
+                "name": chan.name,
+                "icon": None,
+                "owner_id": str(chan.recipients[0].id) if chan.recipients else None,
+                "last_message_id": str(chan.last_message_id) if chan.last_message_id else None,
+                "flags": 0,
+                "recipients": [self.user_json(u) for u in chan.recipients],
+            }
         if chan.is_dm:
             return {
                 "id": str(chan.id),

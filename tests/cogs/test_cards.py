@@ -99,6 +99,29 @@ def test_a_job_without_a_video_links_its_card_in_its_server_or_in_direct_message
     assert job_line(in_dm).endswith("[card](https://discord.com/channels/@me/7/99)")
 
 
+def test_a_user_installed_job_says_where_its_result_comes_and_links_the_server_it_was_asked_in() -> None:
+    asked_away = replace(
+        JOB, guild_id=None, user_install=True, asked_in_guild_id=300, status_channel_id=7,
+        status_message_id=99,
+    )  # fmt: skip
+
+    note = fields(status_embed(asked_away))["Where the result comes"]
+
+    assert "here while this message can still be updated" in note and "then by DM" in note
+    assert "never this server's pool" in note
+    assert "Where the result comes" not in fields(status_embed(JOB))
+    assert job_line(asked_away).endswith("[card](https://discord.com/channels/300/7/99)")
+
+
+def test_a_result_no_route_reached_says_so_in_the_jobs_line() -> None:
+    lost = replace(
+        JOB, state=JobState.DELIVERED, outcome="completed", result_url="https://cdn/v.mp4",
+        delivery_note="undeliverable: no route reached the requester",
+    )  # fmt: skip
+
+    assert "**completed, not delivered**" in job_line(lost)
+
+
 def test_a_long_prompt_is_cut_in_the_jobs_line() -> None:
     job = replace(JOB, options=JobOptions(prompt="a" * 100))
 
