@@ -8,6 +8,7 @@ and they can see it; the channel's is a moderator's hint for everyone else.
 
 from __future__ import annotations
 
+from bot.i18n import say
 from bot.jobs import InvalidOptions, JobOptions
 from bot.store import OptionDefaults
 from shared import contract
@@ -43,10 +44,15 @@ def check(changes: OptionDefaults) -> OptionDefaults:
         value = getattr(changes, name)
         if value is not None and value not in allowed:
             raise InvalidOptions(
-                f"{name.replace('_', ' ')} {value!r} is not one of {', '.join(map(str, allowed))}"
+                say(
+                    "%(option)s %(value)s is not one of %(allowed)s",
+                    option=name.replace("_", " "),
+                    value=repr(value),
+                    allowed=", ".join(map(str, allowed)),
+                )
             )
     if changes.empty:
-        raise InvalidOptions("give at least one option to set")
+        raise InvalidOptions(say("give at least one option to set"))
     return changes
 
 

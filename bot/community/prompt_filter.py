@@ -31,6 +31,7 @@ import decancer_py
 import re2
 
 from bot.community.admission import Refused
+from bot.i18n import say
 from bot.store import PromptRule as Rule
 from bot.store import Store
 
@@ -56,9 +57,17 @@ def label(rule: Rule) -> str:
 class PromptBlocked(Refused):
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
+        which = (
+            say("the bot's own list")
+            if rule.guild_id is None
+            else say("this server's rule #%(number)s", number=str(rule.id))
+        )
         super().__init__(
-            f"Your prompt matches {label(rule)} of words and patterns not to animate. "
-            "Nothing was started or charged; change the wording and try again."
+            say(
+                "Your prompt matches %(rule)s of words and patterns not to animate. "
+                "Nothing was started or charged; change the wording and try again.",
+                rule=which,
+            )
         )
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from bot.api.client import ApiJob, DoitongClient
+from bot.i18n import Message, join, say
 from bot.inbound.completion import Applied, ReportWriter, api_charge
 from bot.inbound.poller import Poller
 from bot.jobs import IN_FLIGHT, IllegalTransition, Job, JobState
@@ -216,7 +217,7 @@ class Pipeline:
                     completed_at=time.time(),
                 )
 
-    async def cancel(self, job: Job, reason: str) -> Job | None:
+    async def cancel(self, job: Job, reason: Message) -> Job | None:
         """Stop tracking a job that has not finished. None when it already ended.
 
         A job being sent this very moment (``submitting``) cannot be cancelled: the API may be
@@ -226,7 +227,7 @@ class Pipeline:
             raise JobBusy(job.id)
         try:
             cancelled = await self.store.transition(
-                job.id, JobState.CANCELLED, expected=job.state, error=reason, completed_at=time.time()
+                job.id, JobState.CANCELLED, expected=job.state, error=str(reason), completed_at=time.time()
             )
         except IllegalTransition:
             return None
@@ -236,9 +237,11 @@ class Pipeline:
         # end; the scheduler counts the slot, and its pool settles what the API bills, when
         # the poller or the webhook sees that end (_cancelled_end).
         at_api = (
-            " · the API had started it: it runs to its end and is billed then" if cancelled.api_job_id else ""
+            say("the API had started it: it runs to its end and is billed then")
+            if cancelled.api_job_id
+            else ""
         )
-        await self.messenger.show_status(cancelled, f"{reason}{at_api}")
+        await self.messenger.show_status(cancelled, join(reason, at_api))
         return cancelled
 
     def _cancelled_end(self, job: Job, charged: int) -> None:
@@ -246,15 +249,15 @@ class Pipeline:
         the API billed, and its card says which."""
         self.scheduler.wake()
         detail = (
-            f"the API finished it anyway: {charged} credits charged"
-            if charged else "the API did not bill it: nothing charged"
+            say("the API finished it anyway: %(credits)s credits charged", credits=charged)
+            if charged else say("the API did not bill it: nothing charged")
         )  # fmt: skip
         if self.messenger.owns_card(job):
-            task = asyncio.create_task(self._show_quietly(job, f"{job.error or 'cancelled'} · {detail}"))
+            task = asyncio.create_task(self._show_quietly(job, join(job.error or say("cancelled"), detail)))
             self._followups.add(task)
             task.add_done_callback(self._followups.discard)
 
-    async def _show_quietly(self, job: Job, detail: str) -> None:
+    async def _show_quietly(self, job: Job, detail: Message) -> None:
         try:
             await self.messenger.show_status(job, detail)
         except Exception:  # a card is a courtesy: the books are already right
@@ -306,8 +309,8 @@ class Pipeline:
             self._shown.pop(job.id, None)
         else:
             self._shown[job.id] = (job.state, position, now)
-        detail = f"#{position} in the queue" if position else ""
-        detail = f"{detail} · {elapsed}s elapsed".strip(" ·")
+        place = say("#%(position)s in the queue", position=position) if position else ""
+        detail = join(place, say("%(seconds)ss elapsed", seconds=elapsed))
         try:
             await self.messenger.show_status(job, detail)
         except Exception:  # a status edit is cosmetic: never let it stop the pipeline

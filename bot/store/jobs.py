@@ -51,7 +51,7 @@ COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("delivery_started_at", "delivery_started_at"), ("image_origin", "image_origin"),
     ("image_sha256", "image_sha256"), ("plan", "plan"), ("plan_why", "plan_why"),
     ("result_channel_id", "result_channel_id"), ("result_message_id", "result_message_id"),
-    ("spoiler", "spoiler"),
+    ("spoiler", "spoiler"), ("locale", "locale"),
 )  # fmt: skip
 
 _SELECT: Final = f"SELECT {', '.join(name for name, _ in COLUMNS)} FROM jobs"
@@ -161,7 +161,7 @@ def accepted(new: NewJob, now: float, *, plan: str | None = None, plan_why: str 
         channel_id=new.channel_id, interaction_id=new.interaction_id,
         interaction_token=new.interaction_token, token_expires_at=new.token_expires_at,
         upload_limit=new.upload_limit, image_origin=new.image_origin, image_sha256=new.image_sha256,
-        plan=plan, plan_why=plan_why, spoiler=bool(new.spoiler),
+        plan=plan, plan_why=plan_why, spoiler=bool(new.spoiler), locale=new.locale,
     )  # fmt: skip
 
 

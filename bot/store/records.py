@@ -24,6 +24,7 @@ class NewJob:
     image_origin: str = "attachment"  # or "link" (a member's URL), "frame" (Continue), "file" (the CLI)
     image_sha256: str | None = None  # the kept picture (bot.store.pictures), when there is one
     spoiler: bool = False  # the result comes as a spoiler (bot.store.rules.spoiler_for)
+    locale: str | None = None  # the member's Discord locale (their card and result speak it)
 
 
 @dataclass(frozen=True, slots=True)

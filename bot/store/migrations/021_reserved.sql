@@ -1,0 +1,3 @@
+-- Reserved: 021 is another branch's migration (taken there). The runner needs contiguous
+-- numbers, so this empty placeholder stands in for it here; drop it when that branch's 021
+-- is merged (it applies nothing, so no database depends on it).
