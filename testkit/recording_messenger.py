@@ -59,8 +59,8 @@ class RecordingMessenger:
         # As the card shows it: in the job's language.
         self.statuses.append((job.id, job.state.value, render(detail, job.locale)))
 
-    async def alert(self, channel_id: int | None, text: str) -> None:
-        self.alerts.append((channel_id, text))
+    async def alert(self, channel_id: int | None, text: Message) -> None:
+        self.alerts.append((channel_id, render(text)))
 
     async def find_sent(self, job: Job, since: float) -> bool | None:
         if self.history_hidden:

@@ -154,11 +154,13 @@ class Admitted:
     low_balance: Guild | None = None  # set when this job took the pool below its alert line
 
 
-def low_balance_alert(guild: Guild) -> str:
+def low_balance_alert(guild: Guild) -> Text:
     """The note to a server's alert channel when a job took its pool below the alert line."""
-    return (
-        f"⚠️ The server's credit pool is down to **{guild.balance}** credits, below the alert line of "
-        f"{guild.low_balance_threshold}. Top it up with `/pool topup`."
+    return say(
+        "⚠️ The server's credit pool is down to **%(balance)s** credits, below the alert line of "
+        "%(line)s. Top it up with `/pool topup`.",
+        balance=guild.balance,
+        line=guild.low_balance_threshold,
     )
 
 

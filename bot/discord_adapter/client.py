@@ -27,7 +27,7 @@ from discord.ext import commands
 
 from bot.config import Settings
 from bot.discord_adapter.translator import CatalogueTranslator
-from bot.i18n import Message, render, say
+from bot.i18n import Message, join, render, say
 from bot.jobs import Job
 from bot.services import Services
 from bot.store import StoreUnavailable
@@ -211,7 +211,8 @@ class AnimateBot(commands.AutoShardedBot):
         """Input Discord's own checks let through (or a bug): a private answer, never silence."""
         message: Message
         if isinstance(error, discord.app_commands.CheckFailure):  # who may run it, or where
-            message = f"⚠️ {error}"
+            text: Message | None = getattr(error, "text", None)  # ours carry their message
+            message = join("⚠️", text, separator=" ") if text is not None else f"⚠️ {error}"
         elif isinstance(error, discord.app_commands.TransformerError):
             message = say("⚠️ Can't do that: %(error)s", error=str(error))
         elif isinstance(getattr(error, "original", None), StoreUnavailable):

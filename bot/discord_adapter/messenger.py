@@ -96,12 +96,14 @@ class DiscordMessenger(Messenger):
         # A DM's events come to shard 0, as Discord sends them.
         return (shard_of(job.guild_id, count) if job.guild_id is not None else 0) in own
 
-    async def alert(self, channel_id: int | None, text: str) -> None:
+    async def alert(self, channel_id: int | None, text: Message) -> None:
         if channel_id is None:
             log.warning("alert with no alert channel set: %s", text)
             return
         try:
-            await self.bot.get_partial_messageable(channel_id).send(text)
+            await self.bot.get_partial_messageable(channel_id).send(
+                render(text, self.server_locale(channel_id))
+            )
         except discord.HTTPException as exc:
             log.warning("alert to channel %s failed (%s %s): %s", channel_id, exc.status, exc.code, text)
 

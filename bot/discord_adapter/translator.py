@@ -32,6 +32,10 @@ NAMES: Final = frozenset(
 )
 
 
+# Discord's limit on a description or a choice's name (a name's, 32, is valid_name's).
+MAX_TEXT: Final = 100
+
+
 def valid_name(name: str) -> bool:
     """Discord's rule for a slash command's (or its option's) name in any locale."""
     return (
@@ -57,7 +61,11 @@ class CatalogueTranslator(app_commands.Translator):
         if found == string.message:  # untranslated (or the same word): Discord shows the default
             return None
         is_name = context.location in NAMES
-        if is_name and not valid_name(found):  # one bad name would make Discord refuse the whole sync
+        # One bad name or overlong text would make Discord refuse the whole sync.
+        if len(found) > MAX_TEXT:
+            log.warning("%s: %r is too long in %s; left untranslated", context.location, found, lang)
+            return None
+        if is_name and not valid_name(found):
             log.warning(
                 "%s: %r is no valid command name in %s; left untranslated", context.location, found, lang
             )

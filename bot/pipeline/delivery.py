@@ -107,8 +107,9 @@ class Messenger(Protocol):
         """Whether the bot already posted this job's result (its id in the text) since ``since``:
         True or False, or None when it cannot tell (no history access)."""
 
-    async def alert(self, channel_id: int | None, text: str) -> None:
-        """A note to a server's moderators in their alert channel (best effort)."""
+    async def alert(self, channel_id: int | None, text: Message) -> None:
+        """A note to a server's moderators in their alert channel (best effort), in the server's
+        language."""
 
     def owns_card(self, job: Job) -> bool:
         """Whether this process keeps the job's status card fresh while it runs: the one whose

@@ -263,7 +263,7 @@ class Pipeline:
         except Exception:  # a card is a courtesy: the books are already right
             log.exception("job=%s card not updated", job.id)
 
-    async def _tell_moderators(self, text: str) -> None:
+    async def _tell_moderators(self, text: Message) -> None:
         """An account-wide problem: every server with work waiting hears of it once."""
         for guild in await self.store.guilds_waiting():
             await self.messenger.alert(guild.alert_channel_id, text)

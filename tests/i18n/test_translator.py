@@ -61,6 +61,18 @@ async def test_descriptions_and_choices_are_translated_english_asks_nothing() ->
     )
 
 
+@pytest.mark.parametrize("locale", [discord.Locale.indonesian, discord.Locale.latin_american_spanish])
+async def test_every_description_and_choice_fits_discords_100_characters(locale: discord.Locale) -> None:
+    translator = CatalogueTranslator()
+    tree = await loaded_tree()
+    at = context(Location.other)
+    for what, text in command_strings(tree):
+        found = await translator.translate(app_commands.locale_str(text), locale, at)
+        if what == "description" and text != "…":  # discord.py's "no description"
+            assert found is not None, text  # every description has its translation
+        assert found is None or 0 < len(found) <= 100, found
+
+
 def test_the_name_rule() -> None:
     assert valid_name("kanal-animasi") and valid_name("relación_aspecto") and valid_name("x" * 32)
     assert not valid_name("Animar") and not valid_name("dos palabras") and not valid_name("x" * 33)
