@@ -13,7 +13,7 @@ from discord.ext import commands
 from bot.community.moderation import MemberSummary, ModerationError
 from bot.discord_adapter.client import AnimateBot
 from bot.discord_adapter.client import answer_privately as tell
-from bot.i18n import Message, join, render, say
+from bot.i18n import Message, join, number, render, say
 from cogs.checks import is_moderator
 from shared.contract import PlanName
 
@@ -288,18 +288,28 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)  # the chart takes a moment
         guild, rows = await self.bot.services.moderation.pool_statement(interaction.guild_id, 12)
+        locale = interaction.locale
+        job = render(say("job"), locale)
         history = "\n".join(
-            f"<t:{int(r.created_at)}:R> {r.kind} **{r.amount:+}**"
-            + (f" · job `{r.job_id}`" if r.job_id else "")
+            f"<t:{int(r.created_at)}:R> {r.kind} **{number(r.amount, locale, signed=True)}**"
+            + (f" · {job} `{r.job_id}`" if r.job_id else "")
             + (f" · {r.note}" if r.note else "")
             for r in rows
         )
-        extra = []
+        extra: list[Message] = []
         if guild.daily_allowance is not None:
-            extra.append(f"allowance {guild.daily_allowance}/member/24 h")
+            extra.append(say("allowance %(amount)s/member/24 h", amount=guild.daily_allowance))
         if guild.low_balance_threshold is not None:
-            extra.append(f"alert below {guild.low_balance_threshold} in <#{guild.alert_channel_id}>")
-        head = f"**Pool: {guild.balance} credits**" + (f" ({'; '.join(extra)})" if extra else "")
+            extra.append(
+                say(
+                    "alert below %(line)s in %(channel)s",
+                    line=guild.low_balance_threshold,
+                    channel=f"<#{guild.alert_channel_id}>",
+                )
+            )
+        head = render(say("**Pool: %(balance)s credits**", balance=guild.balance), locale)
+        if extra:
+            head += f" ({render(join(*extra, separator='; '), locale)})"
         chart = await usage_chart_file(self.bot, interaction)
         await interaction.followup.send(f"{head}\n{history}", file=chart, ephemeral=True)
 

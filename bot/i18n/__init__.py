@@ -6,7 +6,7 @@ every layer above can say something to a member without rendering it. The Discor
 """
 
 from bot.i18n.catalogues import COMMAND_CONTEXT, LANGUAGES, LOCALE_DIR, language, translations
-from bot.i18n.text import Fixed, Joined, Message, Text, TextError, join, render, say, say_n
+from bot.i18n.text import Fixed, Joined, Message, Text, TextError, join, number, render, say, say_n
 
 __all__ = [
     "COMMAND_CONTEXT",
@@ -19,6 +19,7 @@ __all__ = [
     "TextError",
     "join",
     "language",
+    "number",
     "render",
     "say",
     "say_n",

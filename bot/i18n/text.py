@@ -111,6 +111,12 @@ def render(message: Message | None, locale: object = None) -> str:
     return message.render(locale)
 
 
+def number(value: float, locale: object = None, *, signed: bool = False) -> str:
+    """``value`` as the language writes it (12,500 / 12.500); ``signed``: +20, -5."""
+    shown = format_decimal(abs(value) if signed else value, locale=language(locale))
+    return f"{'-' if value < 0 else '+'}{shown}" if signed else shown
+
+
 def _formatted(value: object, lang: str) -> object:
     if isinstance(value, Text | Joined):
         return value.render(lang)

@@ -14,7 +14,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import read_mo, write_mo
 from babel.messages.pofile import read_po
 
-from bot.i18n import LANGUAGES, LOCALE_DIR, say, say_n
+from bot.i18n import LANGUAGES, LOCALE_DIR, number, say, say_n
 from bot.i18n.catalogues import COMMAND_CONTEXT, DOMAIN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,6 +112,15 @@ def test_numbers_are_formatted_for_the_language() -> None:
     assert "needs 12,500, pool has 1,250" in needs.render("en-GB")
     assert "butuh 12.500, tersedia 1.250" in needs.render("id")
     assert "necesita 12.500, el fondo tiene 1.250" in needs.render("es-ES")
+
+
+def test_a_signed_amount_keeps_its_sign_in_every_language() -> None:
+    assert [number(-12500, lang, signed=True) for lang in ("en-US", "id", "es-419")] == [
+        "-12,500",
+        "-12.500",
+        "-12.500",
+    ]
+    assert number(20, "id", signed=True) == "+20"
 
 
 def test_plural_forms_follow_the_count() -> None:
