@@ -7,6 +7,7 @@ and whenever; the other answers speak the language of whoever asked for them.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import discord
@@ -181,11 +182,9 @@ def _charged(job: Job) -> Text:
     return say("nothing charged (given back)")
 
 
-def _span(seconds: float) -> Text:
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return say("%(seconds)s s", seconds=round(seconds, 1))
-    return say("%(minutes)s min", minutes=round(seconds / 60, 1))
+def _span(seconds: float) -> timedelta:
+    """A duration: the language writes it (12 sec, 12 dtk, 2 min)."""
+    return timedelta(seconds=max(0.0, seconds))
 
 
 def _plan_reason(why: str) -> Message:

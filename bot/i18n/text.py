@@ -13,8 +13,8 @@ variable would both shadow and be shadowed. Placeholders are Python's named ``%(
 Babel flags them ``python-format`` and its checker proves every translation keeps them.
 
 Parameters are formatted for the language when rendered: an ``int``, ``float`` or ``Decimal``
-with ``babel.numbers`` (1,234 / 1.234), a ``timedelta`` with ``babel.dates`` (5 minutes /
-5 menit), a nested :class:`Text` in the same language. Ids (job ids, snowflakes in mentions)
+with ``babel.numbers`` (1,234 / 1.234), a ``timedelta`` with ``babel.dates`` (5 min /
+5 mnt), a nested :class:`Text` in the same language. Ids (job ids, snowflakes in mentions)
 are passed as strings so they are never grouped. Discord timestamps (``<t:...:R>``) stay
 markup: Discord localizes them itself.
 """
@@ -127,7 +127,8 @@ def _formatted(value: object, lang: str) -> object:
     if isinstance(value, int | float | Decimal):
         return format_decimal(value, locale=lang)
     if isinstance(value, timedelta):
-        return format_timedelta(value, locale=lang, threshold=1.1)
+        # One unit, rounded (12 sec, 2 min): a card or an Info line, not a stopwatch.
+        return format_timedelta(value, locale=lang, threshold=1.1, format="short")
     return value
 
 

@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from typing import Protocol
 
@@ -409,8 +410,8 @@ def describe(job: Job) -> Text:
 
 
 def elapsed(seconds: float) -> Text:
-    """A card's "12s elapsed"."""
-    return say("%(seconds)ss elapsed", seconds=int(seconds))
+    """A card's "12 sec elapsed" (the duration in the card's language: 12 dtk, 12 s)."""
+    return say("%(elapsed)s elapsed", elapsed=timedelta(seconds=max(0, int(seconds))))
 
 
 def _short(text: str, limit: int = 80) -> str:

@@ -28,6 +28,7 @@ from bot.inbound.completion import Applied, ReportWriter, api_charge
 from bot.inbound.poller import Poller
 from bot.jobs import IN_FLIGHT, IllegalTransition, Job, JobState
 from bot.pipeline.delivery import CLAIM_LEASE, WORKERS, Delivery, Messenger
+from bot.pipeline.delivery import elapsed as elapsed_text
 from bot.pipeline.leader import LeaderLoops
 from bot.pipeline.scheduler import Scheduler
 from bot.store import Leadership, Store, StoreUnavailable
@@ -298,7 +299,6 @@ class Pipeline:
         job = fresh
         position = await self.store.queue_position(job) if job.state is JobState.QUEUED else 0
         now = time.time()
-        elapsed = int(now - job.created_at)
         last = self._shown.get(job.id)
         # Same state and place: only the elapsed time moved. Refresh it now and then, not every
         # tick, to stay far inside Discord's per-channel edit limits.
@@ -310,7 +310,7 @@ class Pipeline:
         else:
             self._shown[job.id] = (job.state, position, now)
         place = say("#%(position)s in the queue", position=position) if position else ""
-        detail = join(place, say("%(seconds)ss elapsed", seconds=elapsed))
+        detail = join(place, elapsed_text(now - job.created_at))
         try:
             await self.messenger.show_status(job, detail)
         except Exception:  # a status edit is cosmetic: never let it stop the pipeline
