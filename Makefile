@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test test-slow test-pg install-check lint typecheck imports pytest clean
+.PHONY: demo test test-slow test-pg install-check lint typecheck imports pytest catalogues clean
 
 $(BIN)/animate-bot: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,20 @@ test-slow: $(BIN)/animate-bot
 # `python -m bot animate` from outside the checkout: what the package ships is all it has.
 install-check:
 	.ci/install-check
+
+# The languages (README "Languages"): extract every marked message (say, say_n) and the command
+# tree's strings into the template, merge it into each language's .po, and compile the .mo files
+# that ship in the package. Edit the .po files between `make catalogues` runs; commit all three.
+I18N      = bot/i18n/locales
+LANGUAGES = id es
+catalogues: $(BIN)/animate-bot
+	$(BIN)/pybabel extract -F babel.cfg --no-default-keywords -k say -k say_n:1,2 -k pgettext:1c,2 \
+		--project animate-bot --no-location --sort-output --omit-header -o $(I18N)/bot.pot .
+	for lang in $(LANGUAGES); do \
+		[ -f $(I18N)/$$lang/LC_MESSAGES/bot.po ] || $(BIN)/pybabel init -D bot -i $(I18N)/bot.pot -d $(I18N) -l $$lang; \
+		$(BIN)/pybabel update -D bot -i $(I18N)/bot.pot -d $(I18N) -l $$lang --no-wrap --ignore-obsolete; \
+	done
+	$(BIN)/pybabel compile -D bot -d $(I18N) --statistics
 
 clean:
 	rm -rf $(VENV) data out .mypy_cache .ruff_cache .pytest_cache

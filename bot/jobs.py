@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from bot.i18n import Text, TextError, say
 from shared import contract
 
 
@@ -62,7 +63,7 @@ def can_transition(current: JobState, target: JobState) -> bool:
     return target in TRANSITIONS[current]
 
 
-class InvalidOptions(ValueError):
+class InvalidOptions(TextError, ValueError):
     """An option outside what the API takes; the message says which and what is allowed."""
 
 
@@ -77,15 +78,19 @@ class JobOptions:
     def __post_init__(self) -> None:
         prompt = self.prompt.strip()
         if not prompt:
-            raise InvalidOptions("prompt is empty: describe what should happen in the video")
+            raise InvalidOptions(say("prompt is empty: describe what should happen in the video"))
         if len(prompt) > contract.MAX_PROMPT_CHARS:
             raise InvalidOptions(
-                f"prompt is {len(prompt)} characters; the limit is {contract.MAX_PROMPT_CHARS}"
+                say(
+                    "prompt is %(length)s characters; the limit is %(limit)s",
+                    length=len(prompt),
+                    limit=contract.MAX_PROMPT_CHARS,
+                )
             )
-        _check_choice("duration", self.duration, contract.DURATIONS)
-        _check_choice("aspect ratio", self.aspect_ratio, contract.ASPECT_RATIOS)
-        _check_choice("motion", self.motion, contract.MOTIONS)
-        _check_choice("version", self.version, contract.VERSIONS)
+        _check_choice(say("duration"), self.duration, contract.DURATIONS)
+        _check_choice(say("aspect ratio"), self.aspect_ratio, contract.ASPECT_RATIOS)
+        _check_choice(say("motion"), self.motion, contract.MOTIONS)
+        _check_choice(say("version"), self.version, contract.VERSIONS)
         object.__setattr__(self, "prompt", prompt)
 
     @property
@@ -93,9 +98,16 @@ class JobOptions:
         return contract.credit_cost(self.version, self.duration, self.motion)
 
 
-def _check_choice(name: str, value: object, allowed: tuple[object, ...]) -> None:
+def _check_choice(name: Text, value: object, allowed: tuple[object, ...]) -> None:
     if value not in allowed:
-        raise InvalidOptions(f"{name} {value!r} is not one of {', '.join(map(str, allowed))}")
+        raise InvalidOptions(
+            say(
+                "%(option)s %(value)s is not one of %(allowed)s",
+                option=name,
+                value=repr(value),
+                allowed=", ".join(map(str, allowed)),
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +153,7 @@ class Job:
     # answered through the token, then by DM; asked_in_guild_id: that server, for display.
     user_install: bool = False
     asked_in_guild_id: int | None = None
+    locale: str | None = None  # the member's Discord locale: their card and result speak it
 
     @property
     def in_flight(self) -> bool:

@@ -14,6 +14,7 @@ from discord.ext import commands
 from bot.community.admission import QuotaExceeded, Refused
 from bot.discord_adapter.client import STORE_AWAY, AnimateBot
 from bot.discord_adapter.limits import TOKEN_LIFETIME
+from bot.i18n import Message, join, render, say
 from bot.jobs import IN_FLIGHT, InvalidOptions, Job, JobOptions
 from bot.media.image import InvalidImage
 from bot.pipeline.animations import ImageSource, NotRecorded, Requester
@@ -27,14 +28,19 @@ log = logging.getLogger(__name__)
 Interaction = discord.Interaction[AnimateBot]
 
 MAX_LINK_CHARS = 2_000  # a longer "link" is not one a member typed
-ONE_PICTURE = "⚠️ Give the picture one way: attach it as `image`, or link it as `image_url`."
+ONE_PICTURE = say("⚠️ Give the picture one way: attach it as `image`, or link it as `image_url`.")
 
 
-async def reject(interaction: Interaction, message: str) -> None:
-    """Bad input: replace the public "thinking" message with a private explanation."""
+def cannot_animate(reason: Message) -> Message:
+    return say("⚠️ Can't animate that: %(reason)s", reason=reason)
+
+
+async def reject(interaction: Interaction, message: Message) -> None:
+    """Bad input: replace the public "thinking" message with a private explanation, in the
+    member's language."""
     with contextlib.suppress(discord.HTTPException):  # already gone is fine
         await interaction.delete_original_response()
-    await interaction.followup.send(message, ephemeral=True)
+    await interaction.followup.send(render(message, interaction.locale), ephemeral=True)
 
 
 def requester_of(interaction: Interaction) -> Requester:
@@ -52,6 +58,7 @@ def requester_of(interaction: Interaction) -> Requester:
         age_restricted=isinstance(interaction.channel, discord.TextChannel) and interaction.channel.is_nsfw(),
         user_install=place.user_install,
         asked_in_guild_id=place.asked_in_guild_id,
+        locale=str(interaction.locale),
     )
 
 
@@ -61,23 +68,25 @@ async def start_animation(interaction: Interaction, source: ImageSource, options
     try:
         accepted = await animations.request(source, options, requester_of(interaction))
     except InvalidImage as exc:
-        await reject(interaction, f"⚠️ Can't animate that: {exc}")
+        await reject(interaction, cannot_animate(exc.text))
         return
     except QuotaExceeded as exc:
-        when = " It frees when that one finishes."
-        if exc.frees_at:
-            when = f" It frees <t:{int(exc.frees_at) + 1}:R>."
-        await reject(interaction, f"⏳ {exc.describe()}{when}")
+        when = say("It frees when that one finishes.")
+        if exc.frees_at:  # a Discord timestamp: Discord shows it in the member's language itself
+            when = say("It frees %(at)s.", at=f"<t:{int(exc.frees_at) + 1}:R>")
+        await reject(interaction, join("⏳", exc.describe(), when, separator=" "))
         return
     except NotRecorded as exc:  # the database is away: not the member's doing
-        await reject(interaction, f"⚠️ {exc}")
+        await reject(interaction, join("⚠️", exc.text, separator=" "))
         return
     except Refused as exc:  # blocked, channel closed, pool or allowance short: the numbers are in it
-        await reject(interaction, f"⛔ {exc}")
+        await reject(interaction, join("⛔", exc.text, separator=" "))
         return
     job = accepted.job
     log.info("job=%s accepted user=%s guild=%s %s", job.id, job.user_id, job.guild_id, job.options)
-    place = f"#{accepted.position} in the queue" if accepted.position else "queued"
+    place = (
+        say("#%(position)s in the queue", position=accepted.position) if accepted.position else say("queued")
+    )
     try:
         message = await interaction.edit_original_response(
             content=None, embed=status_embed(job, place), view=job_buttons(job)
@@ -98,10 +107,10 @@ async def animate_with_defaults(
             requester_of(interaction), prompt, given
         )
     except InvalidOptions as exc:
-        await reject(interaction, f"⚠️ Can't animate that: {exc}")
+        await reject(interaction, cannot_animate(exc.text))
         return
     except Refused as exc:  # the database out of reach: the defaults could not be read
-        await reject(interaction, f"⛔ {exc}")
+        await reject(interaction, join("⛔", exc.text, separator=" "))
         return
     await start_animation(interaction, source, options)
 
@@ -116,12 +125,14 @@ class JobButton(
     the cards, however many there are. The cog registers it when it loads.
     """
 
-    def __init__(self, action: str, job_id: str, *, disabled: bool = False) -> None:
+    def __init__(
+        self, action: str, job_id: str, *, disabled: bool = False, locale: str | None = None
+    ) -> None:
         cancel = action == "cancel"
         super().__init__(
             discord.ui.Button(
                 custom_id=f"job:{action}:{job_id}",
-                label="Cancel" if cancel else "Animate again",
+                label=render(say("Cancel") if cancel else say("Animate again"), locale),
                 style=discord.ButtonStyle.danger if cancel else discord.ButtonStyle.secondary,
                 disabled=disabled,
             )
@@ -143,19 +154,19 @@ class JobButton(
                 reply = await cancel_reply(interaction.client.services.animations, interaction, self.job_id)
             except StoreUnavailable:  # a button's error reaches no handler: the member must hear
                 reply = STORE_AWAY
-            await interaction.followup.send(reply, ephemeral=True)
+            await interaction.followup.send(render(reply, interaction.locale), ephemeral=True)
             return
         await interaction.response.defer(thinking=True)
         try:
             earlier = await interaction.client.services.animations.again(self.job_id)
         except InvalidOptions as exc:  # an option since retired: the job's row is read unchecked
-            await reject(interaction, f"⚠️ Can't animate that: {exc}")
+            await reject(interaction, cannot_animate(exc.text))
             return
         except NotRecorded as exc:
-            await reject(interaction, f"⚠️ {exc}")
+            await reject(interaction, join("⚠️", exc.text, separator=" "))
             return
         if earlier is None:
-            await reject(interaction, f"There is no job `{self.job_id}` any more.")
+            await reject(interaction, say("There is no job `%(job)s` any more.", job=self.job_id))
             return
         await start_animation(interaction, *earlier)
 
@@ -163,12 +174,12 @@ class JobButton(
 def job_buttons(job: Job) -> discord.ui.View:
     """Cancel while it runs, Animate again once it ended."""
     view = discord.ui.View(timeout=None)
-    view.add_item(JobButton("cancel", job.id, disabled=job.state not in IN_FLIGHT))
-    view.add_item(JobButton("again", job.id, disabled=job.state in IN_FLIGHT))
+    view.add_item(JobButton("cancel", job.id, disabled=job.state not in IN_FLIGHT, locale=job.locale))
+    view.add_item(JobButton("again", job.id, disabled=job.state in IN_FLIGHT, locale=job.locale))
     return view
 
 
-def render_card(job: Job, detail: str) -> tuple[discord.Embed, discord.ui.View]:
+def render_card(job: Job, detail: Message) -> tuple[discord.Embed, discord.ui.View]:
     return status_embed(job, detail), job_buttons(job)
 
 
@@ -212,9 +223,7 @@ class AnimateCog(commands.Cog):
         # Acknowledge first: Discord allows 3 s, and reading the image takes longer than that.
         await interaction.response.defer(thinking=True)
         if (image is None) == (image_url is None):
-            await reject(
-                interaction, "⚠️ Give the picture one way: attach it as `image`, or link it as `image_url`."
-            )
+            await reject(interaction, ONE_PICTURE)
             return
         source = (
             ImageSource(image.url, image.size, image.content_type)

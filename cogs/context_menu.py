@@ -10,6 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_adapter.client import AnimateBot
+from bot.i18n import render, say
 from bot.pipeline.animations import ImageSource
 from bot.store import OptionDefaults
 from cogs.animate import animate_with_defaults
@@ -18,7 +19,7 @@ from shared import contract
 Interaction = discord.Interaction[AnimateBot]
 
 MENU = "Animate this image"
-NO_PICTURE = (
+NO_PICTURE = say(
     "That message has no picture to animate. Use it on a message with an image attached, or with an "
     "image preview of a link."
 )
@@ -50,12 +51,13 @@ def _optional(name: str, choices: tuple[object, ...]) -> discord.ui.Select[Any]:
 class AnimateModal(discord.ui.Modal):
     """The prompt, and each option (empty: the member's, then the channel's, then the bot's default)."""
 
-    def __init__(self, source: ImageSource) -> None:
-        super().__init__(title="Animate this image", custom_id="animate-this", timeout=15 * 60)
+    def __init__(self, source: ImageSource, locale: object = None) -> None:
+        title = render(say("Animate this image"), locale)
+        super().__init__(title=title, custom_id="animate-this", timeout=15 * 60)
         self.source = source
         self.prompt: discord.ui.TextInput[Any] = discord.ui.TextInput(
             custom_id="prompt", style=discord.TextStyle.paragraph, max_length=contract.MAX_PROMPT_CHARS,
-            placeholder="What should happen in the video",
+            placeholder=render(say("What should happen in the video"), locale),
         )  # fmt: skip
         self.choices = {
             "duration": _optional("duration", contract.DURATIONS),
@@ -63,10 +65,15 @@ class AnimateModal(discord.ui.Modal):
             "motion": _optional("motion", contract.MOTIONS),
             "version": _optional("version", contract.VERSIONS),
         }
-        self.add_item(discord.ui.Label(text="Prompt", component=self.prompt))
+        self.add_item(discord.ui.Label(text=render(say("Prompt"), locale), component=self.prompt))
+        labels = {
+            "duration": say("Duration"), "aspect_ratio": say("Aspect ratio"), "motion": say("Motion"),
+            "version": say("Version"),
+        }  # fmt: skip
+        empty = render(say("Empty: your default"), locale)
         for name, select in self.choices.items():
-            label = name.replace("_", " ").capitalize()
-            self.add_item(discord.ui.Label(text=label, description="Empty: your default", component=select))
+            label = render(labels[name], locale)
+            self.add_item(discord.ui.Label(text=label, description=empty, component=select))
 
     async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
         await interaction.response.defer(thinking=True)
@@ -99,9 +106,9 @@ class ContextMenuCog(commands.Cog):
     async def animate_this(self, interaction: Interaction, message: discord.Message) -> None:
         source = picture_of(message)
         if source is None:
-            await interaction.response.send_message(NO_PICTURE, ephemeral=True)
+            await interaction.response.send_message(render(NO_PICTURE, interaction.locale), ephemeral=True)
             return
-        await interaction.response.send_modal(AnimateModal(source))
+        await interaction.response.send_modal(AnimateModal(source, interaction.locale))
 
 
 async def setup(bot: AnimateBot) -> None:

@@ -8,6 +8,8 @@ from discord import app_commands
 
 from bot.community.defaults import PRECEDENCE, describe
 from bot.discord_adapter.client import AnimateBot
+from bot.discord_adapter.client import answer_privately as tell
+from bot.i18n import Message, say
 from bot.jobs import InvalidOptions
 from bot.store import OptionDefaults
 from cogs.moderation import ModeratorGroup
@@ -23,6 +25,10 @@ OPTIONS = {
 }
 
 
+def nothing_changed(exc: InvalidOptions) -> Message:
+    return say("⚠️ Nothing changed: %(reason)s.", reason=exc.text)
+
+
 @app_commands.allowed_installs(guilds=True, users=True)
 @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
 class SettingsGroup(app_commands.Group, name="settings", description="Your own default /animate options"):
@@ -33,9 +39,13 @@ class SettingsGroup(app_commands.Group, name="settings", description="Your own d
     @app_commands.command(name="show", description="Your default /animate options and which wins")
     async def show(self, interaction: Interaction) -> None:
         mine = await self.bot.services.animations.my_defaults(interaction.user.id)
-        await interaction.response.send_message(
-            f"Your defaults: **{describe(mine)}**.\nFor each option /animate takes {PRECEDENCE}.",
-            ephemeral=True,
+        await tell(
+            interaction,
+            say(
+                "Your defaults: **%(defaults)s**.\nFor each option /animate takes %(order)s.",
+                defaults=describe(mine),
+                order=PRECEDENCE,
+            ),
         )
 
     @app_commands.command(
@@ -52,15 +62,14 @@ class SettingsGroup(app_commands.Group, name="settings", description="Your own d
                 interaction.user.id, OptionDefaults(duration, aspect_ratio, motion, version)
             )
         except InvalidOptions as exc:
-            await interaction.response.send_message(f"⚠️ Nothing changed: {exc}.", ephemeral=True)
+            await tell(interaction, nothing_changed(exc))
             return
-        await interaction.response.send_message(f"Your defaults: **{describe(mine)}**.", ephemeral=True)
+        await tell(interaction, say("Your defaults: **%(defaults)s**.", defaults=describe(mine)))
 
     @app_commands.command(name="clear", description="Forget your default /animate options")
     async def clear(self, interaction: Interaction) -> None:
         had = await self.bot.services.animations.clear_my_defaults(interaction.user.id)
-        text = "Your defaults are cleared." if had else "You had no defaults."
-        await interaction.response.send_message(text, ephemeral=True)
+        await tell(interaction, say("Your defaults are cleared.") if had else say("You had no defaults."))
 
 
 @app_commands.guild_only()
@@ -73,9 +82,14 @@ class ChannelDefaultsGroup(
         where = channel.id if channel else interaction.channel_id
         assert where is not None
         defaults = await self.bot.services.moderation.channel_defaults(where)
-        await interaction.response.send_message(
-            f"<#{where}> defaults: **{describe(defaults)}**.\nFor each option /animate takes {PRECEDENCE}.",
-            ephemeral=True,
+        await tell(
+            interaction,
+            say(
+                "%(channel)s defaults: **%(defaults)s**.\nFor each option /animate takes %(order)s.",
+                channel=f"<#{where}>",
+                defaults=describe(defaults),
+                order=PRECEDENCE,
+            ),
         )
 
     @app_commands.command(
@@ -96,10 +110,13 @@ class ChannelDefaultsGroup(
                 OptionDefaults(duration, aspect_ratio, motion, version),
             )  # fmt: skip
         except InvalidOptions as exc:
-            await interaction.response.send_message(f"⚠️ Nothing changed: {exc}.", ephemeral=True)
+            await tell(interaction, nothing_changed(exc))
             return
-        await interaction.response.send_message(
-            f"<#{where}> defaults: **{describe(defaults)}**.", ephemeral=True
+        await tell(
+            interaction,
+            say(
+                "%(channel)s defaults: **%(defaults)s**.", channel=f"<#{where}>", defaults=describe(defaults)
+            ),
         )
 
     @app_commands.command(name="clear", description="Remove a channel's default /animate options")
@@ -110,8 +127,12 @@ class ChannelDefaultsGroup(
         had = await self.bot.services.moderation.clear_channel_defaults(
             interaction.guild_id, interaction.user.id, where
         )
-        text = "cleared" if had else "had none"
-        await interaction.response.send_message(f"<#{where}> defaults: {text}.", ephemeral=True)
+        text = (
+            say("%(channel)s defaults: cleared.", channel=f"<#{where}>")
+            if had
+            else say("%(channel)s defaults: had none.", channel=f"<#{where}>")
+        )
+        await tell(interaction, text)
 
 
 async def setup(bot: AnimateBot) -> None:

@@ -9,6 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_adapter.client import AnimateBot
+from bot.i18n import render, say
 from cogs.cards import cancel_reply, job_line
 
 Interaction = discord.Interaction[AnimateBot]
@@ -22,15 +23,20 @@ class JobsCog(commands.Cog):
     @app_commands.allowed_installs(guilds=True, users=True)
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     async def jobs(self, interaction: Interaction) -> None:
+        locale = interaction.locale
         recent = await self.bot.services.animations.recent(interaction.user.id, limit=10)
         if not recent:
             await interaction.response.send_message(
-                "You have no animations yet. Try `/animate`.", ephemeral=True
+                render(say("You have no animations yet. Try `/animate`."), locale), ephemeral=True
             )
             return
-        lines = "\n".join(job_line(job) for job in recent)
-        embed = discord.Embed(title="Your recent animations", description=lines, timestamp=None)
-        embed.set_footer(text=f"{len(recent)} shown · as of {time.strftime('%H:%M:%S UTC', time.gmtime())}")
+        lines = "\n".join(job_line(job, locale) for job in recent)
+        embed = discord.Embed(title=render(say("Your recent animations"), locale), description=lines)
+        # The list's own time: a Discord timestamp would be "now", in every language.
+        at = time.strftime("%H:%M:%S UTC", time.gmtime())
+        embed.set_footer(
+            text=render(say("%(count)s shown · as of %(time)s", count=len(recent), time=at), locale)
+        )
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(name="cancel", description="Cancel an animation that has not finished")
@@ -40,7 +46,7 @@ class JobsCog(commands.Cog):
     async def cancel(self, interaction: Interaction, job_id: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         reply = await cancel_reply(self.bot.services.animations, interaction, job_id)
-        await interaction.followup.send(reply, ephemeral=True)
+        await interaction.followup.send(render(reply, interaction.locale), ephemeral=True)
 
 
 async def setup(bot: AnimateBot) -> None:

@@ -12,6 +12,8 @@ from discord.ext import commands
 
 from bot.community.moderation import MemberSummary, ModerationError
 from bot.discord_adapter.client import AnimateBot
+from bot.discord_adapter.client import answer_privately as tell
+from bot.i18n import Message, join, number, render, say
 from cogs.checks import is_moderator, place_here
 from shared.contract import PlanName
 
@@ -22,6 +24,13 @@ Interaction = discord.Interaction[AnimateBot]
 class NotModerator(app_commands.CheckFailure):
     def __init__(self) -> None:
         super().__init__("Only moderators (Manage Server) can do that; nothing was changed.")
+        self.text = say("Only moderators (Manage Server) can do that; nothing was changed.")
+
+
+class ServerOnly(app_commands.NoPrivateMessage):
+    def __init__(self) -> None:
+        super().__init__("This works in a server only.")
+        self.text = say("This works in a server only.")
 
 
 class ModeratorGroup(app_commands.Group):
@@ -34,36 +43,61 @@ class ModeratorGroup(app_commands.Group):
 
     async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
         if interaction.guild_id is None:
-            raise app_commands.NoPrivateMessage("This works in a server only.")
+            raise ServerOnly
         if not is_moderator(interaction):
             raise NotModerator
         return True
 
 
+def plan_why(why: str) -> Message:
+    """Why a plan applies, as /credits and /quota show it."""
+    if why.startswith("role "):
+        return say("role %(role)s", role=why.removeprefix("role "))
+    reasons = {
+        "override": say("override"),
+        "server default": say("server default"),
+        "bot default": say("bot default"),
+    }
+    return reasons.get(why, why)
+
+
 def summary_text(
-    name: str | None, s: MemberSummary, *, in_server: bool = True, windows_day_hours: float = 24
-) -> str:
+    name: str | None, s: MemberSummary, *, in_server: bool = True, windows_day_hours: float = 24,
+    locale: object = None,
+) -> str:  # fmt: skip
     """A member's plan, usage and credits; ``name`` None addresses the member themself."""
     p = s.plan.plan
-    daily = "unlimited" if p.jobs_per_day is None else str(p.jobs_per_day)
-    who = "You are" if name is None else f"**{name}** is"
-    lines = [
-        f"{who} on the **{p.name.capitalize()}** plan ({s.plan.why}).",
-        f"Running: {s.active} of {p.concurrent_jobs} · last minute: {s.in_minute} of {p.requests_per_minute}"
-        f" · last {windows_day_hours:g} h (rolling): {s.in_day} of {daily}",
-        "Counted in this server only."
+    daily: object = say("unlimited") if p.jobs_per_day is None else p.jobs_per_day
+    plan, why = p.name.capitalize(), plan_why(s.plan.why)
+    lines: list[Message] = [
+        say("You are on the **%(plan)s** plan (%(why)s).", plan=plan, why=why)
+        if name is None
+        else say("**%(name)s** is on the **%(plan)s** plan (%(why)s).", name=name, plan=plan, why=why),
+        say(
+            "Running: %(active)s of %(concurrent)s · last minute: %(minute)s of %(per_minute)s"
+            " · last %(hours)s h (rolling): %(day)s of %(daily)s",
+            active=s.active, concurrent=p.concurrent_jobs, minute=s.in_minute,
+            per_minute=p.requests_per_minute, hours=windows_day_hours, day=s.in_day, daily=daily,
+        ),
+        say("Counted in this server only.")
         if in_server
-        else "Counted outside servers only (DMs, your own installs).",
-    ]
+        else say("Counted outside servers only (DMs, your own installs)."),
+    ]  # fmt: skip
     if s.blocked:
-        lines.append("⛔ Blocked from /animate here.")
+        lines.append(say("⛔ Blocked from /animate here."))
     if s.balance is not None:
-        lines.append(f"Server pool: {s.balance} credits.")
+        lines.append(say("Server pool: %(balance)s credits.", balance=s.balance))
     if s.allowance is not None:
-        lines.append(f"Daily allowance: {s.allowance_left} of {s.allowance} credits left (rolling 24 h).")
+        lines.append(
+            say(
+                "Daily allowance: %(left)s of %(allowance)s credits left (rolling 24 h).",
+                left=s.allowance_left,
+                allowance=s.allowance,
+            )
+        )
     if s.can_spend is not None:
-        lines.append(f"Can still spend: **{s.can_spend}** credits.")
-    return "\n".join(lines)
+        lines.append(say("Can still spend: **%(credits)s** credits.", credits=s.can_spend))
+    return render(join(*lines, separator="\n"), locale)
 
 
 async def usage_chart_file(bot: AnimateBot, interaction: Interaction) -> discord.File:
@@ -102,7 +136,8 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
             [r.id for r in target.roles],
         )
         chart = await usage_chart_file(self.bot, interaction)
-        await interaction.followup.send(summary_text(target.display_name, s), file=chart, ephemeral=True)
+        text = summary_text(target.display_name, s, locale=interaction.locale)
+        await interaction.followup.send(text, file=chart, ephemeral=True)
 
     @app_commands.command(name="set", description="Give a member a plan (beats their roles)")
     async def set_(self, interaction: Interaction, member: discord.Member, plan: PlanOrNone) -> None:
@@ -113,7 +148,7 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
             member.id,
             plan_or_none(plan),
         )
-        await interaction.response.send_message(f"{member.mention} is now on: {plan}.", ephemeral=True)
+        await tell(interaction, say("%(member)s is now on: %(plan)s.", member=member.mention, plan=plan))
 
     @app_commands.command(name="role", description="Map a role to a plan (a member's best role wins)")
     async def role(self, interaction: Interaction, role: discord.Role, plan: PlanOrNone) -> None:
@@ -124,7 +159,7 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
             role.id,
             plan_or_none(plan),
         )
-        await interaction.response.send_message(f"{role.mention} → {plan}.", ephemeral=True)
+        await tell(interaction, f"{role.mention} → {plan}.")
 
     @app_commands.command(name="reset", description="Start a member's minute and day windows afresh")
     async def reset(self, interaction: Interaction, member: discord.Member) -> None:
@@ -134,13 +169,13 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
             interaction.user.id,
             member.id,
         )
-        await interaction.response.send_message(f"{member.mention}'s windows start afresh.", ephemeral=True)
+        await tell(interaction, say("%(member)s's windows start afresh.", member=member.mention))
 
     @app_commands.command(name="default", description="The plan of members with no role or override")
     async def default(self, interaction: Interaction, plan: PlanName) -> None:
         assert interaction.guild_id is not None
         await self.bot.services.moderation.set_default_plan(interaction.guild_id, interaction.user.id, plan)
-        await interaction.response.send_message(f"The server's default plan is now {plan}.", ephemeral=True)
+        await tell(interaction, say("The server's default plan is now %(plan)s.", plan=plan))
 
     @app_commands.command(name="block", description="Stop a member from using /animate here")
     async def block(
@@ -153,7 +188,7 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
             member.id,
             reason,
         )
-        await interaction.response.send_message(f"{member.mention} is blocked from /animate.", ephemeral=True)
+        await tell(interaction, say("%(member)s is blocked from /animate.", member=member.mention))
 
     @app_commands.command(name="unblock", description="Let a blocked member use /animate again")
     async def unblock(self, interaction: Interaction, member: discord.Member) -> None:
@@ -163,7 +198,7 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
             interaction.user.id,
             member.id,
         )
-        await interaction.response.send_message(f"{member.mention} may use /animate again.", ephemeral=True)
+        await tell(interaction, say("%(member)s may use /animate again.", member=member.mention))
 
     @app_commands.command(name="audit", description="The latest moderator actions")
     async def audit(self, interaction: Interaction) -> None:
@@ -174,7 +209,7 @@ class QuotaGroup(ModeratorGroup, name="quota", description="Per-member limits (m
             f"{r.target or ''} {r.detail or ''}".rstrip()
             for r in rows
         )
-        await interaction.response.send_message(text or "No moderator actions yet.", ephemeral=True)
+        await tell(interaction, text or say("No moderator actions yet."))
 
 
 @app_commands.guild_only()
@@ -188,8 +223,12 @@ class ChannelsGroup(ModeratorGroup, name="animate-channels", description="Where 
             channel.id,
             allowed,
         )
-        word = "allowed" if allowed else "denied"
-        await interaction.response.send_message(f"/animate is {word} in {channel.mention}.", ephemeral=True)
+        said = (
+            say("/animate is allowed in %(channel)s.", channel=channel.mention)
+            if allowed
+            else say("/animate is denied in %(channel)s.", channel=channel.mention)
+        )
+        await tell(interaction, said)
 
     @app_commands.command(name="allow", description="Allow /animate here (once any is allowed, only those)")
     async def allow(self, interaction: Interaction, channel: discord.TextChannel) -> None:
@@ -204,16 +243,24 @@ class ChannelsGroup(ModeratorGroup, name="animate-channels", description="Where 
         assert interaction.guild_id is not None
         moderation = self.bot.services.moderation
         await moderation.set_spoiler(interaction.guild_id, interaction.user.id, channel.id, on)
-        said = "arrive as spoilers" if on else "no longer arrive as spoilers"
-        await interaction.response.send_message(f"Results in {channel.mention} {said}.", ephemeral=True)
+        said = (
+            say("Results in %(channel)s arrive as spoilers.", channel=channel.mention)
+            if on
+            else say("Results in %(channel)s no longer arrive as spoilers.", channel=channel.mention)
+        )
+        await tell(interaction, said)
 
     @app_commands.command(name="age-restricted", description="Results in age-restricted channels as spoilers")
     async def age_restricted(self, interaction: Interaction, spoiler: bool) -> None:
         assert interaction.guild_id is not None
         moderation = self.bot.services.moderation
         await moderation.set_age_restricted_spoiler(interaction.guild_id, interaction.user.id, spoiler)
-        said = "arrive as spoilers" if spoiler else "arrive as in any channel"
-        await interaction.response.send_message(f"Results in age-restricted channels {said}.", ephemeral=True)
+        said = (
+            say("Results in age-restricted channels arrive as spoilers.")
+            if spoiler
+            else say("Results in age-restricted channels arrive as in any channel.")
+        )
+        await tell(interaction, said)
 
 
 @app_commands.guild_only()
@@ -229,10 +276,11 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
                 amount,
             )
         except ModerationError as exc:
-            await interaction.response.send_message(str(exc), ephemeral=True)
+            await tell(interaction, exc.text)
             return
-        await interaction.response.send_message(
-            f"Added {amount}; the pool has {guild.balance}.", ephemeral=True
+        await tell(
+            interaction,
+            say("Added %(amount)s; the pool has %(balance)s.", amount=amount, balance=guild.balance),
         )
 
     @app_commands.command(name="show", description="Balance and recent movements")
@@ -240,18 +288,28 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)  # the chart takes a moment
         guild, rows = await self.bot.services.moderation.pool_statement(interaction.guild_id, 12)
+        locale = interaction.locale
+        job = render(say("job"), locale)
         history = "\n".join(
-            f"<t:{int(r.created_at)}:R> {r.kind} **{r.amount:+}**"
-            + (f" · job `{r.job_id}`" if r.job_id else "")
+            f"<t:{int(r.created_at)}:R> {r.kind} **{number(r.amount, locale, signed=True)}**"
+            + (f" · {job} `{r.job_id}`" if r.job_id else "")
             + (f" · {r.note}" if r.note else "")
             for r in rows
         )
-        extra = []
+        extra: list[Message] = []
         if guild.daily_allowance is not None:
-            extra.append(f"allowance {guild.daily_allowance}/member/24 h")
+            extra.append(say("allowance %(amount)s/member/24 h", amount=guild.daily_allowance))
         if guild.low_balance_threshold is not None:
-            extra.append(f"alert below {guild.low_balance_threshold} in <#{guild.alert_channel_id}>")
-        head = f"**Pool: {guild.balance} credits**" + (f" ({'; '.join(extra)})" if extra else "")
+            extra.append(
+                say(
+                    "alert below %(line)s in %(channel)s",
+                    line=guild.low_balance_threshold,
+                    channel=f"<#{guild.alert_channel_id}>",
+                )
+            )
+        head = render(say("**Pool: %(balance)s credits**", balance=guild.balance), locale)
+        if extra:
+            head += f" ({render(join(*extra, separator='; '), locale)})"
         chart = await usage_chart_file(self.bot, interaction)
         await interaction.followup.send(f"{head}\n{history}", file=chart, ephemeral=True)
 
@@ -265,9 +323,8 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
             interaction.user.id,
             amount,
         )
-        await interaction.response.send_message(
-            f"Daily allowance: {amount or 'none'} credits per member.", ephemeral=True
-        )
+        each: object = amount or say("none")
+        await tell(interaction, say("Daily allowance: %(amount)s credits per member.", amount=each))
 
     @app_commands.command(name="alert", description="Warn a channel once when the pool drops below a line")
     async def alert(
@@ -281,17 +338,20 @@ class PoolGroup(ModeratorGroup, name="pool", description="The server's shared cr
             threshold,
             channel.id,
         )
-        await interaction.response.send_message(
-            f"{channel.mention} hears once when the pool drops below {threshold}.", ephemeral=True
+        await tell(
+            interaction,
+            say(
+                "%(channel)s hears once when the pool drops below %(threshold)s.",
+                channel=channel.mention,
+                threshold=threshold,
+            ),
         )
 
     @app_commands.command(name="resume", description="Resume submitting after the API account was topped up")
     async def resume(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
         was = await self.bot.services.moderation.resume_submitting(interaction.guild_id, interaction.user.id)
-        await interaction.response.send_message(
-            "Submitting resumed." if was else "Submitting was not paused.", ephemeral=True
-        )
+        await tell(interaction, say("Submitting resumed.") if was else say("Submitting was not paused."))
 
 
 @app_commands.guild_only()
@@ -305,13 +365,13 @@ class ModLogGroup(
     async def channel(self, interaction: Interaction, channel: discord.TextChannel) -> None:
         assert interaction.guild_id is not None
         await self.bot.services.moderation.set_modlog(interaction.guild_id, interaction.user.id, channel.id)
-        await interaction.response.send_message(f"Moderation events go to {channel.mention}.", ephemeral=True)
+        await tell(interaction, say("Moderation events go to %(channel)s.", channel=channel.mention))
 
     @app_commands.command(name="off", description="Stop posting moderation events (the audit keeps them)")
     async def off(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
         await self.bot.services.moderation.set_modlog(interaction.guild_id, interaction.user.id, None)
-        await interaction.response.send_message("Moderation events are no longer posted.", ephemeral=True)
+        await tell(interaction, say("Moderation events are no longer posted."))
 
 
 @app_commands.guild_only()
@@ -327,14 +387,18 @@ class ShowcaseGroup(ModeratorGroup, name="showcase", description="Repost results
         assert interaction.guild_id is not None
         moderation = self.bot.services.moderation
         await moderation.set_showcase(interaction.guild_id, interaction.user.id, channel.id, threshold)
-        text = f"Results with {threshold} ⭐ from members other than their requester go to {channel.mention}."
-        await interaction.response.send_message(text, ephemeral=True)
+        text = say(
+            "Results with %(threshold)s ⭐ from members other than their requester go to %(channel)s.",
+            threshold=threshold,
+            channel=channel.mention,
+        )
+        await tell(interaction, text)
 
     @app_commands.command(name="off", description="No more showcase reposts")
     async def off(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
         await self.bot.services.moderation.set_showcase(interaction.guild_id, interaction.user.id, None, 1)
-        await interaction.response.send_message("The showcase is off.", ephemeral=True)
+        await tell(interaction, say("The showcase is off."))
 
 
 class ModerationCog(commands.Cog):
@@ -349,7 +413,7 @@ class ModerationCog(commands.Cog):
         guild_id = place_here(interaction).guild_id  # where the bot is not: the member's own, as in DMs
         roles = [r.id for r in user.roles] if isinstance(user, discord.Member) and guild_id else []
         s = await self.bot.services.moderation.member_summary(guild_id, user.id, roles)
-        text = summary_text(None, s, in_server=guild_id is not None)
+        text = summary_text(None, s, in_server=guild_id is not None, locale=interaction.locale)
         await interaction.response.send_message(text, ephemeral=True)
 
 

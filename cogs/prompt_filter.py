@@ -8,8 +8,10 @@ import discord
 from discord import app_commands
 
 from bot.community.moderation import ModerationError
-from bot.community.prompt_filter import MAX_RULE_CHARS, label
+from bot.community.prompt_filter import MAX_RULE_CHARS, rule_name
 from bot.discord_adapter.client import AnimateBot
+from bot.discord_adapter.client import answer_privately as tell
+from bot.i18n import render, say
 from cogs.moderation import ModeratorGroup
 from shared import contract
 
@@ -36,11 +38,16 @@ class FilterGroup(
                 interaction.guild_id, interaction.user.id, kind, text
             )
         except ModerationError as exc:
-            await interaction.response.send_message(f"⚠️ Not added: {exc}.", ephemeral=True)
+            await tell(interaction, say("⚠️ Not added: %(reason)s.", reason=exc.text))
             return
-        await interaction.response.send_message(
-            f"Rule #{rule.id} added: prompts with that {kind} are refused here.", ephemeral=True
+        added = (
+            say("Rule #%(number)s added: prompts with that word are refused here.", number=str(rule.id))
+            if kind == "word"
+            else say(
+                "Rule #%(number)s added: prompts with that pattern are refused here.", number=str(rule.id)
+            )
         )
+        await tell(interaction, added)
 
     @app_commands.command(name="remove", description="Remove a rule by its number (see /filter list)")
     async def remove(self, interaction: Interaction, rule: app_commands.Range[int, 1]) -> None:
@@ -50,16 +57,22 @@ class FilterGroup(
                 interaction.guild_id, interaction.user.id, rule
             )
         except ModerationError as exc:
-            await interaction.response.send_message(f"⚠️ {exc}.", ephemeral=True)
+            await tell(interaction, say("⚠️ %(reason)s.", reason=exc.text))
             return
-        await interaction.response.send_message(f"Rule #{gone.id} removed.", ephemeral=True)
+        await tell(interaction, say("Rule #%(number)s removed.", number=str(gone.id)))
 
     @app_commands.command(name="list", description="This server's rules")
     async def list_rules(self, interaction: Interaction) -> None:
         assert interaction.guild_id is not None
         rules = await self.bot.services.moderation.prompt_rules(interaction.guild_id)
-        lines = [f"#{r.id} {r.kind}: `{discord.utils.escape_markdown(r.text)}`" for r in rules]
-        text = "\n".join(lines) if lines else "No rules here yet (the bot's own list still applies)."
+        kinds = {"word": say("word"), "pattern": say("pattern")}
+        lines = [
+            f"#{r.id} {render(kinds.get(r.kind, r.kind), interaction.locale)}: "
+            f"`{discord.utils.escape_markdown(r.text)}`"
+            for r in rules
+        ]
+        none = render(say("No rules here yet (the bot's own list still applies)."), interaction.locale)
+        text = "\n".join(lines) if lines else none
         await interaction.response.send_message(text[:1900], ephemeral=True)
 
     @app_commands.command(name="test", description="Which rule a prompt would break (nothing is started)")
@@ -68,8 +81,12 @@ class FilterGroup(
     ) -> None:
         assert interaction.guild_id is not None
         broken = await self.bot.services.moderation.test_prompt(interaction.guild_id, prompt)
-        text = "✅ No rule matches that prompt." if broken is None else f"⛔ It breaks {label(broken)}."
-        await interaction.response.send_message(text, ephemeral=True)
+        text = (
+            say("✅ No rule matches that prompt.")
+            if broken is None
+            else say("⛔ It breaks %(rule)s.", rule=rule_name(broken))
+        )
+        await tell(interaction, text)
 
 
 async def setup(bot: AnimateBot) -> None:

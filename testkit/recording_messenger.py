@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from bot.i18n import Message, render
 from bot.jobs import Job
 from bot.pipeline.delivery import Attachment, Posted, Route, RouteUnavailable, UploadTooLarge
 
@@ -54,11 +55,12 @@ class RecordingMessenger:
             raise RuntimeError("test: crashed after sending, before recording the delivery")
         return Posted(job.channel_id or 0, len(self.sent))
 
-    async def show_status(self, job: Job, detail: str) -> None:
-        self.statuses.append((job.id, job.state.value, detail))
+    async def show_status(self, job: Job, detail: Message) -> None:
+        # As the card shows it: in the job's language.
+        self.statuses.append((job.id, job.state.value, render(detail, job.locale)))
 
-    async def alert(self, channel_id: int | None, text: str) -> None:
-        self.alerts.append((channel_id, text))
+    async def alert(self, channel_id: int | None, text: Message) -> None:
+        self.alerts.append((channel_id, render(text)))
 
     async def find_sent(self, job: Job, since: float) -> bool | None:
         if self.history_hidden:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.community.plans import PlanChoice, resolve
+from bot.i18n import Message, Text, TextError, say, say_n
 from bot.jobs import Job
 from bot.store import (
     Guild,
@@ -64,8 +65,8 @@ class Policy:
     plans: Mapping[str, contract.Plan] = field(default_factory=lambda: dict(contract.PLANS))
 
 
-class Refused(Exception):
-    """A reason not to accept the job; ``str()`` is what the member reads."""
+class Refused(TextError):
+    """A reason not to accept the job; :attr:`text` is what the member reads (``str()``: in English)."""
 
 
 class QuotaExceeded(Refused):
@@ -78,32 +79,57 @@ class QuotaExceeded(Refused):
         self.frees_at = frees_at  # Unix time; None = when a running job ends
         super().__init__(self.describe())
 
-    def describe(self) -> str:
+    def describe(self) -> Text:
         plan = self.plan.capitalize()
         if self.limit == "concurrent":
-            running = "1 animation" if self.allowed == 1 else f"{self.allowed} animations"
-            return f"You already have {running} running here, the most the {plan} plan allows at once."
-        window = "minute" if self.limit == "per_minute" else "24 hours"
-        return (
-            f"You have started {self.allowed} animations here in the last {window}, the {plan} plan's limit."
+            return say_n(
+                "You already have %(count)s animation running here, "
+                "the most the %(plan)s plan allows at once.",
+                "You already have %(count)s animations running here, "
+                "the most the %(plan)s plan allows at once.",
+                self.allowed,
+                plan=plan,
+            )
+        if self.limit == "per_minute":
+            return say_n(
+                "You have started %(count)s animation here in the last minute, the %(plan)s plan's limit.",
+                "You have started %(count)s animations here in the last minute, the %(plan)s plan's limit.",
+                self.allowed,
+                plan=plan,
+            )
+        return say_n(
+            "You have started %(count)s animation here in the last 24 hours, the %(plan)s plan's limit.",
+            "You have started %(count)s animations here in the last 24 hours, the %(plan)s plan's limit.",
+            self.allowed,
+            plan=plan,
         )
 
 
 class Blocked(Refused):
     def __init__(self, reason: str | None) -> None:
-        super().__init__(f"A moderator has blocked you from /animate here{f': {reason}' if reason else ''}.")
+        text: Message = (
+            say("A moderator has blocked you from /animate here: %(reason)s.", reason=reason)
+            if reason
+            else say("A moderator has blocked you from /animate here.")
+        )
+        super().__init__(text)
 
 
 class ChannelClosed(Refused):
     def __init__(self) -> None:
-        super().__init__("/animate is not allowed in this channel; ask a moderator where it is.")
+        super().__init__(say("/animate is not allowed in this channel; ask a moderator where it is."))
 
 
 class PoolShort(Refused):
     def __init__(self, needs: int, has: int) -> None:
         self.needs, self.has = needs, has
         super().__init__(
-            f"The server's credit pool is too low: needs {needs}, pool has {has}. Ask an admin to top it up."
+            say(
+                "The server's credit pool is too low: needs %(needs)s, pool has %(has)s. "
+                "Ask an admin to top it up.",
+                needs=needs,
+                has=has,
+            )
         )
 
 
@@ -111,8 +137,13 @@ class AllowanceShort(Refused):
     def __init__(self, needs: int, left: int, allowance: int) -> None:
         self.needs, self.left = needs, left
         super().__init__(
-            f"Your daily credit allowance here is used up: needs {needs}, you have {left} of {allowance} "
-            "left in the last 24 hours."
+            say(
+                "Your daily credit allowance here is used up: needs %(needs)s, you have %(left)s of "
+                "%(allowance)s left in the last 24 hours.",
+                needs=needs,
+                left=left,
+                allowance=allowance,
+            )
         )
 
 
@@ -123,11 +154,13 @@ class Admitted:
     low_balance: Guild | None = None  # set when this job took the pool below its alert line
 
 
-def low_balance_alert(guild: Guild) -> str:
+def low_balance_alert(guild: Guild) -> Text:
     """The note to a server's alert channel when a job took its pool below the alert line."""
-    return (
-        f"⚠️ The server's credit pool is down to **{guild.balance}** credits, below the alert line of "
-        f"{guild.low_balance_threshold}. Top it up with `/pool topup`."
+    return say(
+        "⚠️ The server's credit pool is down to **%(balance)s** credits, below the alert line of "
+        "%(line)s. Top it up with `/pool topup`.",
+        balance=guild.balance,
+        line=guild.low_balance_threshold,
     )
 
 

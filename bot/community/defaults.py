@@ -8,11 +8,12 @@ and they can see it; the channel's is a moderator's hint for everyone else.
 
 from __future__ import annotations
 
+from bot.i18n import Message, join, say
 from bot.jobs import InvalidOptions, JobOptions
 from bot.store import OptionDefaults
 from shared import contract
 
-PRECEDENCE = "the option you give, then your /settings, then the channel's defaults, then the bot's"
+PRECEDENCE = say("the option you give, then your /settings, then the channel's defaults, then the bot's")
 
 
 def choose(prompt: str, given: OptionDefaults, mine: OptionDefaults, channel: OptionDefaults) -> JobOptions:
@@ -43,19 +44,25 @@ def check(changes: OptionDefaults) -> OptionDefaults:
         value = getattr(changes, name)
         if value is not None and value not in allowed:
             raise InvalidOptions(
-                f"{name.replace('_', ' ')} {value!r} is not one of {', '.join(map(str, allowed))}"
+                say(
+                    "%(option)s %(value)s is not one of %(allowed)s",
+                    option=name.replace("_", " "),
+                    value=repr(value),
+                    allowed=", ".join(map(str, allowed)),
+                )
             )
     if changes.empty:
-        raise InvalidOptions("give at least one option to set")
+        raise InvalidOptions(say("give at least one option to set"))
     return changes
 
 
-def describe(defaults: OptionDefaults) -> str:
+def describe(defaults: OptionDefaults) -> Message:
     """``5 s · 9:16 · motion high`` for what is set; ``none`` when nothing is."""
-    parts = [
-        f"{defaults.duration} s" if defaults.duration is not None else "",
+    if defaults.empty:
+        return say("none")
+    return join(
+        say("%(seconds)s s", seconds=defaults.duration) if defaults.duration is not None else "",
         defaults.aspect_ratio or "",
-        f"motion {defaults.motion}" if defaults.motion else "",
+        say("motion %(motion)s", motion=defaults.motion) if defaults.motion else "",
         defaults.version or "",
-    ]
-    return " · ".join(p for p in parts if p) or "none"
+    )

@@ -19,6 +19,7 @@ from bot.community.defaults import check, describe
 from bot.community.modlog import ModEvent, ModLog, announce
 from bot.community.plans import PlanChoice
 from bot.community.prompt_filter import PromptBlocked, PromptFilter, RuleError, check_rule
+from bot.i18n import TextError, say
 from bot.store import (
     AuditRow,
     Guild,
@@ -39,7 +40,7 @@ T = TypeVar("T")
 MAX_TOPUP: Final = 10_000_000  # a typo guard, not a business rule
 
 
-class ModerationError(ValueError):
+class ModerationError(TextError, ValueError):
     """A request that makes no sense (a negative top-up): the message says why."""
 
 
@@ -111,7 +112,7 @@ class Moderation:
     async def set_showcase(self, guild_id: int, actor: int, channel_id: int | None, threshold: int) -> None:
         """Repost results with ``threshold`` stars to ``channel_id`` (None: no showcase)."""
         if threshold < 1:
-            raise ModerationError("the threshold must be at least 1 star")
+            raise ModerationError(say("the threshold must be at least 1 star"))
         where = f"<#{channel_id}>" if channel_id else None
         said = f"at {threshold} ⭐" if channel_id else "off"
         settings = {"showcase_channel_id": channel_id, "showcase_threshold": threshold}
@@ -185,7 +186,7 @@ class Moderation:
 
     async def topup(self, guild_id: int, actor: int, amount: int) -> Guild:
         if not 0 < amount <= MAX_TOPUP:
-            raise ModerationError(f"a top-up must be between 1 and {MAX_TOPUP:,} credits")
+            raise ModerationError(say("a top-up must be between 1 and %(max)s credits", max=MAX_TOPUP))
         return await self._change(
             guild_id, actor, "pool topup", None, lambda guild: f"+{amount} -> {guild.balance}",
             lambda tx: pools.topup(tx, guild_id, amount, actor),
@@ -193,7 +194,7 @@ class Moderation:
 
     async def set_allowance(self, guild_id: int, actor: int, amount: int) -> None:
         if amount < 0:
-            raise ModerationError("the allowance cannot be negative (0 removes it)")
+            raise ModerationError(say("the allowance cannot be negative (0 removes it)"))
         await self._change(
             guild_id, actor, "pool allowance", None, f"{amount} per member per 24 h" if amount else "none",
             lambda tx: pools.update(tx, guild_id, daily_allowance=amount or None),
@@ -201,7 +202,7 @@ class Moderation:
 
     async def set_alert(self, guild_id: int, actor: int, threshold: int, channel_id: int) -> None:
         if threshold < 0:
-            raise ModerationError("the alert line cannot be negative")
+            raise ModerationError(say("the alert line cannot be negative"))
 
         def change(tx: Tx) -> None:
             guild = pools.get(tx, guild_id)
@@ -233,7 +234,7 @@ class Moderation:
         """Default /animate options in one channel (those not given stay as they were)."""
         changes = check(changes)
         return await self._change(
-            guild_id, actor, "animate-defaults", f"<#{channel_id}>", describe,
+            guild_id, actor, "animate-defaults", f"<#{channel_id}>", lambda set_: str(describe(set_)),
             lambda tx: option_defaults.merge(tx, option_defaults.CHANNEL, channel_id, changes, actor),
         )  # fmt: skip
 
@@ -252,12 +253,12 @@ class Moderation:
         try:
             text = check_rule(kind, text)
         except RuleError as exc:
-            raise ModerationError(str(exc)) from None
+            raise ModerationError(exc.text) from None
 
         def change(tx: Tx) -> PromptRule:
             rule = prompt_rules.add(tx, guild_id, kind, text, actor)
             if rule is None:  # raised inside: the transaction, audit row and all, rolls back
-                raise ModerationError(f"this server already blocks that {kind}")
+                raise ModerationError(say("this server already blocks that %(kind)s", kind=kind))
             return rule
 
         return await self._change(guild_id, actor, "filter add", None, _rule_detail, change)
@@ -266,7 +267,7 @@ class Moderation:
         def change(tx: Tx) -> PromptRule:
             rule = prompt_rules.remove(tx, guild_id, rule_id)
             if rule is None:
-                raise ModerationError(f"this server has no filter rule #{rule_id}")
+                raise ModerationError(say("this server has no filter rule #%(number)s", number=str(rule_id)))
             return rule
 
         return await self._change(guild_id, actor, "filter remove", None, _rule_detail, change)

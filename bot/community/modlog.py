@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from bot.i18n import Message, Text, say
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,40 @@ class ModEvent:
     target: str | None = None  # a mention or a job, as the audit row has it
     detail: str | None = None
     job_id: str | None = None  # a reported result: the post offers moderators Delete and Block
+
+
+# How each audited action is titled in the mod log, in the server's language. The msgid is the
+# action's own name (as the audit table keeps it), which is also the English title.
+TITLES: dict[str, Text] = {
+    "modlog": say("modlog"),
+    "showcase": say("showcase"),
+    "quota set": say("quota set"),
+    "quota role": say("quota role"),
+    "quota default": say("quota default"),
+    "quota reset": say("quota reset"),
+    "quota block": say("quota block"),
+    "quota unblock": say("quota unblock"),
+    "animate-channels": say("animate-channels"),
+    "animate-channels spoiler": say("animate-channels spoiler"),
+    "animate-channels age-restricted": say("animate-channels age-restricted"),
+    "animate-defaults": say("animate-defaults"),
+    "pool topup": say("pool topup"),
+    "pool allowance": say("pool allowance"),
+    "pool alert": say("pool alert"),
+    "pool resume": say("pool resume"),
+    "filter add": say("filter add"),
+    "filter remove": say("filter remove"),
+    "prompt refused": say("prompt refused"),
+    "result delete": say("result delete"),
+    "result report": say("result report"),
+}
+# The post's field names.
+BY, ABOUT, DETAIL = say("By"), say("About"), say("Detail")
+
+
+def title(action: str) -> Message:
+    """An action's title in the mod log; an action with none is shown by its name."""
+    return TITLES.get(action, action)
 
 
 class ModLog(Protocol):

@@ -31,6 +31,7 @@ import decancer_py
 import re2
 
 from bot.community.admission import Refused
+from bot.i18n import Text, TextError, say
 from bot.store import PromptRule as Rule
 from bot.store import Store
 
@@ -44,8 +45,16 @@ _MAX_WORD: Final = 64  # longer "words" (no separators at all) are not compared 
 _ASCII: Final = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 
-class RuleError(ValueError):
-    """A rule that cannot be used; the message says why, for the moderator."""
+class RuleError(TextError, ValueError):
+    """A rule that cannot be used; the message says why, for the moderator (or the operator,
+    for the bot's own list)."""
+
+
+def rule_name(rule: Rule) -> Text:
+    """:func:`label` for a member, in their language."""
+    if rule.guild_id is None:
+        return say("the bot's own list")
+    return say("this server's rule #%(number)s", number=str(rule.id))
 
 
 def label(rule: Rule) -> str:
@@ -56,9 +65,13 @@ def label(rule: Rule) -> str:
 class PromptBlocked(Refused):
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
+        which = rule_name(rule)
         super().__init__(
-            f"Your prompt matches {label(rule)} of words and patterns not to animate. "
-            "Nothing was started or charged; change the wording and try again."
+            say(
+                "Your prompt matches %(rule)s of words and patterns not to animate. "
+                "Nothing was started or charged; change the wording and try again.",
+                rule=which,
+            )
         )
 
 
@@ -131,17 +144,17 @@ def check_rule(kind: str, text: str) -> str:
     """The rule's text as it is kept, or :class:`RuleError` saying why it cannot be used."""
     text = text.strip()
     if not text:
-        raise RuleError("the rule is empty")
+        raise RuleError(say("the rule is empty"))
     if len(text) > MAX_RULE_CHARS:
-        raise RuleError(f"a rule may be at most {MAX_RULE_CHARS} characters")
+        raise RuleError(say("a rule may be at most %(limit)s characters", limit=MAX_RULE_CHARS))
     if kind == "word":
         if not words_of(text):
-            raise RuleError("the word has no letters or digits to match")
+            raise RuleError(say("the word has no letters or digits to match"))
         return text
     if kind == "pattern":
         _compiled(text)
         return text
-    raise RuleError(f"unknown kind of rule {kind!r}: word or pattern")
+    raise RuleError(say("unknown kind of rule %(kind)s: word or pattern", kind=repr(kind)))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -155,7 +168,7 @@ def _compiled(pattern: str) -> Any:
     except re2.error as exc:
         why = exc.args[0] if exc.args else "unknown error"
         why = why.decode(errors="replace") if isinstance(why, bytes) else str(why)
-        raise RuleError(f"the pattern does not compile: {why}") from None
+        raise RuleError(say("the pattern does not compile: %(why)s", why=why)) from None
 
 
 @functools.lru_cache(maxsize=4096)

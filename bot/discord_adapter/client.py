@@ -26,6 +26,8 @@ import yarl
 from discord.ext import commands
 
 from bot.config import Settings
+from bot.discord_adapter.translator import CatalogueTranslator
+from bot.i18n import Message, join, render, say
 from bot.jobs import Job
 from bot.services import Services
 from bot.store import StoreUnavailable
@@ -43,7 +45,7 @@ EXTENSIONS = (
     "cogs.results",
 )
 # What a member reads when a command needs the database and it is out of reach (a restart).
-STORE_AWAY: Final = "⚠️ I can't reach my database right now. Please try again shortly."
+STORE_AWAY: Final = say("⚠️ I can't reach my database right now. Please try again shortly.")
 
 # Discord: one IDENTIFY per rate-limit bucket (shard_id % max_concurrency) per 5 s. The bucket's
 # clock starts in the hook, just before the IDENTIFY is sent: the margin keeps the next one from
@@ -52,11 +54,11 @@ IDENTIFY_WINDOW: Final = 5.0
 IDENTIFY_MARGIN: Final = 0.25
 
 # A job's status card as the cog that owns it draws it: the embed and its buttons.
-CardRenderer = Callable[[Job, str], tuple[discord.Embed, discord.ui.View]]
+CardRenderer = Callable[[Job, Message], tuple[discord.Embed, discord.ui.View]]
 # A delivered result's buttons, as the cog that owns them draws them.
 ResultRenderer = Callable[[Job], discord.ui.View]
 # A reported result's buttons in the mod log (by job id), as the cog that owns them draws them.
-ReportRenderer = Callable[[str], discord.ui.View]
+ReportRenderer = Callable[[str, str | None], discord.ui.View]
 
 
 def point_discord_at(settings: Settings) -> None:
@@ -169,6 +171,8 @@ class AnimateBot(commands.AutoShardedBot):
 
     async def setup_hook(self) -> None:
         self.tree.error(self.on_app_command_error)
+        # Before any sync: the published names and descriptions carry every shipped language.
+        await self.tree.set_translator(CatalogueTranslator())
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         services = getattr(self, "services", None)
@@ -205,16 +209,18 @@ class AnimateBot(commands.AutoShardedBot):
         self, interaction: discord.Interaction, error: discord.app_commands.AppCommandError
     ) -> None:
         """Input Discord's own checks let through (or a bug): a private answer, never silence."""
+        message: Message
         if isinstance(error, discord.app_commands.CheckFailure):  # who may run it, or where
-            message = f"⚠️ {error}"
+            text: Message | None = getattr(error, "text", None)  # ours carry their message
+            message = join("⚠️", text, separator=" ") if text is not None else f"⚠️ {error}"
         elif isinstance(error, discord.app_commands.TransformerError):
-            message = f"⚠️ Can't do that: {error}"
+            message = say("⚠️ Can't do that: %(error)s", error=str(error))
         elif isinstance(getattr(error, "original", None), StoreUnavailable):
             log.warning("command %s: %s", interaction.command and interaction.command.name, error)
             message = STORE_AWAY
         else:
             log.error("command %s failed", interaction.command and interaction.command.name, exc_info=error)
-            message = "⚠️ Something went wrong on our side; nothing was charged. Please try again."
+            message = say("⚠️ Something went wrong on our side; nothing was charged. Please try again.")
         await answer_privately(interaction, message)
 
     async def on_shard_ready(self, shard_id: int) -> None:
@@ -233,12 +239,13 @@ class AnimateBot(commands.AutoShardedBot):
         )
 
 
-async def answer_privately(interaction: discord.Interaction[Any], message: str) -> None:
-    """``message`` for the member's eyes only, whatever the command answered before.
+async def answer_privately(interaction: discord.Interaction[Any], text: Message) -> None:
+    """``text`` for the member's eyes only (in their language), whatever the command answered before.
 
     After a public "thinking" defer, Discord turns the first follow-up into that message and
     ignores its ephemeral flag: the placeholder is deleted first so the answer stays private.
     """
+    message = render(text, interaction.locale)
     if not interaction.response.is_done():
         await interaction.response.send_message(message, ephemeral=True)
         return

@@ -19,9 +19,10 @@ from typing import Any
 
 import discord
 
-from bot.community.modlog import ModEvent
+from bot.community.modlog import ABOUT, BY, DETAIL, ModEvent, title
 from bot.discord_adapter.client import AnimateBot, shard_of
 from bot.discord_adapter.limits import DEFAULT_UPLOAD_LIMIT, TOKEN_MARGIN
+from bot.i18n import Message, render, say
 from bot.jobs import Job, result_link
 from bot.pipeline.delivery import Attachment, Messenger, Posted, Route, RouteUnavailable, UploadTooLarge
 
@@ -98,26 +99,36 @@ class DiscordMessenger(Messenger):
         # A DM's events come to shard 0, as Discord sends them.
         return (shard_of(job.guild_id, count) if job.guild_id is not None else 0) in own
 
-    async def alert(self, channel_id: int | None, text: str) -> None:
+    async def alert(self, channel_id: int | None, text: Message) -> None:
         if channel_id is None:
             log.warning("alert with no alert channel set: %s", text)
             return
         try:
-            await self.bot.get_partial_messageable(channel_id).send(text)
+            await self.bot.get_partial_messageable(channel_id).send(
+                render(text, self.server_locale(channel_id))
+            )
         except discord.HTTPException as exc:
             log.warning("alert to channel %s failed (%s %s): %s", channel_id, exc.status, exc.code, text)
 
+    def server_locale(self, channel_id: int) -> str | None:
+        """The language of the server a channel is in: its preferred locale, which Discord
+        sends its members' interactions as ``guild_locale`` (None: not in this process's cache)."""
+        guild = getattr(self.bot.get_channel(channel_id), "guild", None)
+        return str(guild.preferred_locale) if isinstance(guild, discord.Guild) else None
+
     async def post(self, channel_id: int, event: ModEvent) -> None:
-        """A moderation event in the server's mod log channel, as an embed."""
-        embed = discord.Embed(title=event.action, colour=discord.Colour.orange())
-        embed.add_field(name="By", value=f"<@{event.actor_id}>", inline=True)
+        """A moderation event in the server's mod log channel, as an embed in the server's language
+        (the audit's own words, target and detail, as they were recorded)."""
+        locale = self.server_locale(channel_id)
+        embed = discord.Embed(title=render(title(event.action), locale), colour=discord.Colour.orange())
+        embed.add_field(name=render(BY, locale), value=f"<@{event.actor_id}>", inline=True)
         if event.target:
-            embed.add_field(name="About", value=event.target[:1024], inline=True)
+            embed.add_field(name=render(ABOUT, locale), value=event.target[:1024], inline=True)
         if event.detail:
-            embed.add_field(name="Detail", value=event.detail[:1024], inline=False)
+            embed.add_field(name=render(DETAIL, locale), value=event.detail[:1024], inline=False)
         view = discord.utils.MISSING
         if event.job_id is not None and self.bot.render_report is not None:
-            view = self.bot.render_report(event.job_id)
+            view = self.bot.render_report(event.job_id, locale)
         try:
             await self.bot.get_partial_messageable(channel_id).send(
                 embed=embed, view=view, allowed_mentions=discord.AllowedMentions.none()
@@ -128,7 +139,8 @@ class DiscordMessenger(Messenger):
     async def showcase(self, channel_id: int, job: Job) -> None:
         """A result reposted to the showcase: credited to its requester, with a link back."""
         link = result_link(job)
-        text = f"⭐ **Showcase**: an animation by <@{job.user_id}>\n> {job.options.prompt[:300]}"
+        by = say("⭐ **Showcase**: an animation by %(member)s", member=f"<@{job.user_id}>")
+        text = f"{render(by, self.server_locale(channel_id))}\n> {job.options.prompt[:300]}"
         text += f"\n{link}" if link else ""
         await self.bot.get_partial_messageable(channel_id).send(
             text,
@@ -163,7 +175,7 @@ class DiscordMessenger(Messenger):
         assert job.user_id is not None
         return self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
 
-    async def show_status(self, job: Job, detail: str) -> None:
+    async def show_status(self, job: Job, detail: Message) -> None:
         if job.status_message_id is None or self.bot.render_card is None:
             return
         embed, view = self.bot.render_card(job, detail)

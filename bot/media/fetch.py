@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import httpx
 
+from bot.i18n import TextError, say
 
-class FetchError(Exception):
+
+class FetchError(TextError):
     """The file could not be fetched; the message says why (never the URL's query string)."""
 
 
 class TooLarge(FetchError):
     def __init__(self, limit: int) -> None:
-        super().__init__(f"the file is larger than {limit} bytes")
+        super().__init__(say("the file is larger than %(limit)s bytes", limit=limit))
         self.limit = limit
 
 
@@ -24,7 +26,7 @@ async def fetch_bytes(http: httpx.AsyncClient, url: str, *, max_bytes: int) -> b
     try:
         async with http.stream("GET", url) as response:
             if response.status_code != 200:
-                raise FetchError(f"the server answered HTTP {response.status_code}")
+                raise FetchError(say("the server answered HTTP %(status)s", status=str(response.status_code)))
             declared = response.headers.get("Content-Length")
             if declared is not None and declared.isdigit() and int(declared) > max_bytes:
                 raise TooLarge(max_bytes)
@@ -37,4 +39,4 @@ async def fetch_bytes(http: httpx.AsyncClient, url: str, *, max_bytes: int) -> b
                 chunks.append(chunk)
             return b"".join(chunks)
     except httpx.HTTPError as exc:
-        raise FetchError(f"the download failed ({type(exc).__name__})") from None
+        raise FetchError(say("the download failed (%(error)s)", error=type(exc).__name__)) from None

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from bot.i18n import Fixed, Text, TextError, say
 from shared import contract
 
 
-class InvalidImage(ValueError):
+class InvalidImage(TextError, ValueError):
     """The bytes are not an image the API takes; the message says what is wrong and what to do."""
 
 
@@ -29,8 +30,8 @@ class ImageInfo:
     size: int  # bytes
 
 
-def _mib(n: int) -> str:
-    return f"{n / (1024 * 1024):.1f} MiB"
+def _mib(n: int) -> Fixed:
+    return Fixed(n / (1024 * 1024))
 
 
 ACCEPTED = "JPEG, PNG or WebP"
@@ -40,11 +41,15 @@ def check_image_size(size: int) -> None:
     """The byte-size check alone, for callers that know the size before reading the bytes."""
     if size > contract.MAX_IMAGE_BYTES:
         raise InvalidImage(
-            f"the image is {_mib(size)}; the limit is {_mib(contract.MAX_IMAGE_BYTES)}. "
-            "Export it smaller (e.g. as JPEG at 2048 px on the long side)."
+            say(
+                "the image is %(size)s MiB; the limit is %(limit)s MiB. "
+                "Export it smaller (e.g. as JPEG at 2048 px on the long side).",
+                size=_mib(size),
+                limit=_mib(contract.MAX_IMAGE_BYTES),
+            )
         )
     if size == 0:
-        raise InvalidImage(f"the file is empty; attach a {ACCEPTED} image")
+        raise InvalidImage(say("the file is empty; attach a %(formats)s image", formats=ACCEPTED))
 
 
 def validate_image(data: bytes, declared_type: str | None = None) -> ImageInfo:
@@ -53,7 +58,13 @@ def validate_image(data: bytes, declared_type: str | None = None) -> ImageInfo:
     if declared_type is not None:
         declared = declared_type.split(";")[0].strip().lower()
         if declared and declared not in contract.IMAGE_FORMATS.values():
-            raise InvalidImage(f"the file is declared as {declared!r}; attach a {ACCEPTED} image")
+            raise InvalidImage(
+                say(
+                    "the file is declared as %(type)s; attach a %(formats)s image",
+                    type=repr(declared),
+                    formats=ACCEPTED,
+                )
+            )
     try:
         with warnings.catch_warnings():
             # Pillow warns (and past 2x its limit, raises) on decompression bombs; both are refusals.
@@ -62,25 +73,48 @@ def validate_image(data: bytes, declared_type: str | None = None) -> ImageInfo:
                 fmt = img.format or ""
                 width, height = img.size
                 if fmt not in contract.IMAGE_FORMATS:
-                    raise InvalidImage(f"the file is a {fmt or 'unknown'} image; attach a {ACCEPTED} image")
+                    raise InvalidImage(
+                        say(
+                            "the file is a %(format)s image; attach a %(formats)s image",
+                            format=fmt or "?",
+                            formats=ACCEPTED,
+                        )
+                    )
                 _check_dimensions(width, height)
                 img.load()  # the real decode: a truncated or corrupt file fails here
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise InvalidImage(_too_many_pixels_message()) from None
     except UnidentifiedImageError:
-        raise InvalidImage(f"the file is not an image Pillow can read; attach a {ACCEPTED} image") from None
+        raise InvalidImage(
+            say("the file is not an image Pillow can read; attach a %(formats)s image", formats=ACCEPTED)
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, InvalidImage):
             raise
-        raise InvalidImage(f"the image could not be decoded ({exc}); re-export it as {ACCEPTED}") from None
+        raise InvalidImage(
+            say(
+                "the image could not be decoded (%(error)s); re-export it as %(formats)s",
+                error=str(exc),
+                formats=ACCEPTED,
+            )
+        ) from None
     return ImageInfo(fmt, contract.IMAGE_FORMATS[fmt], width, height, len(data))
 
 
-def _too_many_pixels_message(width: int | None = None, height: int | None = None) -> str:
-    size = f" ({width}x{height})" if width and height else ""
-    return (
-        f"the image has too many pixels{size}; the limit is {contract.MAX_IMAGE_PIXELS / 1e6:.0f} "
-        "megapixels. Resize it (e.g. to 2048 px on the long side)."
+def _too_many_pixels_message(width: int | None = None, height: int | None = None) -> Text:
+    limit = round(contract.MAX_IMAGE_PIXELS / 1e6)
+    if width and height:
+        return say(
+            "the image has too many pixels (%(width)sx%(height)s); the limit is %(limit)s megapixels. "
+            "Resize it (e.g. to 2048 px on the long side).",
+            width=str(width),
+            height=str(height),
+            limit=limit,
+        )
+    return say(
+        "the image has too many pixels; the limit is %(limit)s megapixels. "
+        "Resize it (e.g. to 2048 px on the long side).",
+        limit=limit,
     )
 
 
@@ -89,11 +123,22 @@ def _check_dimensions(width: int, height: int) -> None:
         raise InvalidImage(_too_many_pixels_message(width, height))
     if min(width, height) < contract.MIN_IMAGE_SIDE:
         raise InvalidImage(
-            f"the image is {width}x{height}; each side must be at least {contract.MIN_IMAGE_SIDE} px"
+            say(
+                "the image is %(width)sx%(height)s; each side must be at least %(min)s px",
+                width=str(width),
+                height=str(height),
+                min=contract.MIN_IMAGE_SIDE,
+            )
         )
     ratio = max(width, height) / min(width, height)
     if ratio > contract.MAX_IMAGE_ASPECT:
         raise InvalidImage(
-            f"the image is {width}x{height} ({ratio:.1f}:1); the longest side may be at most "
-            f"{contract.MAX_IMAGE_ASPECT:g} times the shortest. Crop it closer to 16:9, 9:16 or 1:1."
+            say(
+                "the image is %(width)sx%(height)s (%(ratio)s:1); the longest side may be at most "
+                "%(max)s times the shortest. Crop it closer to 16:9, 9:16 or 1:1.",
+                width=str(width),
+                height=str(height),
+                ratio=round(ratio, 1),
+                max=contract.MAX_IMAGE_ASPECT,
+            )
         )

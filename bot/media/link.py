@@ -31,6 +31,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
+from bot.i18n import say
 from bot.media.fetch import FetchError, TooLarge
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -70,10 +71,10 @@ class PublicResolver(AbstractResolver):
         try:
             found = await self._resolver.resolve(host, port, family)
         except OSError:
-            raise LinkRefused(f"the host {host!r} could not be found") from None
+            raise LinkRefused(say("the host %(host)s could not be found", host=repr(host))) from None
         public = [r for r in found if is_public(ipaddress.ip_address(r["host"]), self._allowed)]
         if not public:
-            raise LinkRefused("the link points to a private or local address; give a public link")
+            raise LinkRefused(say("the link points to a private or local address; give a public link"))
         return public
 
     async def close(self) -> None:
@@ -82,17 +83,17 @@ class PublicResolver(AbstractResolver):
 
 def _check_url(url: URL, allowed: Sequence[Network]) -> None:
     if url.scheme not in SCHEMES:
-        raise LinkRefused("only http:// and https:// links are accepted")
+        raise LinkRefused(say("only http:// and https:// links are accepted"))
     if not url.host:
-        raise LinkRefused("the link has no host")
+        raise LinkRefused(say("the link has no host"))
     if url.user is not None or url.password is not None:
-        raise LinkRefused("links with a user name or password are not accepted")
+        raise LinkRefused(say("links with a user name or password are not accepted"))
     try:
         literal = ipaddress.ip_address(url.host)
     except ValueError:
         return  # a name: PublicResolver checks what it resolves to
     if not is_public(literal, allowed):
-        raise LinkRefused("the link points to a private or local address; give a public link")
+        raise LinkRefused(say("the link points to a private or local address; give a public link"))
 
 
 class LinkFetcher:
@@ -116,7 +117,7 @@ class LinkFetcher:
         try:
             url = URL(link.strip())
         except ValueError:
-            raise LinkRefused("that is not a link") from None
+            raise LinkRefused(say("that is not a link")) from None
         session = self._open()
         for _ in range(MAX_REDIRECTS + 1):
             _check_url(url, self._allowed)
@@ -125,22 +126,29 @@ class LinkFetcher:
                     if response.status in (301, 302, 303, 307, 308):
                         location = response.headers.get("Location")
                         if not location:
-                            raise FetchError(f"the server answered HTTP {response.status} with nowhere to go")
+                            raise FetchError(
+                                say(
+                                    "the server answered HTTP %(status)s with nowhere to go",
+                                    status=str(response.status),
+                                )
+                            )
                         url = url.join(URL(location))
                         continue
                     if response.status != 200:
-                        raise FetchError(f"the server answered HTTP {response.status}")
+                        raise FetchError(
+                            say("the server answered HTTP %(status)s", status=str(response.status))
+                        )
                     return await _read_capped(response, max_bytes), response.headers.get("Content-Type")
             except LinkRefused:
                 raise
             except aiohttp.InvalidURL:
-                raise LinkRefused("that is not a link the bot can fetch") from None
+                raise LinkRefused(say("that is not a link the bot can fetch")) from None
             except (aiohttp.ClientError, TimeoutError) as exc:
                 cause = exc.__cause__ if isinstance(exc.__cause__, LinkRefused) else None
                 if cause is not None:  # aiohttp wraps what the resolver raised
                     raise cause from None
-                raise FetchError(f"the download failed ({type(exc).__name__})") from None
-        raise LinkRefused(f"the link redirects more than {MAX_REDIRECTS} times")
+                raise FetchError(say("the download failed (%(error)s)", error=type(exc).__name__)) from None
+        raise LinkRefused(say("the link redirects more than %(count)s times", count=MAX_REDIRECTS))
 
     async def close(self) -> None:
         if self._session is not None:

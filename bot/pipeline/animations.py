@@ -21,6 +21,7 @@ from bot.community.admission import Admitted, Policy, Refused, admit, low_balanc
 from bot.community.defaults import check, choose
 from bot.community.modlog import ModEvent, ModLog, announce
 from bot.community.prompt_filter import PromptBlocked, PromptFilter, label
+from bot.i18n import say
 from bot.jobs import Job, JobOptions, may_manage, result_link
 from bot.media.attachment_url import expired
 from bot.media.fetch import FetchError, fetch_bytes
@@ -82,6 +83,7 @@ class Requester:
     # DM) and asked_in_guild_id the server it was used in, for display.
     user_install: bool = False
     asked_in_guild_id: int | None = None
+    locale: str | None = None  # the member's Discord locale (interaction.locale)
 
 
 class NotRecorded(Refused):
@@ -89,8 +91,10 @@ class NotRecorded(Refused):
 
     def __init__(self) -> None:
         super().__init__(
-            "I can't record new animations right now: my database is out of reach for a moment. "
-            "Please try again shortly."
+            say(
+                "I can't record new animations right now: my database is out of reach for a moment. "
+                "Please try again shortly."
+            )
         )
 
 
@@ -181,6 +185,7 @@ class Animations:
                 spoiler=spoiler,
                 user_install=requester.user_install,
                 asked_in_guild_id=requester.asked_in_guild_id,
+                locale=requester.locale,
             )
             try:
                 admitted = await admit(self.store, new, self.policy, roles=list(requester.role_ids))
@@ -264,7 +269,7 @@ class Animations:
         if not may_manage(job, user_id, moderator_of=moderator_of):
             return Cancelled.NOT_YOURS, job
         try:
-            cancelled = await self.pipeline.cancel(job, f"cancelled by {by}")
+            cancelled = await self.pipeline.cancel(job, say("cancelled by %(who)s", who=by))
         except JobBusy:
             return Cancelled.BUSY, job
         if cancelled is None:
@@ -285,7 +290,7 @@ class Animations:
             return Removed.NOT_YOURS
         await remove(job)
         await self._note(job.guild_id, user_id, "result delete", f"job {job.id}", by)
-        await self.pipeline.messenger.show_status(job, f"🗑️ result deleted by {by}")
+        await self.pipeline.messenger.show_status(job, say("🗑️ result deleted by %(who)s", who=by))
         return Removed.DONE
 
     async def report(self, job_id: str, reporter_id: int) -> Reported:
@@ -337,15 +342,18 @@ class Animations:
             return None
         options = _checked_options(job)
         if job.outcome != "completed" or not job.result_url:
-            raise InvalidImage("only a finished video can be continued")
+            raise InvalidImage(say("only a finished video can be continued"))
         if not self.keeping.on:
-            raise InvalidImage("Continue is off on this bot: it keeps no pictures (PICTURE_KEEP_MB)")
+            raise InvalidImage(say("Continue is off on this bot: it keeps no pictures (PICTURE_KEEP_MB)"))
         try:
             video = await fetch_bytes(self.pipeline.http, job.result_url, max_bytes=MAX_VIDEO_BYTES)
             frame = await asyncio.to_thread(last_frame, video)
         except (FetchError, InvalidVideo) as exc:
             raise InvalidImage(
-                f"the video's last frame could not be read ({exc}); its link may have expired"
+                say(
+                    "the video's last frame could not be read (%(error)s); its link may have expired",
+                    error=exc.text if isinstance(exc, FetchError) else str(exc),
+                )
             ) from None
         return ImageSource(job.result_url, origin="frame", data=frame), options
 
@@ -357,16 +365,21 @@ class Animations:
             try:
                 data, _ = await self.links.fetch(source.url, max_bytes=contract.MAX_IMAGE_BYTES)
             except LinkRefused as exc:
-                raise InvalidImage(f"that link can't be used: {exc}") from None
+                raise InvalidImage(say("that link can't be used: %(reason)s", reason=exc.text)) from None
             except FetchError as exc:
-                raise InvalidImage(f"the image could not be fetched from the link: {exc}") from None
+                raise InvalidImage(
+                    say("the image could not be fetched from the link: %(reason)s", reason=exc.text)
+                ) from None
             # What the server calls it is not checked: the bytes are (sniffed and decoded).
             return await _checked(data, None)
         if source.sha256 is not None and expired(source.url, time.time()):  # an old card's picture
             kept = await self.store.picture(source.sha256)
             if kept is None:
                 raise InvalidImage(
-                    "that picture's Discord link has expired and it is no longer kept here; attach it again"
+                    say(
+                        "that picture's Discord link has expired and it is no longer kept here; "
+                        "attach it again"
+                    )
                 )
             return kept
         if source.size is not None:
@@ -374,7 +387,9 @@ class Animations:
         try:
             data = await fetch_bytes(self.pipeline.http, source.url, max_bytes=contract.MAX_IMAGE_BYTES)
         except FetchError as exc:
-            raise InvalidImage(f"the image could not be read from Discord ({exc}); attach it again") from None
+            raise InvalidImage(
+                say("the image could not be read from Discord (%(error)s); attach it again", error=exc.text)
+            ) from None
         return await _checked(data, source.declared_type)
 
     async def _keep(self, picture: Picture) -> None:

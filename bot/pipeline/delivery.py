@@ -30,11 +30,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from typing import Protocol
 
 import httpx
 
+from bot.i18n import Message, Text, render, say, say_n
 from bot.jobs import AWAITING_DELIVERY, IllegalTransition, Job, JobState
 from bot.media.fetch import FetchError, fetch_bytes
 from bot.media.video import InvalidVideo, fit_to_size
@@ -62,6 +64,20 @@ def routes_for(job: Job) -> tuple[Route, ...]:
     if job.user_install:
         return (Route.INTERACTION, Route.DM)
     return tuple(Route)
+
+
+# How each route, and what went by it, reads on the card (the stored delivery note stays English).
+ROUTE_NAMES: dict[Route, Text] = {
+    Route.INTERACTION: say("interaction follow-up"),
+    Route.CHANNEL: say("channel message"),
+    Route.DM: say("direct message"),
+}
+SENT_AS: dict[str, Text] = {
+    "text": say("text"),
+    "video": say("video"),
+    "re-encoded video": say("re-encoded video"),
+    "link": say("link"),
+}
 
 
 class RouteUnavailable(Exception):
@@ -94,15 +110,16 @@ class Messenger(Protocol):
         """Post ``text`` (mentioning the requester) with the optional file, or raise; where it
         landed (None when the route cannot say)."""
 
-    async def show_status(self, job: Job, detail: str) -> None:
-        """Bring the job's status card up to date (best effort)."""
+    async def show_status(self, job: Job, detail: Message) -> None:
+        """Bring the job's status card up to date (best effort); ``detail`` in the job's language."""
 
     async def find_sent(self, job: Job, since: float) -> bool | None:
         """Whether the bot already posted this job's result (its id in the text) since ``since``:
         True or False, or None when it cannot tell (no history access)."""
 
-    async def alert(self, channel_id: int | None, text: str) -> None:
-        """A note to a server's moderators in their alert channel (best effort)."""
+    async def alert(self, channel_id: int | None, text: Message) -> None:
+        """A note to a server's moderators in their alert channel (best effort), in the server's
+        language."""
 
     def owns_card(self, job: Job) -> bool:
         """Whether this process keeps the job's status card fresh while it runs: the one whose
@@ -248,7 +265,7 @@ class Delivery:
         if job.delivery_started_at is not None and await self._sent_before_a_crash(job):
             return True
         if job.id not in self._attempts:  # the first attempt: "Done, sending…" while it downloads
-            await self._show(job, f"{int(time.time() - job.created_at)}s elapsed")
+            await self._show(job, elapsed(time.time() - job.created_at))
         text, attachment_source = await self._content(job)
         await self.store.mark_delivery_started(job.id, time.time())
         for route, limit in routes:
@@ -257,7 +274,8 @@ class Delivery:
             except RouteUnavailable as exc:
                 log.info("job=%s %s unavailable: %s", job.id, route, exc)
                 continue
-            await self._mark_delivered(job, f"{route}: {note}", posted=posted)
+            shown = say("%(route)s: %(how)s", route=ROUTE_NAMES[route], how=SENT_AS.get(note, note))
+            await self._mark_delivered(job, f"{route}: {note}", posted=posted, shown=shown)
             return True
         log.warning("job=%s no route reached the requester", job.id)
         await self._retry_later(job)
@@ -270,14 +288,19 @@ class Delivery:
         found = await self.messenger.find_sent(job, job.delivery_started_at or 0.0)
         if found:
             log.info("job=%s result was already posted before a restart; not sending it twice", job.id)
-            await self._mark_delivered(job, "posted before a restart (found in the channel)")
+            await self._mark_delivered(
+                job,
+                "posted before a restart (found in the channel)",
+                shown=say("posted before a restart (found in the channel)"),
+            )
             return True
         if found is None:
             log.warning("job=%s cannot check whether the result was already posted; sending it", job.id)
         return False
 
     async def _content(self, job: Job) -> tuple[str, bytes | None]:
-        """The message text and, for a completed job, the video bytes (None if unfetchable)."""
+        """The message text (in the job's language) and, for a completed job, the video bytes
+        (None if unfetchable)."""
         mention = f"<@{job.user_id}>" if job.user_id else ""
         if job.state is JobState.COMPLETED:
             assert job.result_url is not None
@@ -286,27 +309,29 @@ class Delivery:
             except FetchError as exc:
                 log.warning("job=%s video fetch failed (%s); sending the link", job.id, exc)
                 video = None
-            return f"{mention} your animation is ready! {describe(job)}", video
+            ready = say("%(mention)s your animation is ready! %(what)s", mention=mention, what=describe(job))
+            return render(ready, job.locale).strip(), video
         if job.state is JobState.EXPIRED:
-            reason = job.error or "it took too long"
-            return (
-                f"{mention} your animation did not finish: {reason}. It does not count toward your quota "
-                f"(job `{job.id}`).",
-                None,
-            )
-        reason = job.error or "the API gave no reason"
-        return (
-            f"{mention} your animation failed: {reason}. Nothing was charged and it does not count toward "
-            f"your quota (job `{job.id}`).",
-            None,
-        )
+            text = say(
+                "%(mention)s your animation did not finish: %(reason)s. It does not count toward your "
+                "quota (job `%(job)s`).",
+                mention=mention, reason=job.error or say("it took too long"), job=job.id,
+            )  # fmt: skip
+            return render(text, job.locale).strip(), None
+        text = say(
+            "%(mention)s your animation failed: %(reason)s. Nothing was charged and it does not count "
+            "toward your quota (job `%(job)s`).",
+            mention=mention, reason=job.error or say("the API gave no reason"), job=job.id,
+        )  # fmt: skip
+        return render(text, job.locale).strip(), None
 
     async def _send(
         self, job: Job, route: Route, text: str, video: bytes | None, limit: int
     ) -> tuple[str, Posted | None]:
         if video is None:
             if job.state is JobState.COMPLETED:
-                text += f"\n{job.result_url} (this link expires: save the video soon)"
+                expires = render(say("this link expires: save the video soon"), job.locale)
+                text += f"\n{job.result_url} ({expires})"
             return "text", await self.messenger.send(job, route, text, None)
         try:
             fitted = video if len(video) <= limit else await asyncio.to_thread(fit_to_size, video, limit)
@@ -315,7 +340,8 @@ class Delivery:
             fitted = None
         if fitted is not None:
             shrunk = fitted is not video
-            body = text + (f"\n(re-encoded to fit the {_mib(limit)} upload limit)" if shrunk else "")
+            refit = say("(re-encoded to fit the %(limit)s upload limit)", limit=_mib(limit))
+            body = text + (f"\n{render(refit, job.locale)}" if shrunk else "")
             try:
                 # Discord shows a file named SPOILER_... hidden until clicked.
                 name = f"{'SPOILER_' if job.spoiler else ''}animation-{job.id}.mp4"
@@ -324,15 +350,18 @@ class Delivery:
             except UploadTooLarge:
                 log.info("job=%s %s refused %d bytes as too large", job.id, route, len(fitted))
         shown = f"||{job.result_url}||" if job.spoiler else job.result_url
-        link = (
-            f"\n{shown}\n(too large to attach under the {_mib(limit)} upload limit; "
-            "this link expires: save the video soon)"
+        too_large = say(
+            "(too large to attach under the %(limit)s upload limit; this link expires: save the video soon)",
+            limit=_mib(limit),
         )
+        link = f"\n{shown}\n{render(too_large, job.locale)}"
         return "link", await self.messenger.send(job, route, text + link, None)
 
     async def _mark_delivered(
-        self, job: Job, note: str, *, reached: bool = True, posted: Posted | None = None
-    ) -> None:
+        self, job: Job, note: str, *, reached: bool = True, posted: Posted | None = None,
+        shown: Message | None = None,
+    ) -> None:  # fmt: skip
+        """Record the job delivered with ``note`` (stored, in English); its card shows ``shown``."""
         try:
             if reached:
                 where = (
@@ -350,11 +379,11 @@ class Delivery:
             return
         self._attempts.pop(job.id, None)
         log.info("job=%s delivered by %s", job.id, note)
-        await self._show(done, note)
+        await self._show(done, shown if shown is not None else note)
         if self.on_delivered is not None:
             self.on_delivered(done)
 
-    async def _show(self, job: Job, detail: str) -> None:
+    async def _show(self, job: Job, detail: Message) -> None:
         try:
             await self.messenger.show_status(job, detail)
         except Exception:  # a status card is cosmetic: it never stops a delivery
@@ -365,17 +394,35 @@ class Delivery:
         attempt = self._attempts.get(job.id, 0)
         if attempt >= len(self.retry_delays):
             log.error("job=%s undeliverable after %d attempts", job.id, attempt + 1)
-            await self._mark_delivered(job, "undeliverable: no route reached the requester", reached=False)
+            await self._mark_delivered(
+                job,
+                "undeliverable: no route reached the requester",
+                reached=False,
+                shown=say("undeliverable: no route reached the requester"),
+            )
             return
         self._attempts[job.id] = attempt + 1
         asyncio.get_running_loop().call_later(self.retry_delays[attempt], self.enqueue, job)
 
 
-def describe(job: Job) -> str:
+def describe(job: Job) -> Text:
+    """What was asked and what it costs: the card's description and the result's line."""
     o = job.options
     credits = job.actual_credits if job.actual_credits is not None else job.estimated_credits
-    shape = f"{o.duration}s {o.aspect_ratio} · motion {o.motion} · {o.version}"
-    return f"“{_short(o.prompt)}” · {shape} · {credits} credits · job `{job.id}`"
+    return say_n(
+        "“%(prompt)s” · %(duration)ss %(ratio)s · motion %(motion)s · %(version)s · %(count)s credit · "
+        "job `%(job)s`",
+        "“%(prompt)s” · %(duration)ss %(ratio)s · motion %(motion)s · %(version)s · %(count)s credits · "
+        "job `%(job)s`",
+        credits,
+        prompt=_short(o.prompt), duration=o.duration, ratio=o.aspect_ratio, motion=o.motion,
+        version=o.version, job=job.id,
+    )  # fmt: skip
+
+
+def elapsed(seconds: float) -> Text:
+    """A card's "12 sec elapsed" (the duration in the card's language: 12 dtk, 12 s)."""
+    return say("%(elapsed)s elapsed", elapsed=timedelta(seconds=max(0, int(seconds))))
 
 
 def _short(text: str, limit: int = 80) -> str:

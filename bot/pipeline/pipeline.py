@@ -23,10 +23,12 @@ from typing import Any
 import httpx
 
 from bot.api.client import ApiJob, DoitongClient
+from bot.i18n import Message, join, say
 from bot.inbound.completion import Applied, ReportWriter, api_charge
 from bot.inbound.poller import Poller
 from bot.jobs import IN_FLIGHT, IllegalTransition, Job, JobState, awaits_the_apis_end
 from bot.pipeline.delivery import CLAIM_LEASE, WORKERS, Delivery, Messenger
+from bot.pipeline.delivery import elapsed as elapsed_text
 from bot.pipeline.leader import LeaderLoops
 from bot.pipeline.scheduler import Scheduler
 from bot.store import Leadership, Store, StoreUnavailable
@@ -216,7 +218,7 @@ class Pipeline:
                     completed_at=time.time(),
                 )
 
-    async def cancel(self, job: Job, reason: str) -> Job | None:
+    async def cancel(self, job: Job, reason: Message) -> Job | None:
         """Stop tracking a job that has not finished. None when it already ended.
 
         A job being sent this very moment (``submitting``) cannot be cancelled: the API may be
@@ -226,7 +228,7 @@ class Pipeline:
             raise JobBusy(job.id)
         try:
             cancelled = await self.store.transition(
-                job.id, JobState.CANCELLED, expected=job.state, error=reason, completed_at=time.time()
+                job.id, JobState.CANCELLED, expected=job.state, error=str(reason), completed_at=time.time()
             )
         except IllegalTransition:
             return None
@@ -236,9 +238,11 @@ class Pipeline:
         # end; the scheduler counts the slot, and its pool settles what the API bills, when
         # the poller or the webhook sees that end (_cancelled_end).
         at_api = (
-            " · the API had started it: it runs to its end and is billed then" if cancelled.api_job_id else ""
+            say("the API had started it: it runs to its end and is billed then")
+            if cancelled.api_job_id
+            else ""
         )
-        await self.messenger.show_status(cancelled, f"{reason}{at_api}")
+        await self.messenger.show_status(cancelled, join(reason, at_api))
         return cancelled
 
     def _cancelled_end(self, job: Job, charged: int) -> None:
@@ -246,21 +250,21 @@ class Pipeline:
         paid what the API billed, and its card says which."""
         self.scheduler.wake()
         detail = (
-            f"the API finished it anyway: {charged} credits charged"
-            if charged else "the API did not bill it: nothing charged"
+            say("the API finished it anyway: %(credits)s credits charged", credits=charged)
+            if charged else say("the API did not bill it: nothing charged")
         )  # fmt: skip
         if self.messenger.owns_card(job):
-            task = asyncio.create_task(self._show_quietly(job, f"{job.error or 'cancelled'} · {detail}"))
+            task = asyncio.create_task(self._show_quietly(job, join(job.error or say("cancelled"), detail)))
             self._followups.add(task)
             task.add_done_callback(self._followups.discard)
 
-    async def _show_quietly(self, job: Job, detail: str) -> None:
+    async def _show_quietly(self, job: Job, detail: Message) -> None:
         try:
             await self.messenger.show_status(job, detail)
         except Exception:  # a card is a courtesy: the books are already right
             log.exception("job=%s card not updated", job.id)
 
-    async def _tell_moderators(self, text: str) -> None:
+    async def _tell_moderators(self, text: Message) -> None:
         """An account-wide problem: every server with work waiting hears of it once."""
         for guild in await self.store.guilds_waiting():
             await self.messenger.alert(guild.alert_channel_id, text)
@@ -295,7 +299,6 @@ class Pipeline:
         job = fresh
         position = await self.store.queue_position(job) if job.state is JobState.QUEUED else 0
         now = time.time()
-        elapsed = int(now - job.created_at)
         last = self._shown.get(job.id)
         # Same state and place: only the elapsed time moved. Refresh it now and then, not every
         # tick, to stay far inside Discord's per-channel edit limits.
@@ -306,8 +309,8 @@ class Pipeline:
             self._shown.pop(job.id, None)
         else:
             self._shown[job.id] = (job.state, position, now)
-        detail = f"#{position} in the queue" if position else ""
-        detail = f"{detail} · {elapsed}s elapsed".strip(" ·")
+        place = say("#%(position)s in the queue", position=position) if position else ""
+        detail = join(place, elapsed_text(now - job.created_at))
         try:
             await self.messenger.show_status(job, detail)
         except Exception:  # a status edit is cosmetic: never let it stop the pipeline

@@ -25,6 +25,7 @@ from bot.api.client import (
     InsufficientCreditsError,
     RateLimitedError,
 )
+from bot.i18n import Message, Text, say
 from bot.jobs import Job, JobHook, JobState
 from bot.pipeline.submission import image_url_for, submit
 from bot.store import NotLeader, Store
@@ -45,7 +46,7 @@ class Scheduler:
         on_ended: JobHook,
         idle_check: float = 5.0,
         source: str | None = None,
-        on_paused: Callable[[str], Awaitable[None]] | None = None,
+        on_paused: Callable[[Message], Awaitable[None]] | None = None,
         operator_pause: float = contract.RATE_WINDOW_SECONDS,
         job_timeout: float = 900.0,
         fence: Callable[[], int | None] | None = None,
@@ -192,7 +193,7 @@ def fair_order(queued: list[Job], last_served: dict[int | None, float]) -> list[
     return order
 
 
-async def _nobody(text: str) -> None:
+async def _nobody(text: Message) -> None:
     return None
 
 
@@ -200,15 +201,21 @@ def _unfenced() -> int | None:
     return None
 
 
-def _operator_text(exc: DoitongError) -> str:
+def _operator_text(exc: DoitongError) -> Text:
+    """What moderators read in their alert channel (in the server's language)."""
     if isinstance(exc, InsufficientCreditsError):
-        numbers = ""
         if exc.credits_required is not None:
-            numbers = f" (needs {exc.credits_required}, the account has {exc.credits_available})"
-        return (
-            f"⚠️ The bot's API account is out of credits{numbers}. Animations are queued, not lost; "
-            "they resume by themselves once the account is topped up, or at once with `/pool resume`."
+            return say(
+                "⚠️ The bot's API account is out of credits (needs %(needs)s, the account has %(has)s). "
+                "Animations are queued, not lost; they resume by themselves once the account is topped "
+                "up, or at once with `/pool resume`.",
+                needs=exc.credits_required,
+                has=exc.credits_available if exc.credits_available is not None else "?",
+            )
+        return say(
+            "⚠️ The bot's API account is out of credits. Animations are queued, not lost; they resume "
+            "by themselves once the account is topped up, or at once with `/pool resume`."
         )
-    return (
+    return say(
         "⚠️ The API refused the bot's key. Animations are queued; the bot operator must fix DOITONG_API_KEY."
     )

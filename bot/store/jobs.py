@@ -52,6 +52,7 @@ COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("image_sha256", "image_sha256"), ("plan", "plan"), ("plan_why", "plan_why"),
     ("result_channel_id", "result_channel_id"), ("result_message_id", "result_message_id"),
     ("spoiler", "spoiler"), ("user_install", "user_install"), ("asked_in_guild_id", "asked_in_guild_id"),
+    ("locale", "locale"),
 )  # fmt: skip
 
 _SELECT: Final = f"SELECT {', '.join(name for name, _ in COLUMNS)} FROM jobs"
@@ -162,7 +163,7 @@ def accepted(new: NewJob, now: float, *, plan: str | None = None, plan_why: str 
         interaction_token=new.interaction_token, token_expires_at=new.token_expires_at,
         upload_limit=new.upload_limit, image_origin=new.image_origin, image_sha256=new.image_sha256,
         plan=plan, plan_why=plan_why, spoiler=bool(new.spoiler), user_install=bool(new.user_install),
-        asked_in_guild_id=new.asked_in_guild_id,
+        asked_in_guild_id=new.asked_in_guild_id, locale=new.locale,
     )  # fmt: skip
 
 

@@ -26,6 +26,7 @@ class NewJob:
     spoiler: bool = False  # the result comes as a spoiler (bot.store.rules.spoiler_for)
     user_install: bool = False  # asked where the bot is not (bot.community.installs)
     asked_in_guild_id: int | None = None  # the server it was asked in, when the bot is not there
+    locale: str | None = None  # the member's Discord locale (their card and result speak it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import discord
 
+from bot.i18n import render
 from bot.jobs import Job, JobOptions, JobState
 from bot.pipeline.animations import Cancelled
 from cogs.cards import cancel_text, job_line, status_embed
@@ -135,20 +136,20 @@ def test_each_cancel_answer_names_the_job() -> None:
     cancelled = replace(JOB, state=JobState.CANCELLED)
     ended = replace(JOB, state=JobState.DELIVERED)
 
-    assert cancel_text(Cancelled.DONE, replace(cancelled, api_job_id=None), "K3X9Q2") == (
+    assert render(cancel_text(Cancelled.DONE, replace(cancelled, api_job_id=None), "K3X9Q2")) == (
         "Cancelled job `k3x9q2`. It does not count toward your quota. Nothing is charged."
     )
-    at_api = cancel_text(Cancelled.DONE, replace(cancelled, api_job_id="abc"), "k3x9q2")
+    at_api = render(cancel_text(Cancelled.DONE, replace(cancelled, api_job_id="abc"), "k3x9q2"))
     assert "runs to its end" in at_api and f"about {JOB.estimated_credits} credits" in at_api
-    assert cancel_text(Cancelled.NO_SUCH_JOB, None, "zzzz") == "There is no job `zzzz`."
-    assert cancel_text(Cancelled.ALREADY_ENDED, ended, "k3x9q2") == (
+    assert render(cancel_text(Cancelled.NO_SUCH_JOB, None, "zzzz")) == "There is no job `zzzz`."
+    assert render(cancel_text(Cancelled.ALREADY_ENDED, ended, "k3x9q2")) == (
         "Job `k3x9q2` already ended (delivered); nothing to cancel."
     )
-    assert "`k3x9q2`" in cancel_text(Cancelled.BUSY, JOB, "k3x9q2")
-    assert "try again" in cancel_text(Cancelled.BUSY, JOB, "k3x9q2")
+    assert "`k3x9q2`" in render(cancel_text(Cancelled.BUSY, JOB, "k3x9q2"))
+    assert "try again" in render(cancel_text(Cancelled.BUSY, JOB, "k3x9q2"))
 
 
 def test_someone_elses_job_is_not_cancelled_and_the_answer_says_who_may() -> None:
-    text = cancel_text(Cancelled.NOT_YOURS, JOB, "k3x9q2")
+    text = render(cancel_text(Cancelled.NOT_YOURS, JOB, "k3x9q2"))
 
     assert "Only the person who asked" in text and "moderator" in text

@@ -41,8 +41,8 @@ def test_a_default_the_api_would_refuse_is_not_kept(changes: OptionDefaults, why
 
 
 def test_defaults_read_as_a_member_sees_them() -> None:
-    assert describe(OptionDefaults(duration=10, motion="high")) == "10 s · motion high"
-    assert describe(NONE) == "none"
+    assert str(describe(OptionDefaults(duration=10, motion="high"))) == "10 s · motion high"
+    assert str(describe(NONE)) == "none"
 
 
 async def test_setting_some_options_keeps_the_others_and_clearing_forgets_all(store: Store) -> None:

@@ -153,7 +153,7 @@ async def test_prompt_over_the_limit_is_refused(tmp_path: Path) -> None:
         )  # fmt: skip
         await it.wait_acknowledged(timeout=3)
         reply = await w.fake.wait_for(lambda e: e.interaction_id == it.id and e.ephemeral, timeout=15)
-        assert "1000" in reply.content
+        assert "1,000" in reply.content  # grouped for the language (English here)
         assert await w.bot.jobs() == [] and w.api_stats()["requests"] == 0
 
 

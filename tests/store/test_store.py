@@ -147,7 +147,7 @@ async def test_in_flight_listing(store: Store) -> None:
     ("kwargs", "message"),
     [
         ({"prompt": "  "}, "prompt is empty"),
-        ({"prompt": "x" * 1001}, "1001 characters; the limit is 1000"),
+        ({"prompt": "x" * 1001}, "1,001 characters; the limit is 1,000"),
         ({"prompt": "ok", "duration": 7}, "duration 7 is not one of 5, 10"),
         ({"prompt": "ok", "aspect_ratio": "4:3"}, "aspect ratio '4:3'"),
         ({"prompt": "ok", "motion": "extreme"}, "motion 'extreme'"),
