@@ -131,7 +131,7 @@ def test_bad_options_change_nothing(env: dict[str, str], image: Path, tmp_path: 
     result = run_bot("animate", str(image), "--prompt", "x", "--duration", "7", env=env)
     assert result.returncode == 2 and "invalid choice: 7" in result.stderr
     result = run_bot("animate", str(image), "--prompt", "y" * 1001, env=env)
-    assert result.returncode == 2 and "limit is 1000" in result.stderr
+    assert result.returncode == 2 and "limit is 1,000" in result.stderr
     assert jobs_in(tmp_path / "bot.db") == []
 
 
