@@ -53,6 +53,7 @@ def requester_of(interaction: Interaction) -> Requester:
 
 async def start_animation(interaction: Interaction, source: ImageSource, options: JobOptions) -> None:
     """Everything after the defer: the service checks and admits, then the card is shown."""
+    await interaction.client.pending_acks.cleared()  # a burst's other acks go first
     animations = interaction.client.services.animations
     try:
         accepted = await animations.request(source, options, requester_of(interaction))
@@ -89,6 +90,7 @@ async def animate_with_defaults(
 ) -> None:
     """The options left out taken from the member's and the channel's defaults, then started
     (after the defer); a bad prompt or option, or the database away, refused privately."""
+    await interaction.client.pending_acks.cleared()  # a burst's other acks go first
     try:
         options = await interaction.client.services.animations.options_for(
             requester_of(interaction), prompt, given
