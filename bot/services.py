@@ -9,6 +9,7 @@ on loopback when no key is set; this is the one module of the bot that may start
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -28,6 +29,8 @@ from bot.config import ConfigError, Settings
 from bot.inbound.receiver import Health, WebhookReceiver
 from bot.inbound.relay_subscriber import RelaySubscriber
 from bot.jobs import Job, JobState
+from bot.media.fetch import load_async_backend
+from bot.media.image import load_decoders
 from bot.media.link import LinkFetcher
 from bot.metrics import Metrics, Snapshot
 from bot.pipeline.animations import Animations, Keeping
@@ -251,6 +254,10 @@ async def open_services(
         stack.push_async_callback(links.close)
         prompt_filter = PromptFilter(store, bot_rules(settings))
         keeping = Keeping(int(settings.picture_keep_mb * 1024 * 1024), settings.picture_keep_hours * 3600)
+        # What the first /animate would load (the first picture download's and decode's lazy
+        # imports), loaded now: in a burst it held up the acknowledgements (bench/bench_ack.py).
+        load_async_backend()
+        await asyncio.to_thread(load_decoders)
         yield Services(
             pipeline=pipeline,
             animations=Animations(

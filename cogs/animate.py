@@ -17,7 +17,7 @@ from bot.discord_adapter.limits import TOKEN_LIFETIME
 from bot.i18n import Message, join, render, say
 from bot.jobs import IN_FLIGHT, InvalidOptions, Job, JobOptions
 from bot.media.image import InvalidImage
-from bot.pipeline.animations import ImageSource, NotRecorded, Requester
+from bot.pipeline.animations import ImageSource, NotRecorded, Requester, Wanted
 from bot.store import OptionDefaults, StoreUnavailable
 from cogs.cards import cancel_reply, status_embed
 from cogs.checks import place_here
@@ -62,12 +62,15 @@ def requester_of(interaction: Interaction) -> Requester:
     )
 
 
-async def start_animation(interaction: Interaction, source: ImageSource, options: JobOptions) -> None:
+async def start_animation(
+    interaction: Interaction, source: ImageSource, options: JobOptions | Wanted
+) -> None:
     """Everything after the defer: the service checks and admits, then the card is shown."""
+    await interaction.client.pending_acks.cleared()  # a burst's other acks go first
     animations = interaction.client.services.animations
     try:
         accepted = await animations.request(source, options, requester_of(interaction))
-    except InvalidImage as exc:
+    except (InvalidOptions, InvalidImage) as exc:
         await reject(interaction, cannot_animate(exc.text))
         return
     except QuotaExceeded as exc:
@@ -100,19 +103,9 @@ async def start_animation(interaction: Interaction, source: ImageSource, options
 async def animate_with_defaults(
     interaction: Interaction, source: ImageSource, prompt: str, given: OptionDefaults
 ) -> None:
-    """The options left out taken from the member's and the channel's defaults, then started
-    (after the defer); a bad prompt or option, or the database away, refused privately."""
-    try:
-        options = await interaction.client.services.animations.options_for(
-            requester_of(interaction), prompt, given
-        )
-    except InvalidOptions as exc:
-        await reject(interaction, cannot_animate(exc.text))
-        return
-    except Refused as exc:  # the database out of reach: the defaults could not be read
-        await reject(interaction, join("⛔", exc.text, separator=" "))
-        return
-    await start_animation(interaction, source, options)
+    """The options left out taken from the member's and the channel's defaults (read by the
+    service with the rest of the request), then started (after the defer)."""
+    await start_animation(interaction, source, Wanted(prompt, given))
 
 
 class JobButton(

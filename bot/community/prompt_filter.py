@@ -86,8 +86,12 @@ class PromptFilter:
         """Raise :class:`PromptBlocked` if ``prompt`` breaks a rule; writes nothing either way.
         The server's rules are read each time (one small read), so a rule added in another
         process counts at once; compiled patterns are cached by their text."""
-        rules = [*self.bot_rules, *(await self.store.prompt_rules(guild_id) if guild_id is not None else [])]
-        broken = first_match(prompt, rules)
+        self.judge(prompt, await self.store.prompt_rules(guild_id) if guild_id is not None else [])
+
+    def judge(self, prompt: str, server_rules: Sequence[Rule]) -> None:
+        """:meth:`check` with the server's rules already read (a new job reads them together
+        with its other settings: :meth:`bot.store.Store.request_setting`)."""
+        broken = first_match(prompt, [*self.bot_rules, *server_rules])
         if broken is not None:
             raise PromptBlocked(broken)
 

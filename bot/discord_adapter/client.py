@@ -26,6 +26,7 @@ import yarl
 from discord.ext import commands
 
 from bot.config import Settings
+from bot.discord_adapter.acks import PendingAcks
 from bot.discord_adapter.translator import CatalogueTranslator
 from bot.i18n import Message, join, render, say
 from bot.jobs import Job
@@ -98,6 +99,15 @@ class AnimateBot(commands.AutoShardedBot):
         self._bucket_free_at: dict[int, float] = {}  # bucket -> when it may IDENTIFY again
         self._clock: Callable[[], float] = time.monotonic
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        # What a command's work after its defer waits for (cogs/animate.py): see acks.py.
+        self.pending_acks = PendingAcks()
+
+    def dispatch(self, event_name: str, /, *args: Any, **kwargs: Any) -> None:
+        # discord.py parses an INTERACTION_CREATE, schedules its handler, then dispatches
+        # "interaction" here at once: the earliest moment this process knows of it.
+        if event_name == "interaction":
+            self.pending_acks.received(args[0])
+        super().dispatch(event_name, *args, **kwargs)
 
     @property
     def own_shard_ids(self) -> list[int] | None:
@@ -161,6 +171,10 @@ class AnimateBot(commands.AutoShardedBot):
         if wait <= 0:
             self._bucket_free_at[bucket] = self._clock() + window
         return max(wait, 0.0)
+
+    async def close(self) -> None:
+        self.pending_acks.close()
+        await super().close()
 
     async def launch_shard(self, gateway: yarl.URL, shard_id: int, *, initial: bool = False) -> None:
         # discord.py retries a shard that failed to connect every 5 s, forever, even once the

@@ -101,6 +101,21 @@ def validate_image(data: bytes, declared_type: str | None = None) -> ImageInfo:
     return ImageInfo(fmt, contract.IMAGE_FORMATS[fmt], width, height, len(data))
 
 
+def load_decoders() -> None:
+    """Encode and decode a tiny picture in each accepted format, once, at start.
+
+    Pillow imports its format plugins at the first open (JPEG and PNG ~5 ms; WebP only through
+    ``Image.init``, which imports every plugin, ~40 ms; measured) and each codec sets itself up at
+    its first use. Paid in the first burst, on the decode threads, that time held the GIL
+    while the event loop still had acknowledgements to send.
+    """
+    for fmt in contract.IMAGE_FORMATS:
+        out = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(out, fmt)
+        with Image.open(io.BytesIO(out.getvalue()), formats=[fmt]) as img:
+            img.load()
+
+
 def _too_many_pixels_message(width: int | None = None, height: int | None = None) -> Text:
     limit = round(contract.MAX_IMAGE_PIXELS / 1e6)
     if width and height:

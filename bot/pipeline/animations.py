@@ -31,7 +31,15 @@ from bot.media.video import InvalidVideo, last_frame
 from bot.metrics import Metrics
 from bot.pipeline.delivery import MAX_VIDEO_BYTES
 from bot.pipeline.pipeline import JobBusy, Pipeline
-from bot.store import NewJob, OptionDefaults, Picture, Store, StoreUnavailable, option_defaults
+from bot.store import (
+    NewJob,
+    OptionDefaults,
+    Picture,
+    RequestSetting,
+    Store,
+    StoreUnavailable,
+    option_defaults,
+)
 from shared import contract
 
 # Measured (bench/bench_budget.py, 500 at once): 8 keeps the API's slots busy from the first
@@ -64,6 +72,20 @@ class Keeping:
     @property
     def on(self) -> bool:
         return self.max_bytes > 0 and self.max_age > 0
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """A new /animate as the member typed it: the prompt and the options given. Those left out
+    come from the member's and the channel's defaults (:mod:`bot.community.defaults`)."""
+
+    prompt: str
+    given: OptionDefaults
+
+    @property
+    def complete(self) -> bool:
+        g = self.given
+        return None not in (g.duration, g.aspect_ratio, g.motion, g.version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,15 +166,18 @@ class Animations:
         # store's write lock all at once, starving the defers of later commands and the scheduler.
         self._slots = asyncio.Semaphore(ADMISSIONS_AT_ONCE)
 
-    async def request(self, source: ImageSource, options: JobOptions, requester: Requester) -> Accepted:
-        """Check the prompt and the picture and admit the job; raises InvalidImage or a Refused
+    async def request(
+        self, source: ImageSource, options: JobOptions | Wanted, requester: Requester
+    ) -> Accepted:
+        """Complete the options from the defaults (when :class:`Wanted`), check the prompt and
+        the picture and admit the job; raises InvalidOptions, InvalidImage or a Refused
         (PromptBlocked, QuotaExceeded, Blocked, ChannelClosed, PoolShort, AllowanceShort;
         NotRecorded while the database is out of reach) with nothing written."""
+        setting = await self._setting(options, requester)
+        if isinstance(options, Wanted):
+            options = choose(options.prompt, options.given, setting.mine, setting.channel)
         try:
-            await self.prompt_filter.check(requester.guild_id, options.prompt)  # before any fetch
-        except StoreUnavailable as exc:
-            log.warning("prompt filter unreadable: %s", exc)
-            raise NotRecorded from exc
+            self.prompt_filter.judge(options.prompt, setting.prompt_rules)  # before any fetch
         except PromptBlocked as blocked:
             who = requester.user_id
             said = f"{label(blocked.rule)} · {options.prompt[:300]}"
@@ -161,14 +186,6 @@ class Animations:
         async with self._slots:
             began = time.monotonic()
             picture = await self._read_source(source)
-            spoiler = False
-            if requester.guild_id is not None:
-                try:
-                    spoiler = await self.store.spoiler_for(
-                        requester.guild_id, requester.channel_id, requester.age_restricted
-                    )
-                except StoreUnavailable as exc:
-                    raise NotRecorded from exc
             new = NewJob(
                 source=self.pipeline.options.source,
                 image_ref=source.url,
@@ -182,7 +199,7 @@ class Animations:
                 upload_limit=requester.upload_limit,
                 image_origin=source.origin,
                 image_sha256=picture.sha256,
-                spoiler=spoiler,
+                spoiler=setting.spoiler,
                 user_install=requester.user_install,
                 asked_in_guild_id=requester.asked_in_guild_id,
                 locale=requester.locale,
@@ -203,17 +220,20 @@ class Animations:
                 position = None
             return Accepted(admitted.job, position)
 
-    async def options_for(self, requester: Requester, prompt: str, given: OptionDefaults) -> JobOptions:
-        """The options of a new /animate: what was given, then the member's and the channel's
-        defaults (:mod:`bot.community.defaults`); InvalidOptions for a bad prompt, NotRecorded
-        while the database is out of reach."""
-        if None not in (given.duration, given.aspect_ratio, given.motion, given.version):
-            return choose(prompt, given, OptionDefaults(), OptionDefaults())  # all given: no read
+    async def _setting(self, options: JobOptions | Wanted, requester: Requester) -> RequestSetting:
+        """Everything the request reads before its picture, in one store call: the defaults
+        (only for options left out), the server's prompt rules, the channel's spoiler setting."""
         try:
-            mine, channel = await self.store.option_defaults(requester.user_id, requester.channel_id)
+            return await self.store.request_setting(
+                requester.user_id,
+                requester.guild_id,
+                requester.channel_id,
+                age_restricted=requester.age_restricted,
+                defaults=isinstance(options, Wanted) and not options.complete,
+            )
         except StoreUnavailable as exc:
+            log.warning("request settings unreadable: %s", exc)
             raise NotRecorded from exc
-        return choose(prompt, given, mine, channel)
 
     async def my_defaults(self, user_id: int) -> OptionDefaults:
         """A member's own default options (/settings)."""

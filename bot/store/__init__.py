@@ -60,13 +60,15 @@ from bot.store.records import (
     OptionDefaults,
     Picture,
     PromptRule,
+    RequestSetting,
     Usage,
 )
 from bot.store.sqlite import SqliteEngine
 
 __all__ = [
     "MIGRATIONS", "AuditRow", "Engine", "Guild", "Leadership", "LedgerRow", "MemberRule", "NewJob",
-    "NotLeader", "OptionDefaults", "Picture", "PromptRule", "Query", "Store", "StoreUnavailable", "Tx",
+    "NotLeader", "OptionDefaults", "Picture", "PromptRule", "Query", "RequestSetting", "Store",
+    "StoreUnavailable", "Tx",
     "Usage", "is_url", "member_key", "pool_key",
 ]  # fmt: skip
 
@@ -264,6 +266,34 @@ class Store:
         """A member's own default options and their channel's."""
         return await self._read(lambda tx: option_defaults.for_request(tx, user_id, channel_id))
 
+    async def request_setting(
+        self,
+        user_id: int,
+        guild_id: int | None,
+        channel_id: int | None,
+        *,
+        age_restricted: bool,
+        defaults: bool,
+    ) -> RequestSetting:
+        """What a new job reads before its picture, in one hop to the database (one round trip
+        on PostgreSQL): the member's and the channel's default options (when ``defaults``), and
+        in a server its prompt rules and whether the channel's results come as spoilers. Three
+        reads were three hops each /animate, each a hand-off to the database thread that a burst's
+        acknowledgements queued behind."""
+        queries: list[Query[Any]] = []
+        if defaults:
+            queries.append(option_defaults.for_request_query(user_id, channel_id))
+        if guild_id is not None:
+            queries.append(prompt_rules.for_guild_query(guild_id))
+            queries.append(rules.spoiler_query(guild_id, channel_id, age_restricted))
+        if not queries:  # a DM with every option given: nothing to read
+            return RequestSetting()
+        answers = iter(await self._read(lambda tx: tx.batch(queries)))
+        mine, channel = next(answers) if defaults else (OptionDefaults(), OptionDefaults())
+        if guild_id is None:
+            return RequestSetting(mine, channel)
+        return RequestSetting(mine, channel, tuple(next(answers)), next(answers))
+
     async def defaults_of(self, scope: str, scope_id: int) -> OptionDefaults:
         """One level's default options: ``option_defaults.CHANNEL`` or ``MEMBER``, and its id."""
         return await self._read(lambda tx: option_defaults.get(tx, scope, scope_id))
@@ -288,9 +318,6 @@ class Store:
     async def report(self, job_id: str, reporter_id: int) -> bool:
         """Record a member's report of a result; False when they had reported it already."""
         return await self.atomic(lambda tx: reports.add(tx, job_id, reporter_id))
-
-    async def spoiler_for(self, guild_id: int, channel_id: int | None, age_restricted: bool) -> bool:
-        return await self._read(lambda tx: rules.spoiler_for(tx, guild_id, channel_id, age_restricted))
 
     async def spend_since(self, guild_id: int, since: float) -> list[tuple[float, int]]:
         return await self._read(lambda tx: pools.spend_since(tx, guild_id, since))

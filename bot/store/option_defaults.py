@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Final
 
-from bot.store.engine import Tx
+from bot.store.engine import Query, Row, Tx, fetch
 from bot.store.records import OptionDefaults
 
 CHANNEL: Final = "channel"
@@ -23,11 +23,19 @@ def get(tx: Tx, scope: str, scope_id: int) -> OptionDefaults:
 
 def for_request(tx: Tx, user_id: int, channel_id: int | None) -> tuple[OptionDefaults, OptionDefaults]:
     """The member's own defaults and the channel's, in one read."""
-    rows = tx.rows(
+    return fetch(tx, for_request_query(user_id, channel_id))
+
+
+def for_request_query(user_id: int, channel_id: int | None) -> Query[tuple[OptionDefaults, OptionDefaults]]:
+    return Query(
         f"SELECT scope, {', '.join(_FIELDS)} FROM option_defaults"
         " WHERE (scope = ? AND scope_id = ?) OR (scope = ? AND scope_id = ?)",
         (MEMBER, user_id, CHANNEL, channel_id if channel_id is not None else -1),
+        _mine_and_channel,
     )
+
+
+def _mine_and_channel(rows: list[Row]) -> tuple[OptionDefaults, OptionDefaults]:
     found = {str(row[0]): OptionDefaults(*row[1:]) for row in rows}
     return found.get(MEMBER, OptionDefaults()), found.get(CHANNEL, OptionDefaults())
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final
 
-from bot.store.engine import Tx
+from bot.store.engine import Query, Row, Tx, fetch
 from bot.store.records import PromptRule
 
 _SELECT: Final = "SELECT id, kind, text, guild_id FROM prompt_rules"
@@ -17,7 +17,15 @@ def _rule(row: Sequence[Any]) -> PromptRule:
 
 
 def for_guild(tx: Tx, guild_id: int) -> list[PromptRule]:
-    return [_rule(row) for row in tx.rows(f"{_SELECT} WHERE guild_id = ? ORDER BY id", (guild_id,))]
+    return fetch(tx, for_guild_query(guild_id))
+
+
+def for_guild_query(guild_id: int) -> Query[list[PromptRule]]:
+    return Query(f"{_SELECT} WHERE guild_id = ? ORDER BY id", (guild_id,), _rules)
+
+
+def _rules(rows: list[Row]) -> list[PromptRule]:
+    return [_rule(row) for row in rows]
 
 
 def add(tx: Tx, guild_id: int, kind: str, text: str, actor_id: int) -> PromptRule | None:

@@ -63,6 +63,17 @@ class PromptRule:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestSetting:
+    """What a new job's request reads before its picture: the member's and the channel's
+    default options, the server's prompt rules, and whether its result comes as a spoiler."""
+
+    mine: OptionDefaults = OptionDefaults()
+    channel: OptionDefaults = OptionDefaults()
+    prompt_rules: tuple[PromptRule, ...] = ()
+    spoiler: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Guild:
     guild_id: int
     default_plan: str | None

@@ -129,15 +129,19 @@ def set_channel_rule(tx: Tx, guild_id: int, channel_id: int, allowed: bool) -> N
     )
 
 
-def spoiler_for(tx: Tx, guild_id: int, channel_id: int | None, age_restricted: bool) -> bool:
+def spoiler_query(guild_id: int, channel_id: int | None, age_restricted: bool) -> Query[bool]:
     """Whether a result in this channel comes as a spoiler: the channel is one the moderators
     chose, or it is age-restricted and the server spoils those."""
-    row = tx.first(
+
+    def spoiler(rows: list[Row]) -> bool:
+        return bool(rows and (rows[0][0] or (age_restricted and rows[0][1])))
+
+    return Query(
         "SELECT EXISTS (SELECT 1 FROM channel_spoilers WHERE channel_id = ?),"
         " COALESCE((SELECT spoil_age_restricted FROM guilds WHERE guild_id = ?), 0)",
         (channel_id if channel_id is not None else -1, guild_id),
+        spoiler,
     )
-    return bool(row and (row[0] or (age_restricted and row[1])))
 
 
 def set_spoiler(tx: Tx, guild_id: int, channel_id: int, on: bool) -> None:
