@@ -64,8 +64,11 @@ class PendingAcks:
         """Return once no interaction waits for its acknowledgement, or after ``max_wait``."""
         if self._cleared.is_set():
             return
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands as
+        # the event is set, and a stop would then wait on this task.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._cleared.wait(), max_wait)
+            async with asyncio.timeout(max_wait):
+                await self._cleared.wait()
 
     def close(self) -> None:
         if self._sweeper is not None:
