@@ -1,10 +1,11 @@
 """Run the benchmarks: ``python -m bench [--smoke] [--out FILE] [NAME ...]``.
 
-All of them at full size write ``bench/RESULTS.md`` (the figures of record come from one run on
-one machine). ``--smoke`` runs tiny sizes in seconds (so the benchmarks cannot rot); it, and a
-run of only some of them, never touch RESULTS.md: the report goes to a temporary file unless
-``--out`` names one. The exit code is non-zero only when a benchmark crashed; a missed target is a
-finding printed in the report, not a failure.
+The report goes to a temporary file unless ``--out`` names one. ``bench/RESULTS.md`` is never
+written by default, even by a full run: beside the generated tables it holds hand-written
+sections (before/after comparisons, profiles) that a rewrite would drop; a run's report is
+copied into it, by hand or with ``--out bench/RESULTS.md`` on purpose. ``--smoke`` runs tiny
+sizes in seconds (so the benchmarks cannot rot). The exit code is non-zero only when a
+benchmark crashed; a missed target is a finding printed in the report, not a failure.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from types import ModuleType
 
 import bench
 from bench.common import ROOT, Result, machine, say
-
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def discover() -> tuple[dict[str, ModuleType], dict[str, str]]:
@@ -111,7 +110,7 @@ def render(
 def main(argv: list[str] | None = None) -> int:
     available, broken = discover()
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes; RESULTS.md is left alone")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, in seconds")
     parser.add_argument("--out", type=Path, help="where to write the report (default: see above)")
     everything = [*available, *broken]
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"some of: {', '.join(everything)}")
@@ -140,10 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"[{name}] CRASHED:\n{failures[module.TITLE]}")
         say(f"[{name}] took {time.perf_counter() - started:.1f} s")
 
-    out = args.out
-    if out is None:
-        partial = args.smoke or len(chosen) < len(everything)
-        out = Path(tempfile.mkstemp(prefix="bench-", suffix=".md")[1]) if partial else RESULTS
+    out = args.out or Path(tempfile.mkstemp(prefix="bench-", suffix=".md")[1])
     out.write_text(render(results, failures, command, args.smoke, (load_before, load()), code))
     say(f"\nreport written to {out}")
     return 1 if failures else 0
