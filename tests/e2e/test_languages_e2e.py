@@ -79,6 +79,10 @@ async def test_an_indonesian_member_sees_animate_in_indonesian_end_to_end(tmp_pa
         )
         (job,) = await w.bot.wait_jobs(lambda js: js and js[0].state is JobState.DELIVERED)
         assert job.locale == "id"
+        # The card's last redraw (delivered) follows the job's row, and may follow the result.
+        await w.fake.wait_for(
+            lambda e: e.id == it.original_message_id and "✅ Terkirim" in str(e.embeds), timeout=15
+        )
 
         card_versions = [e for e in w.fake.events if e.id == it.original_message_id and e.embeds]
         assert len(card_versions) >= 2  # shown, then edited as it moved on (progress and delivery)
