@@ -46,7 +46,7 @@ class Poller:
         read_share: float = 0.5,
         batch: int = 25,
         source: str | None = None,
-        on_cancelled_end: Callable[[Job, int], None] | None = None,
+        on_api_end: Callable[[Job, int], None] | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -54,8 +54,8 @@ class Poller:
         self.job_timeout = job_timeout
         self.batch = batch
         self.source = source  # only jobs from this face (the bot leaves the CLI's alone)
-        # A job cancelled here ended at the API (its slot free; what the API billed for it).
-        self.on_cancelled_end = on_cancelled_end or (lambda job, charged: None)
+        # A job ended here (cancelled, expired) ended at the API: its slot is free; the bill.
+        self.on_api_end = on_api_end or (lambda job, charged: None)
         self.window = window
         # The shortest gap between two reads that keeps them within their share of the budget.
         self.min_interval = window / max(1.0, plan.requests_per_minute * read_share)
@@ -156,7 +156,7 @@ class Poller:
                     # (nothing billed that we can tell).
                     charged = api_charge(job, report)
                     if await self.store.mark_api_ended(job, charged):
-                        self.on_cancelled_end(job, charged)
+                        self.on_api_end(job, charged)
                 continue
             if report is None:
                 log.warning("job=%s api_job=%s unknown to the API", job.id, job.api_job_id)

@@ -92,7 +92,7 @@ class Pipeline:
             job_timeout=options.job_timeout,
             webhooks=options.webhook_url is not None,
             source=options.source,
-            on_cancelled_end=self._cancelled_end,
+            on_api_end=self._api_end_seen,
         )
         self.delivery = Delivery(
             store, messenger, self.http, source=options.source, lease=options.delivery_lease,
@@ -199,7 +199,7 @@ class Pipeline:
             return
         if awaits_the_apis_end(job):  # cancelled or expired here, now ended there: slot and bill
             if api_job.finished:
-                self._cancelled_end(job, api_charge(job, api_job))
+                self._api_end_seen(job, api_charge(job, api_job))
             return
         self.poller.observe(job, api_job)
         if applied.ended is not None:
@@ -236,7 +236,7 @@ class Pipeline:
         self._shown.pop(job.id, None)
         # Not its API slot, nor its bill: the API has no cancel call and runs the job to its
         # end; the scheduler counts the slot, and its pool settles what the API bills, when
-        # the poller or the webhook sees that end (_cancelled_end).
+        # the poller or the webhook sees that end (_api_end_seen).
         at_api = (
             say("the API had started it: it runs to its end and is billed then")
             if cancelled.api_job_id
@@ -245,7 +245,7 @@ class Pipeline:
         await self.messenger.show_status(cancelled, join(reason, at_api))
         return cancelled
 
-    def _cancelled_end(self, job: Job, charged: int) -> None:
+    def _api_end_seen(self, job: Job, charged: int) -> None:
         """A job cancelled or expired here has ended at the API: its slot is free, its pool has
         paid what the API billed, and its card says which."""
         self.scheduler.wake()
